@@ -1,0 +1,1 @@
+"""encoder-sweep: fine-tune encoders on sentiment classification over a Hydra grid and compare them."""

@@ -1,0 +1,95 @@
+"""The config schema (so a typo in a key or a wrong type fails at compose time) and the
+resolver that turns a job's overrides into its run-dir name."""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf, MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    id: str = MISSING
+    offline_package: Optional[str] = None
+    family: str = MISSING
+    tiny: bool = False
+    tiny_config: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PoolingConfig:
+    name: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    hub_id: Optional[str] = None
+    local_dir: Optional[str] = None
+    n_samples: Optional[int] = None
+    dedup: bool = True
+    split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_seed: int = MISSING
+    max_len: int = 128
+    padding: str = "max_length"
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+
+
+@dataclass
+class OptimConfig:
+    name: str = MISSING
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    scheduler: str = "constant"
+    warmup_ratio: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 5
+    batch_size: int = 8
+    eval_batch_size: int = 64
+    early_stopping_patience: Optional[int] = None
+    head_dropout: float = 0.1
+    log_every_n_steps: int = 50
+    device: str = "auto"
+    num_workers: int = 0
+    save_best: bool = True
+    resume: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING
+    project: Optional[str] = None
+    entity: Optional[str] = None
+    mode: str = "offline"
+
+
+@dataclass
+class Config:
+    seed: int = 42
+    model: ModelConfig = MISSING
+    pooling: PoolingConfig = MISSING
+    data: DataConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+
+
+def run_dirname(override_dirname: str) -> str:
+    """A job's overrides as one path component: readable, stable, unique per combination."""
+    name = override_dirname.replace("/", "_").replace("\\", "_")
+    return name or "default"
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+    OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)
+
+
+register()

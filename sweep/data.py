@@ -1,0 +1,213 @@
+"""Data: load -> dedup -> stratified seeded split -> cap -> tokenize (cached) -> DataLoaders."""
+import hashlib
+import logging
+import random
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+LABEL_NAMES = ["neg", "pos"]
+REQUIRED_COLUMNS = ("text", "label")
+
+
+class DataError(ValueError):
+    """Data that cannot be loaded or does not fit, said in one sentence."""
+
+
+# ---------------------------------------------------------------- loading
+
+def load_imdb(hub_id: Optional[str], local_dir: Optional[str]) -> Dataset:
+    """IMDB's labeled train and test merged into one dataset, from a local dir of parquet files
+    (the hub's schema) or from the hub, through the same `datasets` path."""
+    if local_dir:
+        directory = Path(local_dir).expanduser()
+        if not directory.is_dir():
+            raise DataError(f"data.local_dir={local_dir!r} does not exist; point it at a dir holding train.parquet and test.parquet")
+        files = {split: directory / f"{split}.parquet" for split in ("train", "test")}
+        missing = [f.name for f in files.values() if not f.is_file()]
+        if missing:
+            raise DataError(
+                f"data.local_dir={local_dir!r} lacks {', '.join(missing)}; it must hold train.parquet and test.parquet (columns text, label)"
+            )
+        parts = load_dataset("parquet", data_files={k: str(v) for k, v in files.items()})
+        source = str(directory)
+    else:
+        try:
+            parts = load_dataset(hub_id)
+        except Exception as error:  # datasets raises several types for "not reachable / not cached"
+            raise DataError(
+                f"cannot load data.hub_id={hub_id!r} from the Hugging Face hub ({type(error).__name__}); "
+                f"set data.local_dir=DIR with train.parquet and test.parquet (e.g. ../shared/data/imdb)"
+            ) from None
+        source = hub_id
+    for split in ("train", "test"):
+        if split not in parts:
+            raise DataError(f"{source!r} has no {split!r} split; it needs train and test (found {sorted(parts)})")
+        absent = [c for c in REQUIRED_COLUMNS if c not in parts[split].column_names]
+        if absent:
+            raise DataError(
+                f"{source!r} {split} split lacks column(s) {absent}; found {parts[split].column_names}, need text (string) and label (0 = neg, 1 = pos)"
+            )
+    merged = concatenate_datasets([parts["train"].select_columns(list(REQUIRED_COLUMNS)),
+                                   parts["test"].select_columns(list(REQUIRED_COLUMNS))])
+    return merged.cast_column("label", ClassLabel(names=LABEL_NAMES))
+
+
+# Generated reviews: each holds an odd number of opinion phrases ("the acting was not great"),
+# the label is the majority polarity after negation, so no single token decides it.
+_POSITIVE = ["great", "wonderful", "superb", "moving", "brilliant", "charming", "gripping", "delightful"]
+_NEGATIVE = ["awful", "boring", "dull", "terrible", "clumsy", "tedious", "bland", "painful"]
+_ASPECTS = ["acting", "plot", "script", "music", "ending", "cast", "pacing", "dialogue", "camera work", "story"]
+_FILLER = ["i saw this film last week .", "my friends wanted to watch it .", "it runs about two hours .",
+           "the cinema was half empty .", "it is based on a novel .", "we went on a sunday .", ""]
+_NEGATORS = ["not", "never", "hardly"]
+_NEGATION_RATE = 0.15
+
+
+def generate_synthetic(n_samples: int, seed: int = 0) -> Dataset:
+    """Seeded, learnable sentiment reviews that need more than one token to classify."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n_samples):
+        phrases, score = [], 0
+        for _ in range(rng.choice([1, 3])):
+            positive = rng.random() < 0.5
+            adjective = rng.choice(_POSITIVE if positive else _NEGATIVE)
+            negated = rng.random() < _NEGATION_RATE
+            polarity = (1 if positive else -1) * (-1 if negated else 1)
+            score += polarity
+            negation = f"{rng.choice(_NEGATORS)} " if negated else ""
+            phrases.append(f"the {rng.choice(_ASPECTS)} was {negation}{adjective} .")
+        sentences = phrases + [rng.choice(_FILLER)]
+        rng.shuffle(sentences)
+        texts.append(" ".join(s for s in sentences if s))
+        labels.append(int(score > 0))
+    ds = Dataset.from_dict({"text": texts, "label": labels})
+    return ds.cast_column("label", ClassLabel(names=LABEL_NAMES))
+
+
+def load_raw(data_cfg) -> Dataset:
+    """The whole labeled dataset (before dedup and split) with a stable row index `idx`."""
+    if data_cfg.name == "synthetic":
+        ds = generate_synthetic(int(data_cfg.n_samples))
+    elif data_cfg.name == "imdb":
+        ds = load_imdb(data_cfg.hub_id, data_cfg.local_dir)
+    else:
+        raise DataError(f"data.name={data_cfg.name!r} is not a known dataset; use imdb or synthetic")
+    bad = set(ds.unique("label")) - {0, 1}
+    if bad:
+        raise DataError(f"labels {sorted(bad)} found; labels must be 0 (neg) or 1 (pos)")
+    return ds.add_column("idx", list(range(len(ds))))
+
+
+# ---------------------------------------------------------------- dedup, split, caps
+
+def drop_duplicates(ds: Dataset) -> Dataset:
+    """Keep the first occurrence of each exact text, so no review sits in two splits."""
+    seen, keep = set(), []
+    for i, text in enumerate(ds["text"]):
+        if text not in seen:
+            seen.add(text)
+            keep.append(i)
+    dropped = len(ds) - len(keep)
+    log.info("dedup: dropped %d exact-duplicate texts of %d rows", dropped, len(ds))
+    return ds.select(keep) if dropped else ds
+
+
+def split_dataset(ds: Dataset, fractions: Sequence[float], seed: int) -> DatasetDict:
+    """Stratified by label, shuffled with the seed (the raw data is ordered by label)."""
+    train_f, valid_f, test_f = fractions
+    if min(fractions) <= 0 or abs(train_f + valid_f + test_f - 1) > 1e-6:
+        raise DataError(f"data.split={list(fractions)} must be three positive fractions summing to 1, e.g. [0.8, 0.1, 0.1]")
+    first = ds.train_test_split(test_size=valid_f + test_f, stratify_by_column="label", seed=seed)
+    second = first["test"].train_test_split(test_size=test_f / (valid_f + test_f), stratify_by_column="label", seed=seed)
+    return DatasetDict(train=first["train"], valid=second["train"], test=second["test"])
+
+
+def cap(splits: DatasetDict, max_train: Optional[int], max_eval: Optional[int]) -> DatasetDict:
+    """Debug caps; the splits are already shuffled, so the first rows are a fair sample."""
+    limits = {"train": max_train, "valid": max_eval, "test": max_eval}
+    return DatasetDict({
+        name: ds.select(range(min(limits[name], len(ds)))) if limits[name] is not None else ds
+        for name, ds in splits.items()
+    })
+
+
+def prepare_splits(data_cfg) -> DatasetDict:
+    ds = load_raw(data_cfg)
+    if data_cfg.dedup:
+        ds = drop_duplicates(ds)
+    splits = split_dataset(ds, list(data_cfg.split), int(data_cfg.split_seed))
+    splits = cap(splits, data_cfg.max_train_samples, data_cfg.max_eval_samples)
+    log.info("splits: %s", ", ".join(f"{k} {len(v):,}" for k, v in splits.items()))
+    return splits
+
+
+# ---------------------------------------------------------------- tokenization
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """What decides the token ids: the tokenizer's full definition, not its Python object."""
+    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+
+
+def tokenize(splits: DatasetDict, tokenizer, max_len: int, input_names: List[str]) -> DatasetDict:
+    """Truncate to max_len, no padding (the collator pads). Cached by datasets under a fingerprint of
+    the split, the tokenizer and max_len, so a second run of the same data does not tokenize again."""
+    key = f"{tokenizer_fingerprint(tokenizer)}-{max_len}-{'.'.join(input_names)}"
+
+    def encode(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_len)
+        return {name: encoded[name] for name in input_names}
+
+    out = {}
+    for name, ds in splits.items():
+        fingerprint = hashlib.sha256(f"{ds._fingerprint}-{key}".encode()).hexdigest()[:16]
+        out[name] = ds.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
+                           new_fingerprint=fingerprint, desc=f"tokenize {name}")
+    return DatasetDict(out)
+
+
+# ---------------------------------------------------------------- batches
+
+class Collator:
+    """Dict of token-id lists -> padded tensors; pads to max_len (the seed's) or to the batch's longest."""
+
+    def __init__(self, input_names: List[str], pad_token_id: int, max_len: int, padding: str):
+        if padding not in ("max_length", "dynamic"):
+            raise DataError(f"data.padding={padding!r} is not a padding; use max_length or dynamic")
+        self.input_names, self.pad_token_id, self.max_len, self.padding = input_names, pad_token_id, max_len, padding
+
+    def __call__(self, rows: Dict[str, list]) -> Dict[str, torch.Tensor]:
+        sequences = rows["input_ids"]
+        width = self.max_len if self.padding == "max_length" else max(len(s) for s in sequences)
+        batch = {}
+        for name in self.input_names:
+            fill = self.pad_token_id if name == "input_ids" else 0
+            tensor = torch.full((len(sequences), width), fill, dtype=torch.long)
+            for row, values in enumerate(rows[name]):
+                tensor[row, : len(values)] = torch.tensor(values, dtype=torch.long)
+            batch[name] = tensor
+        if "attention_mask" not in batch:
+            batch["attention_mask"] = (batch["input_ids"] != self.pad_token_id).long()
+        batch["labels"] = torch.tensor(rows["label"], dtype=torch.long)
+        batch["idx"] = torch.tensor(rows["idx"], dtype=torch.long)
+        return batch
+
+
+def make_loader(ds: Dataset, collator: Collator, batch_size: int, shuffle_seed: Optional[int] = None,
+                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Whole batches are read from arrow in one call (ds[list_of_rows]), not row by row.
+    shuffle_seed=None keeps the order; the train loader is rebuilt each epoch with seed + epoch,
+    which makes the batch order of any epoch reproducible on resume."""
+    if shuffle_seed is None:
+        order = SequentialSampler(ds)
+    else:
+        order = RandomSampler(ds, generator=torch.Generator().manual_seed(shuffle_seed))
+    return DataLoader(ds, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None,
+                      collate_fn=collator, num_workers=num_workers, pin_memory=pin_memory)

@@ -1,0 +1,138 @@
+"""The training step, one epoch, evaluation, and the optimizer. Importable with torch and
+transformers alone (the benchmark uses train_step on machines without hydra or datasets)."""
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+MODEL_INPUT_KEYS_EXCLUDED = ("labels", "idx")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf: the run stops instead of training a model of garbage."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_optimizer(model: nn.Module, optim_cfg, total_steps: int):
+    """Adam/AdamW with no decay on biases and norms; a transformers schedule by name."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": optim_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kind = torch.optim.AdamW if optim_cfg.name.startswith("adamw") else torch.optim.Adam
+    device_type = next(model.parameters()).device.type
+    # fused kernels on GPU, foreach (multi-tensor) elsewhere: one launch for all params
+    impl = {"fused": True} if device_type == "cuda" else {"foreach": True}
+    optimizer = kind(groups, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas), eps=optim_cfg.eps, **impl)
+    warmup = int(math.ceil(optim_cfg.warmup_ratio * total_steps))
+    scheduler = get_scheduler(optim_cfg.scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return optimizer, scheduler
+
+
+def to_device(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def model_inputs(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k not in MODEL_INPUT_KEYS_EXCLUDED}
+
+
+def train_step(model: nn.Module, inputs: Dict[str, torch.Tensor], labels: torch.Tensor,
+               optimizer: torch.optim.Optimizer, scheduler=None):
+    """Forward, loss, backward, optimizer step. Returns the loss and the number of correct
+    predictions as device tensors: nothing here waits for the device."""
+    logits = model(**inputs)
+    loss = F.cross_entropy(logits.float(), labels)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach(), (logits.argmax(dim=-1) == labels).sum()
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    acc: float
+    samples: int
+    steps: int
+
+
+def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.device, *, epoch: int,
+                global_step: int, log_every: int, on_log: Callable[[Dict[str, float], int], None],
+                should_stop: Callable[[], bool] = lambda: False) -> EpochResult:
+    """One pass over the loader. Loss and accuracy accumulate on the device; the host syncs only
+    every `log_every` steps (to log the running loss and check it is finite)."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    window_loss, window_steps, samples, steps = torch.zeros((), device=device), 0, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=None)
+    for batch in bar:
+        batch = to_device(batch, device)
+        labels = batch["labels"]
+        loss, hits = train_step(model, model_inputs(batch), labels, optimizer, scheduler)
+        size = labels.shape[0]
+        loss_sum += loss * size
+        correct += hits
+        window_loss += loss
+        samples, steps, window_steps = samples + size, steps + 1, window_steps + 1
+        if (global_step + steps) % log_every == 0:
+            value = (window_loss / window_steps).item()
+            check_finite(value, epoch, global_step + steps)
+            on_log({"train/loss_step": value, "train/lr": scheduler.get_last_lr()[0], "epoch": epoch}, global_step + steps)
+            bar.set_postfix(loss=f"{value:.4f}")
+            window_loss.zero_()
+            window_steps = 0
+        if should_stop():
+            break
+    mean_loss = (loss_sum / max(samples, 1)).item()
+    check_finite(mean_loss, epoch, global_step + steps)
+    return EpochResult(loss=mean_loss, acc=correct.item() / max(samples, 1), samples=samples, steps=steps)
+
+
+def check_finite(loss: float, epoch: int, step: int) -> None:
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"train loss is {loss} at epoch {epoch}, step {step}; lower optim.lr or check the data")
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader, device: torch.device, desc: str = "eval") -> Dict[str, object]:
+    """Loss, accuracy, F1 of the positive class, and per-example predictions."""
+    model.eval()
+    losses, labels, preds, probs, idx = [], [], [], [], []
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+        batch = to_device(batch, device)
+        logits = model(**model_inputs(batch)).float()
+        losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+        labels.append(batch["labels"])
+        preds.append(logits.argmax(dim=-1))
+        probs.append(logits.softmax(dim=-1)[:, 1])
+        idx.append(batch["idx"])
+    labels_t, preds_t = torch.cat(labels).cpu(), torch.cat(preds).cpu()
+    n = len(labels_t)
+    tp = int(((preds_t == 1) & (labels_t == 1)).sum())
+    fp = int(((preds_t == 1) & (labels_t == 0)).sum())
+    fn = int(((preds_t == 0) & (labels_t == 1)).sum())
+    return {
+        "loss": float(torch.stack(losses).sum()) / n,
+        "acc": float((preds_t == labels_t).float().mean()),
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+        "labels": labels_t.numpy(),
+        "preds": preds_t.numpy(),
+        "prob_pos": torch.cat(probs).cpu().numpy(),
+        "idx": torch.cat(idx).cpu().numpy(),
+    }
+

@@ -1,0 +1,132 @@
+"""Classifier = encoder (AutoModel) + pooling + linear head, saved and loaded as one directory.
+
+Importable with torch and transformers alone (no hydra, datasets or wandb), so the benchmark runs
+on machines that have only those."""
+import importlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from sweep.pooling import get_pooler
+
+HEAD_FILE = "head.safetensors"
+META_FILE = "classifier.json"
+
+
+class ModelLoadError(ValueError):
+    """A model that cannot be found or opened, said in one sentence."""
+
+
+def resolve_source(model_id: str, offline_package: Optional[str] = None) -> str:
+    """Where to load from: the bundled copy of an installed package, else the id (hub id or dir)."""
+    if offline_package:
+        try:
+            package = importlib.import_module(offline_package)
+        except ImportError:
+            return model_id
+        bundled = Path(package.get_model_path())
+        if (bundled / "config.json").is_file():
+            return str(bundled)
+    return model_id
+
+
+def _open(loader, source: str, what: str):
+    try:
+        return loader(source)
+    except (OSError, ValueError) as error:
+        if Path(source).is_dir():
+            raise ModelLoadError(f"model.id={source!r} is a directory but holds no loadable {what}: {error}") from None
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise ModelLoadError(
+            f"cannot load the {what} of model.id={source!r} from the Hugging Face hub "
+            f"({'HF_HUB_OFFLINE=1 and it is not in the local cache' if offline else 'hub unreachable and not in the local cache'}); "
+            f"point model.id at a local directory with a saved checkpoint (save_pretrained), "
+            f"or use model.tiny=true for a random-init model of the same family"
+        ) from None
+
+
+def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
+    return _open(AutoTokenizer.from_pretrained, source, "tokenizer")
+
+
+def load_config(source: str) -> PretrainedConfig:
+    return _open(AutoConfig.from_pretrained, source, "config")
+
+
+def load_encoder(source: str) -> PreTrainedModel:
+    return _open(AutoModel.from_pretrained, source, "weights")
+
+
+def max_positions(config: PretrainedConfig) -> int:
+    return int(config.max_position_embeddings)
+
+
+def encoder_input_names(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> List[str]:
+    """The tokenizer outputs the encoder really takes: BERT uses token_type_ids, ModernBERT has none
+    (and would swallow them silently through **kwargs), so only named forward parameters count."""
+    accepted = inspect.signature(encoder.forward).parameters
+    return [name for name in tokenizer.model_input_names if name in accepted]
+
+
+class Classifier(nn.Module):
+    """encoder -> pooled sentence vector -> dropout -> linear head; the same head for every encoder."""
+
+    def __init__(self, encoder: PreTrainedModel, pooling: str, num_labels: int = 2, head_dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.pool = get_pooler(pooling)
+        self.dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **encoder_inputs) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).last_hidden_state
+        return self.head(self.dropout(self.pool(hidden, attention_mask)))
+
+    @property
+    def num_labels(self) -> int:
+        return self.head.out_features
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, directory, tokenizer: Optional[PreTrainedTokenizerBase] = None, **meta) -> None:
+        """Encoder via save_pretrained (safetensors), head weights, tokenizer and a small JSON."""
+        directory = Path(directory)
+        self.encoder.save_pretrained(directory)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory)
+        head = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(head, directory / HEAD_FILE)
+        info = {
+            "family": self.encoder.config.model_type,
+            "pooling": self.pooling,
+            "num_labels": self.num_labels,
+            "head_dropout": self.dropout.p,
+            **meta,
+        }
+        (directory / META_FILE).write_text(json.dumps(info, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, directory) -> "Classifier":
+        directory = Path(directory)
+        if not (directory / META_FILE).is_file():
+            raise ModelLoadError(f"{str(directory)!r} is not a saved Classifier (no {META_FILE}); pass a run's best/ dir")
+        info = json.loads((directory / META_FILE).read_text())
+        model = cls(load_encoder(str(directory)), info["pooling"], info["num_labels"], info["head_dropout"])
+        head = load_file(directory / HEAD_FILE)
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
+        return model.eval()
+
+
+def read_meta(directory) -> dict:
+    return json.loads((Path(directory) / META_FILE).read_text())
+

@@ -1,0 +1,275 @@
+"""One job of the grid, start to end: skip it if it already completed, prepare everything that can
+fail before any training (model, data, tokenizer), fit with the best checkpoint and a resumable
+state per epoch, test on the best checkpoint, and write the run-dir files. A failure or an
+interrupt is written into metrics.json before it propagates; the tracker is always finished."""
+import gc
+import hashlib
+import json
+import logging
+import math
+import random
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoModel, set_seed
+
+from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
+from sweep.loop import build_optimizer, evaluate, resolve_device, train_epoch
+from sweep.model import (Classifier, encoder_input_names, load_config, load_encoder, load_tokenizer,
+                         max_positions, resolve_source)
+from sweep.tiny import tiny_config, train_tokenizer
+from sweep.tracking import (BEST_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, atomic_path, read_json,
+                            start_tracker, write_history, write_json, write_predictions)
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "resume_state.pt"
+# keys that cannot change a run's numbers: a rerun that differs only in these still counts as the same run
+RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM (pre-emption, scancel, kill) handled like Ctrl-C."""
+
+
+def config_fingerprint(config: Dict[str, Any]) -> str:
+    config = json.loads(json.dumps(config))
+    for dotted in RESULT_NEUTRAL_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Prepared:
+    model: Classifier
+    tokenizer: Any
+    splits: Any
+    collator: Collator
+
+
+def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
+    """Everything that can fail on bad input, before the first training step."""
+    mcfg, dcfg = cfg.model, cfg.data
+    if mcfg.tiny:
+        limit = int(mcfg.tiny_config.get("max_position_embeddings", 512))
+    else:
+        source = resolve_source(mcfg.id, mcfg.offline_package)
+        tokenizer = load_tokenizer(source)
+        limit = max_positions(load_config(source))
+    if dcfg.max_len > limit or dcfg.max_len < 8:
+        raise DataError(f"data.max_len={dcfg.max_len} does not fit model {mcfg.name!r}: use 8 <= data.max_len <= {limit}")
+    splits = prepare_splits(dcfg)
+    set_seed(cfg.seed)
+    if mcfg.tiny:
+        tokenizer = train_tokenizer(splits["train"]["text"], mcfg.family, int(mcfg.tiny_config.vocab_size))
+        encoder = AutoModel.from_config(tiny_config(mcfg.family, tokenizer, OmegaConf.to_container(mcfg.tiny_config)))
+    else:
+        encoder = load_encoder(source)
+    model = Classifier(encoder, cfg.pooling.name, num_labels=2, head_dropout=cfg.trainer.head_dropout).to(device)
+    input_names = encoder_input_names(encoder, tokenizer)
+    collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding)
+    return Prepared(model, tokenizer, tokenize(splits, tokenizer, dcfg.max_len, input_names), collator)
+
+
+def _rng_state() -> Dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _cpu_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class Run:
+    """The state of one job while it runs."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, group: str, name: str):
+        self.cfg, self.run_dir, self.group, self.name = cfg, Path(run_dir), group, name
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+        self.fingerprint = config_fingerprint(self.config)
+        self.metrics: Dict[str, Any] = {
+            "model": cfg.model.name, "pooling": cfg.pooling.name, "seed": cfg.seed, "status": "running",
+            "config_hash": self.fingerprint,
+        }
+
+    def path(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def completed_before(self) -> Optional[Dict[str, Any]]:
+        previous = read_json(self.path(METRICS_FILE))
+        if previous and previous.get("status") == "completed" and previous.get("config_hash") == self.fingerprint:
+            return previous
+        return None
+
+    def write_metrics(self, **values) -> None:
+        self.metrics.update(values)
+        write_json(self.path(METRICS_FILE), self.metrics)
+
+    # ------------------------------------------------------------ resume state
+
+    def load_state(self) -> Optional[Dict[str, Any]]:
+        path = self.path(STATE_FILE)
+        if not (self.cfg.trainer.resume and path.is_file()):
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("config_hash") != self.fingerprint:
+            log.warning("ignoring %s: it was written by a different config", path)
+            return None
+        return state
+
+    def save_state(self, state: Dict[str, Any]) -> None:
+        with atomic_path(self.path(STATE_FILE)) as tmp:
+            torch.save({**state, "config_hash": self.fingerprint}, tmp)
+
+    # ------------------------------------------------------------ the run
+
+    def execute(self) -> float:
+        cfg = self.cfg
+        device = resolve_device(cfg.trainer.device)
+        job = prepare(cfg, device)
+        model, splits = job.model, job.splits
+        train_ds = splits["train"]
+        pin = device.type == "cuda"
+        eval_loader = lambda ds: make_loader(ds, job.collator, cfg.trainer.eval_batch_size,
+                                             num_workers=cfg.trainer.num_workers, pin_memory=pin)
+        steps_per_epoch = math.ceil(len(train_ds) / cfg.trainer.batch_size)
+        optimizer, scheduler = build_optimizer(model, cfg.optim, steps_per_epoch * cfg.trainer.epochs)
+        self.write_metrics(params=model.num_parameters(), device=str(device),
+                           train_samples=len(train_ds), valid_samples=len(splits["valid"]), test_samples=len(splits["test"]))
+
+        history: List[Dict[str, Any]] = []
+        best: Optional[Dict[str, Any]] = None
+        best_weights: Optional[Dict[str, torch.Tensor]] = None
+        start_epoch, global_step, stale = 0, 0, 0
+        state = self.load_state()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            _set_rng_state(state["rng"])
+            history, best, best_weights = state["history"], state["best"], state.get("best_weights")
+            start_epoch, global_step, stale = state["epoch"], state["global_step"], state["stale"]
+            log.info("resuming after epoch %d (best valid/acc %.4f at epoch %d)", start_epoch, best["valid/acc"], best["epoch"])
+
+        valid_loader = eval_loader(splits["valid"])
+        for epoch in range(start_epoch + 1, cfg.trainer.epochs + 1):
+            loader = make_loader(train_ds, job.collator, cfg.trainer.batch_size, shuffle_seed=cfg.seed + epoch,
+                                 num_workers=cfg.trainer.num_workers, pin_memory=pin)
+            started = time.perf_counter()
+            trained = train_epoch(model, loader, optimizer, scheduler, device, epoch=epoch, global_step=global_step,
+                                  log_every=cfg.trainer.log_every_n_steps, on_log=self.tracker.log)
+            seconds = time.perf_counter() - started
+            global_step += trained.steps
+            valid = evaluate(model, valid_loader, device, desc=f"epoch {epoch} valid")
+            row = {"epoch": epoch, "train/loss": trained.loss, "train/acc": trained.acc, "valid/loss": valid["loss"],
+                   "valid/acc": valid["acc"], "seconds": seconds, "samples": trained.samples,
+                   "lr": scheduler.get_last_lr()[0]}
+            history.append(row)
+            improved = best is None or valid["acc"] > best["valid/acc"]
+            if improved:
+                best, stale = dict(row), 0
+                best_weights = _cpu_copy(model)
+                if cfg.trainer.save_best:
+                    with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
+                        model.save_pretrained(tmp, job.tokenizer, max_len=cfg.data.max_len, model_name=cfg.model.name)
+            else:
+                stale += 1
+            write_history(self.path(HISTORY_FILE), history)
+            self.tracker.log({k: v for k, v in row.items() if k != "samples"}, global_step)
+            log.info("epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
+                     epoch, cfg.trainer.epochs, trained.loss, trained.acc, valid["loss"], valid["acc"], seconds,
+                     "  (best)" if improved else "")
+            self.save_state({
+                "epoch": epoch, "global_step": global_step, "stale": stale, "history": history, "best": best,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(), "best_weights": None if cfg.trainer.save_best else best_weights,
+            })
+            patience = cfg.trainer.early_stopping_patience
+            if patience is not None and stale >= patience:
+                log.info("early stop: no better valid/acc for %d epochs", stale)
+                break
+
+        if best_weights is None:  # resumed with the best checkpoint on disk
+            best_weights = Classifier.from_pretrained(self.path(BEST_DIR)).state_dict()
+        model.load_state_dict(best_weights)
+        test = evaluate(model, eval_loader(splits["test"]), device, desc="test (best checkpoint)")
+        write_predictions(self.path(PREDICTIONS_FILE), {
+            "index": test["idx"], "label": test["labels"], "pred": test["preds"], "prob_pos": test["prob_pos"]})
+        train_seconds = sum(r["seconds"] for r in history)
+        final = {
+            "status": "completed", "best_epoch": best["epoch"], "epochs_run": len(history),
+            "train/acc": best["train/acc"], "train/loss": best["train/loss"],
+            "valid/acc": best["valid/acc"], "valid/loss": best["valid/loss"],
+            "test/acc": test["acc"], "test/f1": test["f1"], "test/loss": test["loss"],
+            "train_seconds": train_seconds,
+            "train_samples_per_s": sum(r["samples"] for r in history) / train_seconds if train_seconds else None,
+            "error": None,
+        }
+        self.tracker.log({k: final[k] for k in ("test/acc", "test/f1", "test/loss")}, global_step)
+        self.tracker.summary(final)
+        self.write_metrics(**final)
+        self.path(STATE_FILE).unlink(missing_ok=True)  # a finished run keeps best/, not optimizer states
+        log.info("test on the best checkpoint (epoch %d): test/acc %.4f  test/f1 %.4f",
+                 best["epoch"], test["acc"], test["f1"])
+        return best["valid/acc"]
+
+
+def _raise_interrupt(signum, frame):
+    raise RunInterrupted(f"received {signal.Signals(signum).name}")
+
+
+def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "") -> float:
+    """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises)."""
+    job = Run(cfg, run_dir, group, name or Path(run_dir).name)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    previous = job.completed_before() if cfg.trainer.resume else None
+    if previous is not None:
+        log.info("skipped %s: completed before with the same config (valid/acc %.4f)", job.run_dir, previous["valid/acc"])
+        return previous["valid/acc"]
+    log.info("run dir %s\nresolved config:\n%s", job.run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    job.write_metrics()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    job.tracker, exit_code = None, 1
+    try:
+        job.tracker = start_tracker(cfg.logger, job.run_dir, job.config, group, job.name,
+                                    [f"model:{cfg.model.name}", f"pooling:{cfg.pooling.name}"])
+        valid_acc = job.execute()
+        exit_code = 0
+        return valid_acc
+    except KeyboardInterrupt as stop:
+        job.write_metrics(status="interrupted", error=f"{type(stop).__name__}: {stop}")
+        log.warning("interrupted: %s; rerun the same command to resume from the last completed epoch", stop)
+        raise
+    except Exception as error:
+        job.write_metrics(status="failed", error=f"{type(error).__name__}: {error}")
+        log.error("run failed: %s: %s\n%s", type(error).__name__, error, traceback.format_exc())
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        if job.tracker is not None:
+            job.tracker.finish(exit_code)
+        del job
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,138 @@
+"""The experiment tracker (a wandb run per job, or none) and the files of a run dir, each written
+atomically: a killed run never leaves a half-written file that looks complete."""
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+PREDICTIONS_FILE = "predictions_test.parquet"
+BEST_DIR = "best"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ---------------------------------------------------------------- atomic files
+
+@contextmanager
+def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yields a temp path next to target; on success it replaces target in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)  # mkstemp/mkdtemp create private files
+        if is_dir and target.exists():
+            # a directory cannot be replaced in one rename: move the old one aside first
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True) if is_dir else tmp.unlink()
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_json(path: Path, data: Dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({k: _clean(v) for k, v in data.items()}, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_history(path: Path, rows: List[Dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def write_predictions(path: Path, columns: Dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(columns).to_parquet(tmp, index=False)
+
+
+# ---------------------------------------------------------------- tracker
+
+class NullTracker:
+    """logger=none: nothing leaves the run dir."""
+
+    def log(self, metrics: Dict[str, float], step: int) -> None:
+        pass
+
+    def summary(self, metrics: Dict[str, Any]) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+class WandbTracker:
+    """One wandb run per job; offline by default (`wandb sync` uploads it later)."""
+
+    def __init__(self, run_dir: Path, config: Dict[str, Any], project: str, entity: Optional[str], mode: str,
+                 group: str, name: str, tags: List[str]):
+        import wandb  # only when the logger is used: model code and the bench run without wandb
+
+        self._wandb = wandb
+        self.run = wandb.init(
+            project=project,
+            entity=entity,
+            mode=os.environ.get("WANDB_MODE", mode),  # the env var wins, so WANDB_MODE=online works with the default config
+            dir=str(run_dir),
+            config=config,
+            group=group,
+            name=name,
+            tags=tags,
+            job_type="train",
+            reinit="create_new",  # joblib workers run several jobs in one process
+            settings=wandb.Settings(console="off", silent=True),  # wandb >= 0.2x has no start_method: its service process is thread-safe
+        )
+        self.run.define_metric("epoch")
+        for prefix in ("train/*", "valid/*", "test/*"):
+            self.run.define_metric(prefix, step_metric="trainer/step")
+
+    def log(self, metrics: Dict[str, float], step: int) -> None:
+        self.run.log({**metrics, "trainer/step": step})
+
+    def summary(self, metrics: Dict[str, Any]) -> None:
+        for key, value in metrics.items():
+            self.run.summary[key] = value
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+def start_tracker(logger_cfg, run_dir: Path, config: Dict[str, Any], group: str, name: str, tags: List[str]):
+    if logger_cfg.name == "none":
+        return NullTracker()
+    if logger_cfg.name == "wandb":
+        return WandbTracker(run_dir, config, logger_cfg.project, logger_cfg.entity, logger_cfg.mode, group, name, tags)
+    raise ValueError(f"logger.name={logger_cfg.name!r} is not a logger; use wandb or none")
