@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from tokenizers import Tokenizer
 from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from sweep.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +19,8 @@ LABEL_NAMES = ["neg", "pos"]
 REQUIRED_COLUMNS = ("text", "label")
 
 
-class DataError(ValueError):
-    """Data that cannot be loaded or does not fit, said in one sentence."""
+class DataError(InputError):
+    """Data that cannot be loaded or does not fit."""
 
 
 # ---------------------------------------------------------------- loading
@@ -152,8 +155,12 @@ def prepare_splits(data_cfg) -> DatasetDict:
 # ---------------------------------------------------------------- tokenization
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """What decides the token ids: the tokenizer's full definition, not its Python object."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    """What decides the token ids: the tokenizer's full definition, less the truncation and padding
+    state that each call leaves behind (max_len is part of the key on its own)."""
+    definition = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    definition.no_truncation()
+    definition.no_padding()
+    return hashlib.sha256(definition.to_str().encode()).hexdigest()[:16]
 
 
 def tokenize(splits: DatasetDict, tokenizer, max_len: int, input_names: List[str]) -> DatasetDict:

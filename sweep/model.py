@@ -15,14 +15,15 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sweep.errors import InputError
 from sweep.pooling import get_pooler
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "classifier.json"
 
 
-class ModelLoadError(ValueError):
-    """A model that cannot be found or opened, said in one sentence."""
+class ModelLoadError(InputError):
+    """A model that cannot be found or opened."""
 
 
 def resolve_source(model_id: str, offline_package: Optional[str] = None) -> str:

@@ -4,6 +4,8 @@ from typing import Callable, Dict
 
 import torch
 
+from sweep.errors import InputError
+
 Pooler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -30,5 +32,5 @@ POOLERS: Dict[str, Pooler] = {"cls": cls_pool, "mean": mean_pool, "max": max_poo
 
 def get_pooler(name: str) -> Pooler:
     if name not in POOLERS:
-        raise ValueError(f"pooling.name={name!r} is not a pooling; use one of {sorted(POOLERS)}")
+        raise InputError(f"pooling.name={name!r} is not a pooling; use one of {sorted(POOLERS)}")
     return POOLERS[name]

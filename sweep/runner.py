@@ -9,18 +9,22 @@ import logging
 import math
 import random
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import datasets
 import numpy as np
 import torch
+import transformers
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModel, set_seed
 
 from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
+from sweep.errors import InputError
 from sweep.loop import build_optimizer, evaluate, resolve_device, train_epoch
 from sweep.model import (Classifier, encoder_input_names, load_config, load_encoder, load_tokenizer,
                          max_positions, resolve_source)
@@ -108,6 +112,7 @@ class Run:
         self.cfg, self.run_dir, self.group, self.name = cfg, Path(run_dir), group, name
         self.config = OmegaConf.to_container(cfg, resolve=True)
         self.fingerprint = config_fingerprint(self.config)
+        self.tracker = None
         self.metrics: Dict[str, Any] = {
             "model": cfg.model.name, "pooling": cfg.pooling.name, "seed": cfg.seed, "status": "running",
             "config_hash": self.fingerprint,
@@ -241,6 +246,9 @@ def _raise_interrupt(signum, frame):
 
 def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "") -> float:
     """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises)."""
+    if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs
+        datasets.disable_progress_bars()
+        transformers.logging.disable_progress_bar()
     job = Run(cfg, run_dir, group, name or Path(run_dir).name)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     previous = job.completed_before() if cfg.trainer.resume else None
@@ -250,7 +258,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "") -> floa
     log.info("run dir %s\nresolved config:\n%s", job.run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     job.write_metrics()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
-    job.tracker, exit_code = None, 1
+    exit_code = 1
     try:
         job.tracker = start_tracker(cfg.logger, job.run_dir, job.config, group, job.name,
                                     [f"model:{cfg.model.name}", f"pooling:{cfg.pooling.name}"])
@@ -260,6 +268,10 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "") -> floa
     except KeyboardInterrupt as stop:
         job.write_metrics(status="interrupted", error=f"{type(stop).__name__}: {stop}")
         log.warning("interrupted: %s; rerun the same command to resume from the last completed epoch", stop)
+        raise
+    except InputError as error:
+        job.write_metrics(status="failed", error=f"{type(error).__name__}: {error}")
+        log.error("run failed: %s", error)  # the user's to fix: one line, no traceback
         raise
     except Exception as error:
         job.write_metrics(status="failed", error=f"{type(error).__name__}: {error}")

@@ -1,24 +1,40 @@
 """Random-init tiny models of the real families, with tokenizers trained offline on the training
 texts: the smoke test and CI exercise the same code paths as BERT-base and ModernBERT-base
 without any download."""
+from collections import Counter
 from typing import Any, Dict, Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertConfig, ModernBertConfig, PretrainedConfig, PreTrainedTokenizerFast
 
+from sweep.errors import InputError
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FAMILIES = ("bert", "modernbert")
 
 
+def _wordpiece_vocab(texts: Iterable[str], vocab_size: int) -> Dict[str, int]:
+    """The most frequent words plus every character (as word start and as ## continuation), so any
+    word splits into known pieces. Built by counting rather than with WordPieceTrainer, whose
+    choice among tied merges changes from one process to the next (runs would not reproduce)."""
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for text in texts
+                     for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for word in counts for c in word})
+    pieces = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in pieces]
+    pieces += words[: max(vocab_size - len(pieces), 0)]
+    return {piece: i for i, piece in enumerate(pieces)}
+
+
 def train_tokenizer(texts: Iterable[str], family: str, vocab_size: int) -> PreTrainedTokenizerFast:
-    """A tokenizer of the family's kind: lowercased WordPiece with token_type_ids for BERT,
-    byte-level BPE without them for ModernBERT (as their real tokenizers)."""
+    """A tokenizer of the family's kind, as their real ones: lowercased WordPiece with
+    token_type_ids for BERT, byte-level BPE without them for ModernBERT."""
     if family == "bert":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok = Tokenizer(models.WordPiece(vocab=_wordpiece_vocab(texts, vocab_size), unk_token="[UNK]"))
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
         input_names = ["input_ids", "token_type_ids", "attention_mask"]
     elif family == "modernbert":
         tok = Tokenizer(models.BPE())
@@ -29,10 +45,10 @@ def train_tokenizer(texts: Iterable[str], family: str, vocab_size: int) -> PreTr
             special_tokens=SPECIAL_TOKENS,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
+        tok.train_from_iterator(texts, trainer=trainer)
         input_names = ["input_ids", "attention_mask"]
     else:
-        raise ValueError(f"model.family={family!r} has no tiny build; use one of {list(FAMILIES)}")
-    tok.train_from_iterator(texts, trainer=trainer)
+        raise InputError(f"model.family={family!r} has no tiny build; use one of {list(FAMILIES)}")
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -64,4 +80,4 @@ def tiny_config(family: str, tokenizer: PreTrainedTokenizerFast, overrides: Dict
             bos_token_id=tokenizer.cls_token_id,
             eos_token_id=tokenizer.sep_token_id,
         )
-    raise ValueError(f"model.family={family!r} has no tiny build; use one of {list(FAMILIES)}")
+    raise InputError(f"model.family={family!r} has no tiny build; use one of {list(FAMILIES)}")

@@ -12,6 +12,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pandas as pd
 
+from sweep.errors import InputError
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -135,4 +137,4 @@ def start_tracker(logger_cfg, run_dir: Path, config: Dict[str, Any], group: str,
         return NullTracker()
     if logger_cfg.name == "wandb":
         return WandbTracker(run_dir, config, logger_cfg.project, logger_cfg.entity, logger_cfg.mode, group, name, tags)
-    raise ValueError(f"logger.name={logger_cfg.name!r} is not a logger; use wandb or none")
+    raise InputError(f"logger.name={logger_cfg.name!r} is not a logger; use wandb or none")

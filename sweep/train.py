@@ -7,26 +7,40 @@ best validation accuracy (the value a Hydra sweeper optimises).
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
+from sweep.errors import InputError
 from sweep.runner import run
 
 log = logging.getLogger("sweep.train")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    multirun = hydra_cfg.mode.name == "MULTIRUN"
-    group = Path(hydra_cfg.sweep.dir).name if multirun else "single"
-    name = run_dir.name if multirun else run_dir.parent.name + "_" + run_dir.name
-    return run(cfg, run_dir, group=f"{Path(hydra_cfg.sweep.dir).parent.name}_{group}" if multirun else group, name=name)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        group, name = f"{sweep_dir.parent.name}_{sweep_dir.name}", run_dir.name
+    else:
+        group, name = "single", f"{run_dir.parent.name}_{run_dir.name}"
+    try:
+        return run(cfg, run_dir, group=group, name=name)
+    except Exception as error:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # the run wrote its failure and traceback into its dir; the other jobs go on, and
+            # sweep.callbacks.FailedJobs reports it and exits non-zero at the end of the sweep
+            return None
+        if isinstance(error, InputError):
+            sys.exit(f"error: {error}")
+        raise
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

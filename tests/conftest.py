@@ -1,0 +1,49 @@
+"""Shared test helpers: the repo paths, the train app as a real subprocess, and one smoke sweep
+that several test modules read."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IMDB_DIR = REPO.parent / "shared" / "data" / "imdb"
+SMOKE_GRID = ["model=bert,modernbert", "pooling=cls,mean", "experiment=smoke"]
+
+needs_imdb = pytest.mark.skipif(
+    not (IMDB_DIR / "train.parquet").is_file(),
+    reason=f"the real IMDB parquet files are not at {IMDB_DIR} (they exist only inside this workplace)",
+)
+
+
+def app_env(**extra) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "TOKENIZERS_PARALLELISM": "false", **extra}
+    return env
+
+
+def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: int = 600, env=None):
+    """Runs `python sweep/train.py [-m] overrides...` from the repo root, as a user would."""
+    cmd = [sys.executable, str(REPO / "sweep" / "train.py")] + (["-m"] if multirun else []) + list(overrides)
+    result = subprocess.run(cmd, cwd=REPO, env=env or app_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def run_dirs(sweep_dir: Path):
+    return sorted(p.parent for p in Path(sweep_dir).glob("*/.hydra"))
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Path:
+    """The README's smoke grid (2 models x 2 poolings, tiny models, generated data), run once."""
+    sweep_dir = tmp_path_factory.mktemp("smoke") / "sweep"
+    train(*SMOKE_GRID, f"hydra.sweep.dir={sweep_dir}")
+    return sweep_dir
