@@ -1,0 +1,492 @@
+"""Finished runs -> the comparison table: one row per cell (model x pooling x any other config key
+that varies across the runs), seeds folded into mean ± std, paired significance tests on the saved
+test predictions, curves and a bar chart, and every run that did not complete listed by status.
+
+    python sweep/collect.py                          # the most recent sweep under outputs/
+    python sweep/collect.py SWEEP_OR_RUN_DIR ...     # given sweep dirs and/or run dirs, combined
+    python sweep/collect.py --all --sort=-test/acc --format json
+
+It reads only the run-directory contract (DESIGN.md), plus a sweep's multirun.yaml to name the jobs
+that never started, and never imports torch, transformers or the train app: it stays fast.
+Cells come from the composed configs (.hydra/config.yaml), never from directory names: the keys
+whose values differ across runs, minus those that cannot change a result (logger.*,
+trainer.resume, ...), minus `seed` (seeds are replicates of one cell), minus a group's sub-keys
+that just follow its `name` (model.id follows model.name), minus data.split_seed while it follows seed.
+"""
+import argparse
+import csv
+import itertools
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import yaml
+
+COMPLETED = "completed"
+# the table's metrics in column order, with their headers in comparison.md
+METRICS = {"train/acc": "train acc", "valid/acc": "valid acc", "test/acc": "test acc", "test/f1": "test F1",
+           "best_epoch": "best epoch", "train_seconds": "train time (s)", "train_samples_per_s": "samples/s",
+           "params": "params"}
+# config keys that never change a run's numbers (cf. sweep.runner.RESULT_NEUTRAL_KEYS): not cell keys
+NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.log_every_n_steps", "trainer.save_best")
+ALWAYS = ("model.name", "pooling.name")  # columns of every table, even when only one value ran
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ALPHA = 2000, 0, 0.05
+SKIP_DIRS = {"best", "wandb", ".hydra", "__pycache__"}
+
+
+class CollectError(Exception):
+    """A user-facing error: one line on stderr and the exit code (1; 2 for a bad argument)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Run:
+    path: Optional[Path]  # None: a job of the sweep that never started
+    status: str
+    error: str = ""
+    config: Dict[str, Any] = field(default_factory=dict)  # flattened .hydra/config.yaml
+    overrides: List[str] = field(default_factory=list)
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    history: Dict[str, List[float]] = field(default_factory=dict)
+    cell: tuple = ()
+    label: str = ""
+
+    @property
+    def seed(self):
+        return self.config.get("seed", self.metrics.get("seed"))
+
+    @cached_property
+    def predictions(self) -> Optional[Tuple[int, np.ndarray]]:
+        """(test-set key, correct per example ordered by index); equal keys = the same (index, label) set."""
+        import pyarrow.parquet as pq  # read directly: a pandas frame per run costs more than the reading
+
+        try:
+            table = pq.read_table(self.path / "predictions_test.parquet", columns=["index", "label", "pred"])
+        except Exception:  # missing or unreadable: the run takes no part in the paired tests
+            return None
+        index, label, pred = (table.column(c).to_numpy() for c in ("index", "label", "pred"))
+        order = np.argsort(index, kind="stable")
+        index, label = index[order].astype(np.int64), label[order].astype(np.int64)
+        return hash((index.tobytes(), label.tobytes())), pred[order] == label
+
+
+def scan(path: Path) -> Tuple[List[Path], List[Path]]:
+    """Run dirs and sweep dirs (with a multirun.yaml) at or below path; never inside a run dir."""
+    if (path / ".hydra").is_dir() or (path / "metrics.json").is_file():
+        return [path], []
+    runs, sweeps = [], [path] if (path / "multirun.yaml").is_file() else []
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        if entry.is_dir() and entry.name not in SKIP_DIRS:
+            more_runs, more_sweeps = scan(Path(entry.path))
+            runs, sweeps = runs + more_runs, sweeps + more_sweeps
+    return runs, sweeps
+
+
+def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, sub in node.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
+    # a cell key must be hashable and print as written: lists become their JSON text
+    return {prefix[:-1]: json.dumps(node) if isinstance(node, list) else node}
+
+
+def read_yaml(path: Path) -> Any:
+    with open(path) as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def read_history(path: Path) -> Dict[str, List[float]]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {key: [float(row[key] or "nan") for row in rows] for key in (rows[0] if rows else {})}
+    except (OSError, ValueError, TypeError):  # missing or half-written: the run draws no line
+        return {}
+
+
+def first_line(text: Any) -> str:
+    return str(text).strip().splitlines()[0][:300] if text and str(text).strip() else ""
+
+
+def load_run(path: Path) -> Run:
+    """One run dir -> Run; whatever is missing or unreadable becomes its status, never an exception."""
+    run = Run(path, COMPLETED)
+    try:
+        run.config = flatten(read_yaml(path / ".hydra" / "config.yaml") or {})
+        run.overrides = [str(o) for o in read_yaml(path / ".hydra" / "overrides.yaml") or []]
+    except FileNotFoundError:
+        pass
+    except Exception as error:
+        run.status, run.error = "unreadable", f".hydra: {type(error).__name__}: {first_line(error)}"
+    try:
+        run.metrics = json.loads((path / "metrics.json").read_text())
+    except FileNotFoundError:
+        run.status, run.error = "incomplete", "no metrics.json: killed before the end"
+    except Exception as error:
+        run.status, run.error = "unreadable", f"metrics.json: {type(error).__name__}: {first_line(error)}"
+    if run.status == COMPLETED:
+        run.status, run.error = run.metrics.get("status") or "unknown", first_line(run.metrics.get("error"))
+        if run.status == "running":
+            run.error = run.error or "no final metrics: still running, or killed without a chance to write them"
+    for key, name in (("model", "model.name"), ("pooling", "pooling.name"), ("seed", "seed")):
+        run.config.setdefault(name, run.metrics.get(key))  # a run without .hydra still names its cell
+    run.history = read_history(path / "history.csv")
+    return run
+
+
+def expected_jobs(sweep_dir: Path) -> List[List[str]]:
+    """The jobs a sweep's multirun.yaml asked for, each as its swept `key=value` overrides."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser  # Hydra's own sweep syntax
+
+        task = read_yaml(sweep_dir / "multirun.yaml")["hydra"]["overrides"]["task"]
+        swept = [o for o in OverridesParser.create().parse_overrides(task) if o.is_sweep_override()]
+        choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in swept]
+    except Exception:  # no readable multirun.yaml or a syntax we cannot expand: call nothing missing
+        return []
+    return [list(job) for job in itertools.product(*choices)] if choices else []
+
+
+def missing_runs(sweep_dir: Path, runs: Sequence[Run]) -> List[Run]:
+    have = [set(run.overrides) for run in runs if sweep_dir in run.path.parents]
+    return [Run(None, "missing", "no run dir: not started (the sweep is still running, or stopped early)", overrides=job)
+            for job in expected_jobs(sweep_dir) if not any(set(job) <= h for h in have)]
+
+
+def cell_keys(runs: Sequence[Run]) -> List[str]:
+    """Config keys that define a cell (see the module docstring), model and pooling first."""
+    configs = [run.config for run in runs]
+    keys = sorted({k for cfg in configs for k in cfg})
+    # a key some configs lack (a run without .hydra, an older schema) varies only if its values do
+    varying = [k for k in keys if k != "seed" and len({repr(cfg[k]) for cfg in configs if k in cfg}) > 1
+               and not any(k == n or k.startswith(n + ".") for n in NEUTRAL_KEYS)]
+    if all(cfg.get("data.split_seed") in ("${seed}", cfg.get("seed")) for cfg in configs):
+        varying = [k for k in varying if k != "data.split_seed"]  # the split just follows the seed
+
+    def follows_group_name(key: str) -> bool:
+        group = key.split(".", 1)[0] + ".name"
+        per_name: Dict[str, set] = {}
+        for cfg in (cfg for cfg in configs if key in cfg):
+            per_name.setdefault(repr(cfg.get(group)), set()).add(repr(cfg[key]))
+        return group in keys and all(len(values) == 1 for values in per_name.values())
+
+    names = [k for k in varying if k.endswith(".name") and k not in ALWAYS]
+    return list(ALWAYS) + names + [k for k in varying if not k.endswith(".name") and not follows_group_name(k)]
+
+
+def column_name(key: str) -> str:
+    return key[: -len(".name")] if key.endswith(".name") and key.count(".") == 1 else key
+
+
+def assign_cells(runs: Sequence[Run], keys: Sequence[str]) -> None:
+    for run in runs:
+        if run.path is None:  # a job that never started has only its overrides
+            run.label = ", ".join(run.overrides)
+            continue
+        run.cell = tuple(run.config.get(k) for k in keys)
+        run.label = ", ".join(f"{column_name(k)}={v}" for k, v in zip(keys, run.cell))
+
+
+def runs_table(runs: Sequence[Run], keys: Sequence[str]) -> pd.DataFrame:
+    """comparison.csv: one row per run (jobs that never started included), every metric and cell key."""
+    rows = []
+    for run in runs:
+        row = {"run_dir": str(run.path or ""), "status": run.status, "cell": run.label}
+        row.update({column_name(k): v for k, v in zip(keys, run.cell)})
+        row.update({"seed": run.seed, "overrides": " ".join(run.overrides)})
+        row.update({k: v for k, v in run.metrics.items() if k not in ("model", "pooling", "seed", "status", "error")})
+        rows.append({**row, "error": run.error})
+    return pd.DataFrame(rows)
+
+
+def bootstrap_ci(correct: np.ndarray) -> Tuple[float, float]:
+    """95% percentile bootstrap CI of accuracy. Resampling n examples with replacement from a set with
+    k correct draws Binomial(n, k/n) correct ones, so the resamples are drawn from that directly."""
+    n = len(correct)
+    accs = np.random.default_rng(BOOTSTRAP_SEED).binomial(n, correct.mean(), BOOTSTRAP_RESAMPLES) / n
+    return tuple(np.quantile(accs, [0.025, 0.975]))
+
+
+def summarize(cells: Dict[tuple, List[Run]], keys: Sequence[str]) -> pd.DataFrame:
+    """summary.csv: one row per cell; mean and sample std (ddof=1) over seeds, a bootstrap CI with one."""
+    rows = []
+    for cell, group in cells.items():
+        row = {column_name(k): v for k, v in zip(keys, cell)}
+        row.update({"n": len(group), "seeds": " ".join(str(r.seed) for r in group)})
+        for metric in METRICS:
+            values = pd.to_numeric(pd.Series([r.metrics.get(metric) for r in group], dtype=object), errors="coerce")
+            row[metric], row[f"{metric}_std"] = values.mean(), values.std(ddof=1)
+        predictions = group[0].predictions if len(group) == 1 else None
+        row["test/acc_ci_low"], row["test/acc_ci_high"] = bootstrap_ci(predictions[1]) if predictions else (None, None)
+        rows.append(row)
+    columns = [column_name(k) for k in keys] + ["n", "seeds"] + [f"{m}{s}" for m in METRICS for s in ("", "_std")]
+    return pd.DataFrame(rows, columns=columns + ["test/acc_ci_low", "test/acc_ci_high"])
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> Tuple[int, int, float]:
+    """Discordant counts b (A right, B wrong), c (A wrong, B right) and McNemar's exact p-value: the
+    two-sided binomial test of b out of b+c at p=0.5 (b=c=0 -> 1). At p=0.5 the binomial is symmetric,
+    so this is 2 * P(X <= min(b, c)) capped at 1, the same value as scipy.stats.binomtest(...).pvalue
+    without the second of import time that scipy.stats costs."""
+    from scipy.special import bdtr  # the binomial CDF
+
+    b, c = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
+    return b, c, (min(1.0, 2.0 * float(bdtr(min(b, c), b + c, 0.5))) if b + c else 1.0)
+
+
+def paired_correct(runs_a: List[Run], runs_b: List[Run]) -> Optional[Tuple[np.ndarray, np.ndarray, int]]:
+    """Each run of A paired with the run of B that has the same seed (the split follows the seed), a pair
+    kept only when both predicted the same examples; two one-run cells also pair across seeds when their
+    test sets agree (a fixed split seed). The pairs' correct vectors are concatenated: b and c are
+    summed over seeds, one pooled McNemar test per pair of cells."""
+    by_seed: Dict[Any, Run] = {}
+    for run in runs_b:
+        by_seed.setdefault(run.seed, run)
+    pairs = [(a, by_seed[a.seed]) for a in runs_a if a.seed in by_seed]
+    if not pairs and len(runs_a) == len(runs_b) == 1:
+        pairs = [(runs_a[0], runs_b[0])]
+    kept = [(a.predictions[1], b.predictions[1]) for a, b in pairs
+            if a.predictions and b.predictions and a.predictions[0] == b.predictions[0]]
+    if not kept:
+        return None
+    return np.concatenate([a for a, _ in kept]), np.concatenate([b for _, b in kept]), len(kept)
+
+
+def significance(cells: Dict[tuple, List[Run]]) -> pd.DataFrame:
+    """One row per pair of cells that share a test set (no multiple-comparison correction)."""
+    rows = []
+    for runs_a, runs_b in itertools.combinations(cells.values(), 2):
+        paired = paired_correct(runs_a, runs_b)
+        if paired is not None:
+            correct_a, correct_b, n_pairs = paired
+            b, c, p = mcnemar(correct_a, correct_b)
+            rows.append({"A": runs_a[0].label, "B": runs_b[0].label, "seed_pairs": n_pairs, "examples": len(correct_a),
+                         "acc_diff": correct_a.mean() - correct_b.mean(), "b": b, "c": c, "p_value": p,
+                         "significant": bool(p < ALPHA)})
+    return pd.DataFrame(rows, columns=["A", "B", "seed_pairs", "examples", "acc_diff", "b", "c", "p_value", "significant"])
+
+
+def plot_curves(plt, runs: Sequence[Run], colors: Dict[str, Any], column: str, title: str, path: Path) -> Dict:
+    """One line per run, coloured by cell; the legend names each cell once."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    lines, named = [], set()
+    for run in runs:
+        x, y = run.history.get("epoch"), run.history.get(column)
+        if not x or not y:
+            continue
+        ax.plot(x, y, marker="o", alpha=0.8, color=colors[run.label], label="_nolegend_" if run.label in named else run.label)
+        named.add(run.label)
+        lines.append({"label": run.label, "seed": run.seed, "status": run.status, "run_dir": str(run.path), "x": x, "y": y})
+    ax.set(xlabel="epoch", ylabel=column, title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if named:  # outside the axes: never hides a line, and no slow loc="best" search over hundreds of them
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + len(named) // 25)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return {"kind": "line", "x": "epoch", "y": column, "lines": lines}
+
+
+def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict:
+    """Test accuracy per cell; error bars: std across seeds, or the bootstrap CI with one seed."""
+    bars = []
+    for label, row in zip(labels, summary.to_dict("records")):
+        acc, low, high = row["test/acc"], row["test/acc_ci_low"], row["test/acc_ci_high"]
+        if row["n"] > 1:
+            err = (row["test/acc_std"], row["test/acc_std"])
+        else:
+            err = (0.0, 0.0) if pd.isna(low) else (acc - low, high - acc)
+        bars.append({"label": label, "value": acc, "err_low": max(err[0], 0.0), "err_high": max(err[1], 0.0), "n": row["n"]})
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.4 * max(len(bars), 1)))
+    # horizontal bars: cell names of any length stay readable, top to bottom in table order
+    ax.barh(range(len(bars)), [b["value"] for b in bars], color="tab:blue",
+            xerr=[[b["err_low"] for b in bars], [b["err_high"] for b in bars]], capsize=3)
+    ax.set_yticks(range(len(bars)), [b["label"] for b in bars], fontsize="small")
+    ax.invert_yaxis()
+    ax.set(xlabel="test/acc", title="test accuracy per cell (± std over seeds, or 95% bootstrap CI)")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return {"kind": "bar", "y": "test/acc", "bars": bars}
+
+
+def make_plots(runs: Sequence[Run], summary: pd.DataFrame, labels: List[str], out: Path) -> Dict:
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    cycle = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
+    colors = {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(labels + [r.label for r in runs]))}
+    return {"valid_acc.png": plot_curves(plt, runs, colors, "valid/acc", "validation accuracy per epoch", out / "valid_acc.png"),
+            "train_loss.png": plot_curves(plt, runs, colors, "train/loss", "train loss per epoch", out / "train_loss.png"),
+            "test_acc.png": plot_bars(plt, summary, labels, out / "test_acc.png")}
+
+
+def fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4f}" if isinstance(value, (float, np.floating)) else str(value).replace("|", "\\|")
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    head = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
+    return "\n".join(head + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)])
+
+
+def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame:
+    """The cell table as shown: mean ± std with several seeds, and a CI column for one-seed cells."""
+    shown = summary[key_columns + ["n"]].copy()
+    for metric, header in METRICS.items():
+        mean, std, n = summary[metric], summary[f"{metric}_std"], summary["n"]
+        if metric in ("params", "best_epoch"):  # counts: no decimals unless seeds disagree
+            shown[header] = [fmt(m) if pd.isna(m) or not float(m).is_integer() else f"{int(m):,}" for m in mean]
+        else:
+            shown[header] = [fmt(m) + (f" ± {s:.4f}" if k > 1 and not pd.isna(s) else "") for m, s, k in zip(mean, std, n)]
+        if metric == "test/acc" and (n == 1).any():
+            shown["test acc 95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" if k == 1 and not pd.isna(lo) else "" for lo, hi, k
+                                        in zip(summary["test/acc_ci_low"], summary["test/acc_ci_high"], n)]
+    return shown
+
+
+def render_markdown(shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[Run], out: Path, title: str) -> str:
+    parts = [f"# Comparison: {title}", "", markdown_table(shown), "",
+             "Mean ± sample std over seeds (n runs per cell); with one seed, a 95% bootstrap CI of test accuracy."]
+    if problems:
+        table = pd.DataFrame([{"run": os.path.relpath(r.path, out) if r.path else "", "cell": r.label,
+                               "status": r.status, "error": r.error} for r in problems])
+        parts += ["", f"## Runs not in the table ({len(problems)})", "", markdown_table(table)]
+    parts += ["", "## Paired significance (McNemar exact test on the test predictions)", ""]
+    if sig.empty:
+        parts.append("No two cells share a test set: no paired test.")
+    else:
+        shown_sig = sig.assign(p_value=sig["p_value"].map(lambda p: f"{p:.4g}"),
+                               significant=sig["significant"].map({True: "yes", False: "no"}))
+        hits = [f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p={r.p_value:.4g})" for r in sig[sig["significant"]].itertuples()]
+        parts += [markdown_table(shown_sig), "",
+                  f"Significant at {ALPHA}: " + "; ".join(hits) if hits else f"No difference is significant at {ALPHA}.",
+                  f"(b: A right and B wrong, c: the reverse, pooled over seed-matched pairs; {len(sig)} comparisons, "
+                  "p-values not corrected for multiplicity.)"]
+    parts += ["", "## Plots", "", "![validation accuracy per epoch](valid_acc.png)", "",
+              "![train loss per epoch](train_loss.png)", "", "![test accuracy per cell](test_acc.png)", ""]
+    return "\n".join(parts)
+
+
+def latest(root: Path) -> Path:
+    """The most recently started sweep under root/multirun, else the most recent run under root/runs."""
+    sweeps = scan(root / "multirun")[1] if (root / "multirun").is_dir() else []
+    if sweeps:  # multirun.yaml is written when the sweep starts
+        return max(sweeps, key=lambda p: (p / "multirun.yaml").stat().st_mtime)
+    singles = scan(root / "runs")[0] if (root / "runs").is_dir() else []
+    if singles:
+        return max(singles, key=lambda p: p.stat().st_mtime)
+    raise CollectError(f"nothing to collect: no sweep in {(root / 'multirun').resolve()} "
+                       f"and no run in {(root / 'runs').resolve()}")
+
+
+def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[Run], Path, str]:
+    """The runs to collect (jobs that never started included), the default output dir, and a title."""
+    if all_runs and not root.is_dir():
+        raise CollectError(f"nothing to collect: {root.resolve()} does not exist")
+    paths = [root] if all_runs else list(paths) or [latest(root)]
+    for path in paths:
+        if not path.is_dir():
+            raise CollectError(f"{path}: {'not a directory' if path.exists() else 'no such directory'}")
+    runs, missing = [], []
+    for path in paths:
+        run_dirs, sweep_dirs = scan(path)
+        runs += [load_run(p) for p in run_dirs]
+        missing += [run for sweep_dir in sweep_dirs for run in missing_runs(sweep_dir, runs)]
+    if not runs and not missing:
+        raise CollectError("nothing to collect: no run dir (one with .hydra/ or metrics.json) in "
+                           + ", ".join(str(p.resolve()) for p in paths))
+    if len(paths) == 1 and not all_runs:
+        return runs + missing, paths[0], str(paths[0])
+    return runs + missing, root / "collected", f"all runs under {root}" if all_runs else ", ".join(map(str, paths))
+
+
+def group_cells(runs: List[Run]) -> Tuple[List[str], Dict[tuple, List[Run]]]:
+    """Finds the cell keys, labels every run, orders them, and groups the completed ones by cell."""
+    keys = cell_keys([r for r in runs if r.path])
+    assign_cells(runs, keys)
+    runs.sort(key=lambda r: (r.path is None, [str(v) for v in r.cell], str(r.seed), str(r.path)))
+    cells: Dict[tuple, List[Run]] = {}
+    for run in runs:
+        if run.status == COMPLETED:
+            cells.setdefault(run.cell, []).append(run)
+    return keys, cells
+
+
+def sort_cells(summary: pd.DataFrame, labels: List[str], spec: str) -> Tuple[pd.DataFrame, List[str]]:
+    column, descending = spec.lstrip("-"), spec.startswith("-")
+    if column not in summary.columns:
+        raise CollectError(f"unknown --sort column {column!r}; valid columns: {', '.join(summary.columns)}", code=2)
+    order = summary.sort_values(column, ascending=not descending, kind="stable", na_position="last").index
+    return summary.loc[order].reset_index(drop=True), [labels[i] for i in order]
+
+
+def write_files(out: Path, markdown: str, tables: Dict[str, pd.DataFrame], plots: Dict) -> None:
+    (out / "comparison.md").write_text(markdown)
+    for name, table in tables.items():
+        table.to_csv(out / name, index=False)
+    (out / "plots.json").write_text(json.dumps(plots, indent=1, default=str))
+
+
+def records(df: pd.DataFrame) -> List[Dict[str, Any]]:
+    return df.astype(object).where(df.notna(), None).to_dict("records")  # NaN -> null, full precision
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", type=Path, help="sweep dirs and/or run dirs (default: the latest sweep)")
+    parser.add_argument("--all", action="store_true", help="collect every run under --outputs")
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where Hydra writes runs (default: outputs)")
+    parser.add_argument("--out", type=Path, help="where tables and plots go (default: the one sweep or run dir "
+                                                 "collected, else OUTPUTS/collected)")
+    parser.add_argument("--format", choices=("md", "csv", "json"), default="md", help="what goes to stdout")
+    parser.add_argument("--sort", metavar="COLUMN", help="sort the cells by a column of summary.csv; "
+                                                         "--sort=-COLUMN sorts descending")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        runs, out, title = gather(args.paths, args.outputs, args.all)
+        keys, cells = group_cells(runs)
+        summary, labels = summarize(cells, keys), [group[0].label for group in cells.values()]
+        if args.sort:
+            summary, labels = sort_cells(summary, labels, args.sort)
+    except CollectError as error:
+        print(f"collect: {error}", file=sys.stderr)
+        return error.code
+    out, sig, table = args.out or out, significance(cells), runs_table(runs, keys)
+    problems = [r for r in runs if r.status != COMPLETED]
+    out.mkdir(parents=True, exist_ok=True)
+    plots = make_plots([r for r in runs if r.path], summary, labels, out)
+    markdown = render_markdown(display_cells(summary, [column_name(k) for k in keys]), sig, problems, out, title)
+    write_files(out, markdown, {"comparison.csv": table, "summary.csv": summary, "significance.csv": sig}, plots)
+
+    if args.format == "md":
+        print(markdown)
+    elif args.format == "csv":
+        print(summary.to_csv(index=False), end="")
+    else:
+        print(json.dumps({"out_dir": str(out), "cells": records(summary), "runs": records(table),
+                          "significance": records(sig), "not_in_table": records(table[table.status != COMPLETED])},
+                         indent=1, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
+    if problems:
+        print(f"collect: {len(problems)} of {len(runs)} runs not in the table (listed in comparison.md): "
+              + ", ".join(sorted({r.status for r in problems})), file=sys.stderr)
+    print(f"collect: {len(cells)} cells from {len(runs) - len(problems)} completed runs -> {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Run dirs for the collector's tests: one real smoke sweep (run once per session) and helpers that
+copy and edit real run dirs (failed, killed, more seeds, hand-made predictions)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import metrics as read_metrics, run_dirs, train  # noqa: F401  (re-exported)
+
+# 2 models x 2 poolings x 2 seeds, short: 4 cells of 2 seeds each, with 2-epoch curves
+SEEDS_GRID = ["model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", "logger=none", "seed=1,2",
+              "trainer.epochs=2", "data.n_samples=1000", "trainer.save_best=false"]
+
+
+@pytest.fixture(scope="session")
+def seeds_sweep(tmp_path_factory) -> Path:
+    """The smoke grid over seed=1,2, run once for the whole session (about a minute on 2 CPU cores)."""
+    sweep_dir = tmp_path_factory.mktemp("collect") / "sweep"
+    train(*SEEDS_GRID, f"hydra.sweep.dir={sweep_dir}")  # conftest's env: HF_HUB_OFFLINE=1, WANDB_MODE=offline
+    return sweep_dir
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    """A sweep or run dir without its checkpoints and wandb files (the collector never reads them)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("best", "wandb", "*.pt"))
+    return dst
+
+
+def edit_metrics(run_dir: Path, **values) -> dict:
+    metrics = {**read_metrics(run_dir), **values}
+    (Path(run_dir) / "metrics.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+def reseed(run_dir: Path, seed: int) -> None:
+    """A copied run that claims another seed everywhere the contract records it."""
+    config = Path(run_dir) / ".hydra" / "config.yaml"
+    config.write_text("\n".join(f"seed: {seed}" if line.startswith("seed:") else line
+                                for line in config.read_text().splitlines()) + "\n")
+    overrides = Path(run_dir) / ".hydra" / "overrides.yaml"
+    overrides.write_text("\n".join(f"- seed={seed}" if line.startswith("- seed=") else line
+                                   for line in overrides.read_text().splitlines()) + "\n")
+    edit_metrics(run_dir, seed=seed)
+
+
+def many_runs(sweep_dir: Path, dst: Path, count: int = 200) -> Path:
+    """count run dirs made by copying the real ones under new seeds (for the hand-timed 200-run case)."""
+    sources = run_dirs(sweep_dir)
+    copy_tree(sweep_dir, dst)
+    for source in sources:
+        shutil.rmtree(dst / source.name)
+    grid = dst / "multirun.yaml"  # the sweep asked for these seeds: none of its jobs is missing
+    grid.write_text(grid.read_text().replace("- seed=1,2", f"- seed=range(1000,{1000 + 2 * (count // len(sources))})"))
+    for i in range(count):
+        target = dst / f"run{i:04d}"
+        copy_tree(sources[i % len(sources)], target)
+        # sources alternate seed 1, 2 within a cell: keep that, so cells still pair up by seed
+        reseed(target, 1000 + 2 * (i // len(sources)) + i % 2)
+    return dst
+
+
+def write_predictions(run_dir: Path, label, pred) -> None:
+    label, pred = np.asarray(label), np.asarray(pred)
+    pd.DataFrame({"index": np.arange(len(label)), "label": label, "pred": pred,
+                  "prob_pos": pred.astype("float32")}).to_parquet(Path(run_dir) / "predictions_test.parquet", index=False)

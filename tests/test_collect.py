@@ -1,0 +1,250 @@
+"""sweep/collect.py on real run dirs of a smoke sweep (and copies of them, edited the way crashes,
+kills and hand-made predictions leave them): the cells, the seed statistics, the paired tests, the
+plots, the incomplete runs, and the CLI's errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from collect_fixtures import (copy_tree, edit_metrics, read_metrics, run_dirs, seeds_sweep,  # noqa: F401
+                              write_predictions)
+from conftest import REPO
+from sweep.collect import main, mcnemar
+
+METRIC_KEYS = ["train/acc", "valid/acc", "test/acc", "test/f1", "best_epoch", "train_seconds",
+               "train_samples_per_s", "params"]
+
+
+def collect(capsys, *argv):
+    """main(argv) in-process, with --format json: (exit code, parsed stdout or None, stderr)."""
+    code = main([*map(str, argv), "--format", "json"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else None), err
+
+
+def by_cell(records):
+    return {(r["model"], r["pooling"]): r for r in records}
+
+
+@pytest.fixture(scope="module")
+def sweep(seeds_sweep):
+    return seeds_sweep
+
+
+@pytest.fixture()
+def sweep_copy(sweep, tmp_path):
+    return copy_tree(sweep, tmp_path / "sweep")
+
+
+def test_one_seed_each_gives_four_cells_with_the_values_of_metrics_json(sweep, tmp_path, capsys):
+    runs = [d for d in run_dirs(sweep) if read_metrics(d)["seed"] == 1]
+    assert len(runs) == 4
+    code, result, _ = collect(capsys, *runs, "--out", tmp_path)
+    assert code == 0
+    cells = by_cell(result["cells"])
+    assert set(cells) == {(m, p) for m in ("bert", "modernbert") for p in ("cls", "mean")}
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    per_run = pd.read_csv(tmp_path / "comparison.csv")
+    assert len(summary) == 4 and len(per_run) == 4
+    for run in runs:
+        metrics = read_metrics(run)
+        cell = cells[(metrics["model"], metrics["pooling"])]
+        assert cell["n"] == 1
+        for key in METRIC_KEYS:
+            assert cell[key] == pytest.approx(metrics[key], rel=1e-12)
+            row = summary[(summary.model == metrics["model"]) & (summary.pooling == metrics["pooling"])].iloc[0]
+            assert row[key] == pytest.approx(metrics[key], rel=1e-12)
+            assert per_run.loc[per_run.run_dir == str(run), key].item() == pytest.approx(metrics[key], rel=1e-12)
+        # one seed: a bootstrap CI around the test accuracy of its predictions
+        assert cell["test/acc_ci_low"] < metrics["test/acc"] < cell["test/acc_ci_high"]
+    markdown = (tmp_path / "comparison.md").read_text()
+    first = read_metrics(runs[0])
+    assert f"| {first['model']} | {first['pooling']} | 1 | {first['train/acc']:.4f} | {first['valid/acc']:.4f} |" in markdown
+
+
+def test_seeds_fold_into_one_cell_with_mean_and_sample_std(sweep_copy, capsys):
+    sweep = sweep_copy  # the tables go into the sweep dir: keep the shared sweep clean
+    code, result, _ = collect(capsys, sweep)
+    assert code == 0
+    cells = by_cell(result["cells"])
+    assert len(cells) == 4
+    for (model, pooling), cell in cells.items():
+        values = [read_metrics(d) for d in run_dirs(sweep)
+                  if read_metrics(d)["model"] == model and read_metrics(d)["pooling"] == pooling]
+        assert cell["n"] == 2 and sorted(m["seed"] for m in values) == [1, 2]
+        for key in ("test/acc", "valid/acc", "train_seconds"):
+            column = [m[key] for m in values]
+            assert cell[key] == pytest.approx(np.mean(column))
+            assert cell[f"{key}_std"] == pytest.approx(np.std(column, ddof=1))
+        assert cell["test/acc_ci_low"] is None  # several seeds: the spread is the std, not a CI
+    # written into the sweep dir by default; every pair of cells is tested on 2 seed-matched pairs
+    assert (sweep / "comparison.md").is_file() and (sweep / "summary.csv").is_file()
+    assert len(result["significance"]) == 6 and all(r["seed_pairs"] == 2 for r in result["significance"])
+    assert "± " in (sweep / "comparison.md").read_text()
+
+
+def test_cells_come_from_the_configs_not_from_dir_names(sweep, tmp_path, capsys):
+    """A key that varies (optim.lr) splits cells; keys that cannot change a result (logger, trainer.resume)
+    and keys that follow the model (model.id, model.family) do not; dir names are never read."""
+    for run in (d for d in run_dirs(sweep) if read_metrics(d)["seed"] == 1):
+        copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
+        other = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
+        config = yaml.safe_load((other / ".hydra" / "config.yaml").read_text())
+        config["optim"]["lr"], config["logger"]["name"], config["trainer"]["resume"] = 1e-4, "wandb", False
+        (other / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out")
+    assert code == 0
+    assert list(result["cells"][0])[:4] == ["model", "pooling", "optim.lr", "n"]  # the cell keys, then the numbers
+    assert {(c["model"], c["pooling"], c["optim.lr"]) for c in result["cells"]} == {
+        (m, p, lr) for m in ("bert", "modernbert") for p in ("cls", "mean") for lr in (0.002, 1e-4)}
+    assert not any(k.startswith(("logger", "trainer", "model.", "data.")) for k in result["cells"][0])
+
+
+def test_mcnemar_exact_p_values():
+    correct = np.ones(50, dtype=bool)
+    other = correct.copy()
+    other[:10] = False
+    assert mcnemar(correct, other) == (10, 0, pytest.approx(0.001953125, abs=5e-5))
+    assert mcnemar(other, correct)[2] == pytest.approx(0.001953125, abs=5e-5)
+    assert mcnemar(correct, correct) == (0, 0, 1.0)
+    from scipy.stats import binomtest  # the reference: the two-sided exact binomial test at p=0.5
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.random(300) < rng.random(), rng.random(300) < rng.random()
+        n_b, n_c, p = mcnemar(a, b)
+        assert p == pytest.approx(binomtest(n_b, n_b + n_c, 0.5).pvalue if n_b + n_c else 1.0, rel=1e-9)
+
+
+def test_mcnemar_on_hand_made_prediction_files(sweep_copy, tmp_path, capsys):
+    runs = [d for d in run_dirs(sweep_copy) if read_metrics(d)["seed"] == 1]
+    label = np.arange(100) % 2
+    wrong_on_10 = label.copy()
+    wrong_on_10[:10] = 1 - wrong_on_10[:10]
+    for run, pred in zip(runs, [label, wrong_on_10, label, label]):  # bert/cls, bert/mean, modernbert/cls, modernbert/mean
+        write_predictions(run, label, pred)
+    code, result, _ = collect(capsys, *runs, "--out", tmp_path)
+    assert code == 0
+    tests = {(r["A"], r["B"]): r for r in result["significance"]}
+    known = tests[("model=bert, pooling=cls", "model=bert, pooling=mean")]
+    assert (known["b"], known["c"], known["examples"]) == (10, 0, 100)
+    assert known["p_value"] == pytest.approx(0.001953125, abs=5e-5) and known["significant"]
+    assert known["acc_diff"] == pytest.approx(0.1)
+    same = tests[("model=bert, pooling=cls", "model=modernbert, pooling=cls")]
+    assert (same["b"], same["c"], same["p_value"], same["significant"]) == (0, 0, 1.0, False)
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "Significant at 0.05: model=bert, pooling=cls vs model=bert, pooling=mean (+0.1000, p=0.001953)" in markdown
+
+
+def test_plots_exist_and_hold_one_line_per_run(sweep, tmp_path, capsys):
+    code, result, _ = collect(capsys, sweep, "--out", tmp_path)
+    assert code == 0
+    for name in ("valid_acc.png", "train_loss.png", "test_acc.png"):
+        image = mpimg.imread(tmp_path / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+        assert f"]({name})" in (tmp_path / "comparison.md").read_text()
+    plots = json.loads((tmp_path / "plots.json").read_text())
+    runs = run_dirs(sweep)
+    for name, column in (("valid_acc.png", "valid/acc"), ("train_loss.png", "train/loss")):
+        lines = plots[name]["lines"]
+        assert sorted(line["run_dir"] for line in lines) == sorted(map(str, runs))  # one line per run
+        for line in lines:
+            history = pd.read_csv(os.path.join(line["run_dir"], "history.csv"))
+            metrics = read_metrics(line["run_dir"])
+            assert line["label"] == f"model={metrics['model']}, pooling={metrics['pooling']}"
+            assert line["x"] == history["epoch"].tolist() and line["y"] == pytest.approx(history[column].tolist())
+    bars = {bar["label"]: bar for bar in plots["test_acc.png"]["bars"]}
+    assert len(bars) == 4
+    for cell in result["cells"]:
+        bar = bars[f"model={cell['model']}, pooling={cell['pooling']}"]
+        assert bar["value"] == pytest.approx(cell["test/acc"]) and bar["err_high"] == pytest.approx(cell["test/acc_std"])
+
+
+def test_failed_killed_and_missing_runs_are_listed_and_the_rest_collected(sweep_copy, capsys):
+    runs = run_dirs(sweep_copy)
+    failed, killed, never_started = runs[0], runs[3], runs[5]
+    edit_metrics(failed, status="failed", error="RuntimeError: CUDA out of memory\nTraceback ...")
+    (killed / "metrics.json").unlink()
+    swept = [o for o in (never_started / ".hydra" / "overrides.yaml").read_text().split()
+             if o.startswith(("model=", "pooling=", "seed="))]
+    shutil.rmtree(never_started)
+    code, result, err = collect(capsys, sweep_copy)
+    assert code == 0
+    assert sum(cell["n"] for cell in result["cells"]) == 5 and len(result["cells"]) == 4
+    listed = {row["status"]: row for row in result["not_in_table"]}
+    assert set(listed) == {"failed", "incomplete", "missing"}
+    assert listed["failed"]["run_dir"] == str(failed) and listed["failed"]["error"] == "RuntimeError: CUDA out of memory"
+    assert listed["incomplete"]["run_dir"] == str(killed) and "no metrics.json" in listed["incomplete"]["error"]
+    assert sorted(listed["missing"]["overrides"].split()) == sorted(swept)  # named by multirun.yaml's grid
+    assert "3 of 8 runs not in the table" in err
+    markdown = (sweep_copy / "comparison.md").read_text()
+    assert "## Runs not in the table (3)" in markdown
+    assert f"| {failed.name} | model=" in markdown and "| failed | RuntimeError: CUDA out of memory |" in markdown
+    assert f"| {killed.name} |" in markdown and "| incomplete | no metrics.json" in markdown
+    assert "| missing | no run dir" in markdown
+
+
+def test_no_argument_collects_the_latest_sweep_and_all_collects_every_run(sweep, tmp_path, capsys, monkeypatch):
+    day = tmp_path / "outputs" / "multirun" / "2026-01-01"
+    old = copy_tree(sweep, day / "09-00-00")
+    new = copy_tree(sweep, day / "10-00-00")
+    for run in run_dirs(old)[:4]:
+        shutil.rmtree(run)
+    os.utime(old / "multirun.yaml", (1, 1))  # an old sweep, whatever order the copies were made in
+    copy_tree(run_dirs(sweep)[0], tmp_path / "outputs" / "runs" / "2026-01-01" / "08-00-00")  # a single run
+    monkeypatch.chdir(tmp_path)
+    code, result, _ = collect(capsys)
+    assert code == 0 and result["out_dir"] == os.path.join("outputs", "multirun", "2026-01-01", "10-00-00")
+    assert len(result["runs"]) == 8 and (new / "comparison.md").is_file() and not (old / "comparison.md").exists()
+    code, result, _ = collect(capsys, "--all")
+    assert code == 0 and (tmp_path / "outputs" / "collected" / "comparison.md").is_file()
+    collected = {row["run_dir"] for row in result["runs"] if row["status"] == "completed"}
+    assert len(collected) == 4 + 8 + 1 and os.path.join("outputs", "runs", "2026-01-01", "08-00-00") in collected
+    assert sum(row["status"] == "missing" for row in result["runs"]) == 4  # the old sweep lost 4 of its 8 jobs
+
+
+def test_nothing_to_collect_and_wrong_path_fail_with_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nothing to collect" in err and str(tmp_path / "outputs" / "multirun") in err
+    (tmp_path / "empty").mkdir()
+    assert main(["empty"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing to collect" in err and str(tmp_path / "empty") in err
+    assert main(["no/such/sweep"]) == 1
+    assert "no/such/sweep: no such directory" in capsys.readouterr().err
+
+
+def test_sort_and_stdout_formats(sweep, tmp_path, capsys):
+    assert main([str(sweep), "--out", str(tmp_path), "--format", "csv", "--sort=-test/acc"]) == 0
+    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert len(table) == 4 and table["test/acc"].is_monotonic_decreasing
+    assert main([str(sweep), "--out", str(tmp_path), "--sort", "params"]) == 0
+    assert capsys.readouterr().out.startswith("# Comparison")
+    assert pd.read_csv(tmp_path / "summary.csv")["params"].is_monotonic_increasing
+    assert main([str(sweep), "--out", str(tmp_path), "--sort", "accuracy"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown --sort column 'accuracy'" in err and "test/acc" in err and "pooling" in err
+
+
+def test_runs_as_a_script_without_the_heavy_modules(sweep, tmp_path):
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['sweep/collect.py', {str(sweep)!r}, '--out', {str(tmp_path)!r}, '--format', 'json']\n"
+             "try:\n    runpy.run_path('sweep/collect.py', run_name='__main__')\n"
+             "except SystemExit as stop:\n    code = stop.code\n"
+             "heavy = [m for m in ('torch', 'transformers', 'sweep.runner', 'sweep.model', 'sweep.train') if m in sys.modules]\n"
+             "print('PROBE', code, heavy, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "PROBE 0 []" in done.stderr, done.stderr[-2000:]
+    assert len(json.loads(done.stdout)["cells"]) == 4
+    done = subprocess.run([sys.executable, "sweep/collect.py", str(tmp_path / "nope")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "no such directory" in done.stderr
