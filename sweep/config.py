@@ -1,10 +1,12 @@
-"""The config schema (so a typo in a key or a wrong type fails at compose time) and the
-resolver that turns a job's overrides into its run-dir name."""
+"""The config schema (so a typo in a key or a wrong type fails at compose time) and the resolvers
+the config uses: a job's run-dir name from its overrides, joblib's default number of jobs."""
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf, MISSING
+from omegaconf import MISSING, OmegaConf
+
+from sweep.resources import default_n_jobs
 
 
 @dataclass
@@ -90,6 +92,7 @@ def run_dirname(override_dirname: str) -> str:
 def register() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
     OmegaConf.register_new_resolver("run_dirname", run_dirname, replace=True)
+    OmegaConf.register_new_resolver("default_n_jobs", default_n_jobs, replace=True)
 
 
 register()

@@ -128,7 +128,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, desc: str = "eval")
     fn = int(((preds_t == 0) & (labels_t == 1)).sum())
     return {
         "loss": float(torch.stack(losses).sum()) / n,
-        "acc": float((preds_t == labels_t).float().mean()),
+        "acc": int((preds_t == labels_t).sum()) / n,  # exact, not a float32 mean
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
         "labels": labels_t.numpy(),
         "preds": preds_t.numpy(),

@@ -108,8 +108,9 @@ def _cpu_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
 class Run:
     """The state of one job while it runs."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, group: str, name: str):
+    def __init__(self, cfg: DictConfig, run_dir: Path, group: str, name: str, device: Optional[str] = None):
         self.cfg, self.run_dir, self.group, self.name = cfg, Path(run_dir), group, name
+        self.device = torch.device(device) if device else resolve_device(cfg.trainer.device)
         self.config = OmegaConf.to_container(cfg, resolve=True)
         self.fingerprint = config_fingerprint(self.config)
         self.tracker = None
@@ -146,12 +147,13 @@ class Run:
     def save_state(self, state: Dict[str, Any]) -> None:
         with atomic_path(self.path(STATE_FILE)) as tmp:
             torch.save({**state, "config_hash": self.fingerprint}, tmp)
+        log.info("resumable state saved after epoch %d", state["epoch"])
 
     # ------------------------------------------------------------ the run
 
     def execute(self) -> float:
         cfg = self.cfg
-        device = resolve_device(cfg.trainer.device)
+        device = self.device
         job = prepare(cfg, device)
         model, splits = job.model, job.splits
         train_ds = splits["train"]
@@ -244,12 +246,13 @@ def _raise_interrupt(signum, frame):
     raise RunInterrupted(f"received {signal.Signals(signum).name}")
 
 
-def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "") -> float:
-    """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises)."""
+def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device: Optional[str] = None) -> float:
+    """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises).
+    device: where to train, when the caller has claimed one (else trainer.device decides)."""
     if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
-    job = Run(cfg, run_dir, group, name or Path(run_dir).name)
+    job = Run(cfg, run_dir, group, name or Path(run_dir).name, device)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     previous = job.completed_before() if cfg.trainer.resume else None
     if previous is not None:

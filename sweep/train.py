@@ -5,7 +5,9 @@ best validation accuracy (the value a Hydra sweeper optimises).
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean experiment=smoke
 """
 import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -16,9 +18,12 @@ from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
 from sweep.errors import InputError
+from sweep.resources import GpuClaim, set_threads
 from sweep.runner import run
 
 log = logging.getLogger("sweep.train")
+# conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
+warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -30,8 +35,13 @@ def main(cfg: DictConfig) -> Optional[float]:
         group, name = f"{sweep_dir.parent.name}_{sweep_dir.name}", run_dir.name
     else:
         group, name = "single", f"{run_dir.parent.name}_{run_dir.name}"
+    n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
+    if n_jobs:  # jobs side by side on one machine (joblib): share the cores
+        set_threads(n_jobs if n_jobs > 0 else os.cpu_count())
     try:
-        return run(cfg, run_dir, group=group, name=name)
+        with GpuClaim(hydra_cfg.job.num) as gpu:
+            return run(cfg, run_dir, group=group, name=name,
+                       device=gpu if cfg.trainer.device == "auto" else None)
     except Exception as error:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             # the run wrote its failure and traceback into its dir; the other jobs go on, and

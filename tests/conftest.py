@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# before transformers / huggingface_hub are imported: the hub is unreachable here, fail at once
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
 REPO = Path(__file__).resolve().parents[1]
 IMDB_DIR = REPO.parent / "shared" / "data" / "imdb"
 SMOKE_GRID = ["model=bert,modernbert", "pooling=cls,mean", "experiment=smoke"]
@@ -31,6 +35,16 @@ def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: i
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def compose_config(*overrides: str):
+    """The app's config as Hydra composes it for these overrides (no Hydra run dir involved)."""
+    from hydra import compose, initialize_config_dir
+
+    import sweep.config  # noqa: F401  registers the schema
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
 def run_dirs(sweep_dir: Path):

