@@ -35,6 +35,8 @@ class DataConfig:
     split_seed: int = MISSING
     max_len: int = 128
     padding: str = "max_length"
+    group_by_length: bool = False
+    eval_batch_size: int = 64
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
 
@@ -54,11 +56,12 @@ class OptimConfig:
 class TrainerConfig:
     epochs: int = 5
     batch_size: int = 8
-    eval_batch_size: int = 64
     early_stopping_patience: Optional[int] = None
     head_dropout: float = 0.1
     log_every_n_steps: int = 50
     device: str = "auto"
+    precision: str = "auto"
+    compile: Any = "auto"  # auto | true | false | reduce-overhead (a YAML bool or a string)
     num_workers: int = 0
     save_best: bool = True
     resume: bool = True

@@ -207,14 +207,30 @@ class Collator:
         return batch
 
 
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, group: int = 50) -> List[List[int]]:
+    """Shuffled batches of similar-length rows (less padding with data.padding=dynamic): shuffle,
+    sort within windows of `group` batches by length, cut into batches, shuffle the batches."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    window = batch_size * group
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def make_loader(ds: Dataset, collator: Collator, batch_size: int, shuffle_seed: Optional[int] = None,
-                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+                group_by_length: bool = False, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
     """Whole batches are read from arrow in one call (ds[list_of_rows]), not row by row.
     shuffle_seed=None keeps the order; the train loader is rebuilt each epoch with seed + epoch,
     which makes the batch order of any epoch reproducible on resume."""
     if shuffle_seed is None:
-        order = SequentialSampler(ds)
+        batches = BatchSampler(SequentialSampler(ds), batch_size, drop_last=False)
+    elif group_by_length:
+        batches = length_grouped_batches([len(ids) for ids in ds["input_ids"]], batch_size, shuffle_seed)
     else:
         order = RandomSampler(ds, generator=torch.Generator().manual_seed(shuffle_seed))
-    return DataLoader(ds, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None,
-                      collate_fn=collator, num_workers=num_workers, pin_memory=pin_memory)
+        batches = BatchSampler(order, batch_size, drop_last=False)
+    return DataLoader(ds, sampler=batches, batch_size=None, collate_fn=collator,
+                      num_workers=num_workers, pin_memory=pin_memory)

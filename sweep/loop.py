@@ -1,6 +1,7 @@
 """The training step, one epoch, evaluation, and the optimizer. Importable with torch and
 transformers alone (the benchmark uses train_step on machines without hydra or datasets)."""
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
@@ -9,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_scheduler
+
+from sweep.errors import InputError
 
 MODEL_INPUT_KEYS_EXCLUDED = ("labels", "idx")
 
@@ -48,14 +51,81 @@ def model_inputs(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in batch.items() if k not in MODEL_INPUT_KEYS_EXCLUDED}
 
 
+@dataclass
+class Precision:
+    """Mixed precision of the forward pass: autocast to `dtype` (None = plain fp32), with a grad
+    scaler for fp16, whose small range would underflow gradients."""
+    name: str
+    device_type: str
+    dtype: Optional[torch.dtype] = None
+    scaler: Optional[torch.amp.GradScaler] = None
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype else nullcontext()
+
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """auto: bf16 on a GPU that supports it, else fp32. fp32 on a GPU uses TF32 matmuls."""
+    if name not in PRECISIONS:
+        raise InputError(f"trainer.precision={name!r} is not a precision; use one of {list(PRECISIONS)}")
+    if name == "auto":
+        name = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if name == "fp32":
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return Precision("fp32", device.type)
+    if name == "bf16":
+        return Precision("bf16", device.type, torch.bfloat16)
+    return Precision("fp16", device.type, torch.float16, torch.amp.GradScaler(device.type))
+
+
+COMPILE_MODES = {"false": None, "true": "default", "reduce-overhead": "reduce-overhead"}
+
+
+def compile_model(model: nn.Module, setting, device: torch.device, dynamic: bool = False) -> nn.Module:
+    """The module to call: torch.compile'd (default on GPU) or the model itself. Parameters are
+    shared, so the model is what gets saved. Fixed-shape batches compile once per batch size;
+    dynamic padding compiles with dynamic shapes instead of once per length."""
+    setting = str(setting).lower()
+    if setting == "auto":
+        setting = "true" if device.type == "cuda" else "false"
+    if setting not in COMPILE_MODES:
+        raise InputError(f"trainer.compile={setting!r} is not a compile setting; use auto, true, false or reduce-overhead")
+    mode = COMPILE_MODES[setting]
+    return model if mode is None else torch.compile(model, mode=mode, dynamic=dynamic or None)
+
+
+def warm_up(forward: nn.Module, batch: Dict[str, torch.Tensor], device: torch.device, precision: Precision) -> None:
+    """One forward and backward that compiles the training graph, leaving no gradient and no trace
+    in the random state (dropout), so the run matches an uncompiled one step for step."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        forward.train()
+        batch = to_device(batch, device)
+        with precision.autocast():
+            forward(**model_inputs(batch)).float().sum().backward()
+    forward.zero_grad(set_to_none=True)
+
+
 def train_step(model: nn.Module, inputs: Dict[str, torch.Tensor], labels: torch.Tensor,
-               optimizer: torch.optim.Optimizer, scheduler=None):
+               optimizer: torch.optim.Optimizer, scheduler=None, precision: Optional[Precision] = None):
     """Forward, loss, backward, optimizer step. Returns the loss and the number of correct
     predictions as device tensors: nothing here waits for the device."""
-    logits = model(**inputs)
+    with precision.autocast() if precision else nullcontext():
+        logits = model(**inputs)
     loss = F.cross_entropy(logits.float(), labels)
-    loss.backward()
-    optimizer.step()
+    scaler = precision.scaler if precision else None
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if scheduler is not None:
         scheduler.step()
@@ -72,7 +142,7 @@ class EpochResult:
 
 def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.device, *, epoch: int,
                 global_step: int, log_every: int, on_log: Callable[[Dict[str, float], int], None],
-                should_stop: Callable[[], bool] = lambda: False) -> EpochResult:
+                precision: Optional[Precision] = None) -> EpochResult:
     """One pass over the loader. Loss and accuracy accumulate on the device; the host syncs only
     every `log_every` steps (to log the running loss and check it is finite)."""
     model.train()
@@ -83,7 +153,7 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.de
     for batch in bar:
         batch = to_device(batch, device)
         labels = batch["labels"]
-        loss, hits = train_step(model, model_inputs(batch), labels, optimizer, scheduler)
+        loss, hits = train_step(model, model_inputs(batch), labels, optimizer, scheduler, precision)
         size = labels.shape[0]
         loss_sum += loss * size
         correct += hits
@@ -96,8 +166,6 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.de
             bar.set_postfix(loss=f"{value:.4f}")
             window_loss.zero_()
             window_steps = 0
-        if should_stop():
-            break
     mean_loss = (loss_sum / max(samples, 1)).item()
     check_finite(mean_loss, epoch, global_step + steps)
     return EpochResult(loss=mean_loss, acc=correct.item() / max(samples, 1), samples=samples, steps=steps)
@@ -109,13 +177,16 @@ def check_finite(loss: float, epoch: int, step: int) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader, device: torch.device, desc: str = "eval") -> Dict[str, object]:
+def evaluate(model: nn.Module, loader, device: torch.device, desc: str = "eval",
+             precision: Optional[Precision] = None) -> Dict[str, object]:
     """Loss, accuracy, F1 of the positive class, and per-example predictions."""
     model.eval()
     losses, labels, preds, probs, idx = [], [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
         batch = to_device(batch, device)
-        logits = model(**model_inputs(batch)).float()
+        with precision.autocast() if precision else nullcontext():
+            logits = model(**model_inputs(batch))
+        logits = logits.float()
         losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
         labels.append(batch["labels"])
         preds.append(logits.argmax(dim=-1))

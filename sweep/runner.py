@@ -25,7 +25,8 @@ from transformers import AutoModel, set_seed
 
 from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
 from sweep.errors import InputError
-from sweep.loop import build_optimizer, evaluate, resolve_device, train_epoch
+from sweep.loop import (build_optimizer, compile_model, evaluate, resolve_device, resolve_precision, train_epoch,
+                        warm_up)
 from sweep.model import (Classifier, encoder_input_names, load_config, load_encoder, load_tokenizer,
                          max_positions, resolve_source)
 from sweep.tiny import tiny_config, train_tokenizer
@@ -158,11 +159,14 @@ class Run:
         model, splits = job.model, job.splits
         train_ds = splits["train"]
         pin = device.type == "cuda"
-        eval_loader = lambda ds: make_loader(ds, job.collator, cfg.trainer.eval_batch_size,
+        eval_loader = lambda ds: make_loader(ds, job.collator, cfg.data.eval_batch_size,
                                              num_workers=cfg.trainer.num_workers, pin_memory=pin)
+        precision = resolve_precision(cfg.trainer.precision, device)
+        forward = compile_model(model, cfg.trainer.compile, device, dynamic=cfg.data.padding == "dynamic")
         steps_per_epoch = math.ceil(len(train_ds) / cfg.trainer.batch_size)
         optimizer, scheduler = build_optimizer(model, cfg.optim, steps_per_epoch * cfg.trainer.epochs)
-        self.write_metrics(params=model.num_parameters(), device=str(device),
+        self.write_metrics(params=model.num_parameters(), device=str(device), precision=precision.name,
+                           compiled=forward is not model,
                            train_samples=len(train_ds), valid_samples=len(splits["valid"]), test_samples=len(splits["test"]))
 
         history: List[Dict[str, Any]] = []
@@ -180,15 +184,23 @@ class Run:
             log.info("resuming after epoch %d (best valid/acc %.4f at epoch %d)", start_epoch, best["valid/acc"], best["epoch"])
 
         valid_loader = eval_loader(splits["valid"])
+        if forward is not model:  # compile outside the timed epochs, and say how long it took
+            started = time.perf_counter()
+            first = make_loader(train_ds, job.collator, cfg.trainer.batch_size, shuffle_seed=cfg.seed + start_epoch + 1)
+            warm_up(forward, next(iter(first)), device, precision)
+            self.write_metrics(compile_seconds=time.perf_counter() - started)
+            log.info("compiled the model in %.1fs", self.metrics["compile_seconds"])
         for epoch in range(start_epoch + 1, cfg.trainer.epochs + 1):
             loader = make_loader(train_ds, job.collator, cfg.trainer.batch_size, shuffle_seed=cfg.seed + epoch,
+                                 group_by_length=cfg.data.group_by_length,
                                  num_workers=cfg.trainer.num_workers, pin_memory=pin)
             started = time.perf_counter()
-            trained = train_epoch(model, loader, optimizer, scheduler, device, epoch=epoch, global_step=global_step,
-                                  log_every=cfg.trainer.log_every_n_steps, on_log=self.tracker.log)
+            trained = train_epoch(forward, loader, optimizer, scheduler, device, epoch=epoch, global_step=global_step,
+                                  log_every=cfg.trainer.log_every_n_steps, on_log=self.tracker.log,
+                                  precision=precision)
             seconds = time.perf_counter() - started
             global_step += trained.steps
-            valid = evaluate(model, valid_loader, device, desc=f"epoch {epoch} valid")
+            valid = evaluate(forward, valid_loader, device, desc=f"epoch {epoch} valid", precision=precision)
             row = {"epoch": epoch, "train/loss": trained.loss, "train/acc": trained.acc, "valid/loss": valid["loss"],
                    "valid/acc": valid["acc"], "seconds": seconds, "samples": trained.samples,
                    "lr": scheduler.get_last_lr()[0]}
@@ -220,7 +232,7 @@ class Run:
         if best_weights is None:  # resumed with the best checkpoint on disk
             best_weights = Classifier.from_pretrained(self.path(BEST_DIR)).state_dict()
         model.load_state_dict(best_weights)
-        test = evaluate(model, eval_loader(splits["test"]), device, desc="test (best checkpoint)")
+        test = evaluate(forward, eval_loader(splits["test"]), device, desc="test (best checkpoint)", precision=precision)
         write_predictions(self.path(PREDICTIONS_FILE), {
             "index": test["idx"], "label": test["labels"], "pred": test["preds"], "prob_pos": test["prob_pos"]})
         train_seconds = sum(r["seconds"] for r in history)

@@ -30,20 +30,21 @@ warnings.filterwarnings("ignore", message=".*is validated against ConfigStore sc
 def main(cfg: DictConfig) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:
         sweep_dir = Path(hydra_cfg.sweep.dir)
         group, name = f"{sweep_dir.parent.name}_{sweep_dir.name}", run_dir.name
     else:
         group, name = "single", f"{run_dir.parent.name}_{run_dir.name}"
-    n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
+    n_jobs = hydra_cfg.launcher.get("n_jobs") if multirun else None
     if n_jobs:  # jobs side by side on one machine (joblib): share the cores
         set_threads(n_jobs if n_jobs > 0 else os.cpu_count())
     try:
-        with GpuClaim(hydra_cfg.job.num) as gpu:
+        with GpuClaim(hydra_cfg.job.num if multirun else 0) as gpu:
             return run(cfg, run_dir, group=group, name=name,
                        device=gpu if cfg.trainer.device == "auto" else None)
     except Exception as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        if multirun:
             # the run wrote its failure and traceback into its dir; the other jobs go on, and
             # sweep.callbacks.FailedJobs reports it and exits non-zero at the end of the sweep
             return None
