@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # `python sweep/bench.py` on a machine where the project is not installed
     sys.path.insert(0, str(REPO))
 
-from sweep.loop import build_optimizer, resolve_device, train_step  # noqa: E402  (torch + transformers only)
+from sweep.loop import (build_optimizer, compile_model, resolve_device, resolve_precision,  # noqa: E402
+                        train_step)  # torch + transformers only
 from sweep.model import Classifier  # noqa: E402
 
 MODELS = {"bert-tiny": ("bert", True), "modernbert-tiny": ("modernbert", True),
@@ -48,7 +48,6 @@ TINY_EXTRA = {"bert": {}, "modernbert": {"global_attn_every_n_layers": 2, "local
 # conf/optim/adam.yaml, the seed recipe
 SEED_OPTIM = SimpleNamespace(name="adam", lr=5e-5, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8,
                              scheduler="constant", warmup_ratio=0.0)
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DATA_TARGETS = {"cold": 20.0, "warm": 3.0}  # seconds, issue #5
 
 
@@ -91,10 +90,16 @@ class BareClassifier(nn.Module):
         return self.head(self.dropout(pooled))
 
 
-def bare_step(model, inputs, labels, optimizer):
-    loss = F.cross_entropy(model(**inputs), labels)
-    loss.backward()
-    optimizer.step()
+def bare_step(model, inputs, labels, optimizer, autocast, scaler=None):
+    with autocast():
+        loss = F.cross_entropy(model(**inputs), labels)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:  # fp16 needs loss scaling in any loop
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     optimizer.zero_grad()
 
 
@@ -145,18 +150,19 @@ def bench_steps(args) -> dict:
     bare.load_state_dict(project.state_dict())  # the same weights on both sides
     token_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
     batches = make_batches(config, 4, args.batch_size, args.max_len, device, token_types)
-    amp_dtype = DTYPES.get(args.precision)
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+    precision = resolve_precision(args.precision, device)  # the project's own autocast (and fp16 scaler)
+    autocast = precision.autocast
+    bare_scaler = torch.amp.GradScaler(device.type) if precision.scaler is not None else None
     flops, params = count_flops(bare, *batches[0], autocast), project.num_parameters()
 
     total_steps = args.warmup + args.steps * args.rounds
     optimizer, scheduler = build_optimizer(project, SEED_OPTIM, total_steps)
     bare_opt = torch.optim.Adam(bare.parameters(), lr=SEED_OPTIM.lr)  # torch's default implementation
-    if args.compile:
-        project, bare = torch.compile(project), torch.compile(bare)
+    if args.compile:  # the project's compile path against a plain torch.compile
+        project, bare = compile_model(project, "true", device), torch.compile(bare)
     sides = {
-        "project": lambda inputs, labels: train_step(project, inputs, labels, optimizer, scheduler),
-        "bare": lambda inputs, labels: bare_step(bare, inputs, labels, bare_opt),
+        "project": lambda inputs, labels: train_step(project, inputs, labels, optimizer, scheduler, precision),
+        "bare": lambda inputs, labels: bare_step(bare, inputs, labels, bare_opt, autocast, bare_scaler),
     }
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -165,9 +171,8 @@ def bench_steps(args) -> dict:
         step = sides[side]
         sync()
         start = time.perf_counter()
-        with autocast():
-            for i in range(n):
-                step(*batches[i % len(batches)])
+        for i in range(n):
+            step(*batches[i % len(batches)])
         sync()
         return time.perf_counter() - start
 
@@ -272,7 +277,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=128, help="tokens per example (batches are padded to it)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="bf16 / fp16: torch.autocast around the step (fp16 without a GradScaler: speed only)")
+                   help="the project's trainer.precision: bf16 / fp16 autocast (fp16 with a grad scaler on both sides)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--steps", type=int, default=10, help="timed steps per side and round (one block)")
     p.add_argument("--rounds", type=int, default=10, help="rounds of interleaved project/bare blocks")

@@ -63,6 +63,7 @@ class TrainerConfig:
     precision: str = "auto"
     compile: Any = "auto"  # auto | true | false | reduce-overhead (a YAML bool or a string)
     num_workers: int = 0
+    threads: Optional[int] = None
     save_best: bool = True
     resume: bool = True
 

@@ -17,13 +17,26 @@ def default_n_jobs() -> int:
     return torch.cuda.device_count() or 2
 
 
-def set_threads(parallel_jobs: int) -> int:
-    """An equal share of the cores (joblib's loky workers would otherwise start with 1 thread)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // max(parallel_jobs, 1))
-    torch.set_num_threads(threads)
-    log.info("torch threads: %d (%d cores, %d parallel job(s))", threads, cores, parallel_jobs)
-    return threads
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def job_threads(threads: Optional[int], launcher) -> Optional[int]:
+    """Torch threads for one job: trainer.threads if set; else an equal share of the cores when
+    joblib runs n_jobs side by side (its loky workers would start with 1); else the cores a
+    submitit job asked for; else None (torch's default, all cores)."""
+    if threads:
+        return threads
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs:
+        return max(1, available_cores() // n_jobs) if n_jobs > 0 else 1
+    return launcher.get("cpus_per_task")
+
+
+def set_threads(threads: Optional[int]) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    log.info("torch threads: %d (%d cores)", torch.get_num_threads(), available_cores())
 
 
 class GpuClaim:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "resume_state.pt"
 # keys that cannot change a run's numbers: a rerun that differs only in these still counts as the same run
-RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers")
+RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads")
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -5,7 +5,6 @@ best validation accuracy (the value a Hydra sweeper optimises).
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean experiment=smoke
 """
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,7 +17,7 @@ from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
 from sweep.errors import InputError
-from sweep.resources import GpuClaim, set_threads
+from sweep.resources import GpuClaim, job_threads, set_threads
 from sweep.runner import run
 
 log = logging.getLogger("sweep.train")
@@ -36,9 +35,7 @@ def main(cfg: DictConfig) -> Optional[float]:
         group, name = f"{sweep_dir.parent.name}_{sweep_dir.name}", run_dir.name
     else:
         group, name = "single", f"{run_dir.parent.name}_{run_dir.name}"
-    n_jobs = hydra_cfg.launcher.get("n_jobs") if multirun else None
-    if n_jobs:  # jobs side by side on one machine (joblib): share the cores
-        set_threads(n_jobs if n_jobs > 0 else os.cpu_count())
+    set_threads(job_threads(cfg.trainer.threads, hydra_cfg.launcher if multirun else {}))
     try:
         with GpuClaim(hydra_cfg.job.num if multirun else 0) as gpu:
             return run(cfg, run_dir, group=group, name=name,

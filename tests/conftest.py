@@ -37,14 +37,19 @@ def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: i
     return result
 
 
-def compose_config(*overrides: str):
-    """The app's config as Hydra composes it for these overrides (no Hydra run dir involved)."""
+def compose_config(*overrides: str, hydra_node: bool = False):
+    """The app's config as Hydra composes it for these overrides; with hydra_node, Hydra's own
+    node too, set as the current HydraConfig so that ${hydra:...} resolves as in a job."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
 
-    import sweep.config  # noqa: F401  registers the schema
+    import sweep.config  # noqa: F401  registers the schema and the resolvers
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=hydra_node)
+    if hydra_node:
+        HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def run_dirs(sweep_dir: Path):

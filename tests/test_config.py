@@ -2,13 +2,10 @@
 import itertools
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
-from conftest import REPO, train
+from conftest import REPO, compose_config, train
 
 CONF = REPO / "conf"
 
@@ -17,22 +14,17 @@ def options(group: str):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def compose_job(*overrides: str, hydra_node: bool = False):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra_node)
 
 
 def job_dir(*overrides: str) -> str:
     """The run dir Hydra gives a job of a sweep with these overrides (resolved as Hydra does)."""
-    cfg = compose_job(*overrides, hydra_node=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg.hydra.sweep.subdir
+    return compose_config(*overrides, hydra_node=True).hydra.sweep.subdir
 
 
 @pytest.mark.parametrize("group", ["model", "pooling", "data", "optim", "logger", "experiment", "trainer"])
 def test_every_option_composes(group):
     for option in options(group):
-        cfg = compose_job(f"{group}={option}")
+        cfg = compose_config(f"{group}={option}")
         resolved = OmegaConf.to_container(cfg, resolve=True)
         assert resolved["seed"] == 42
         if group in ("model", "pooling", "data", "optim", "logger"):
@@ -40,18 +32,18 @@ def test_every_option_composes(group):
 
 
 def test_defaults_are_the_seed_recipe():
-    cfg = compose_job()
+    cfg = compose_config()
     assert cfg.model.id == "bert-base-uncased" and cfg.pooling.name == "cls" and cfg.data.name == "imdb"
     assert cfg.data.hub_id == "stanfordnlp/imdb" and list(cfg.data.split) == [0.8, 0.1, 0.1]
     assert cfg.data.max_len == 128 and cfg.data.split_seed == 42 and cfg.data.dedup
     assert cfg.optim.name == "adam" and cfg.optim.lr == 5e-5 and cfg.optim.scheduler == "constant"
     assert cfg.trainer.epochs == 5 and cfg.trainer.batch_size == 8 and cfg.logger.name == "wandb"
-    assert compose_job("model=modernbert").model.id == "answerdotai/ModernBERT-base"
+    assert compose_config("model=modernbert").model.id == "answerdotai/ModernBERT-base"
 
 
 def test_grid_composes_to_distinct_jobs_and_dirs():
     grid = list(itertools.product(["bert", "modernbert"], ["cls", "mean"]))
-    jobs = [compose_job(f"model={m}", f"pooling={p}") for m, p in grid]
+    jobs = [compose_config(f"model={m}", f"pooling={p}") for m, p in grid]
     assert {(j.model.name, j.pooling.name) for j in jobs} == set(grid)
     dirs = {job_dir(f"model={m}", f"pooling={p}") for m, p in grid}
     assert dirs == {"model=bert,pooling=cls", "model=bert,pooling=mean",
@@ -68,20 +60,20 @@ def test_path_values_stay_one_dir_level():
 
 
 def test_any_key_can_be_overridden():
-    cfg = compose_job("optim.lr=3e-5", "data.max_len=256", "trainer.epochs=3", "seed=7")
+    cfg = compose_config("optim.lr=3e-5", "data.max_len=256", "trainer.epochs=3", "seed=7")
     assert (cfg.optim.lr, cfg.data.max_len, cfg.trainer.epochs, cfg.seed) == (3e-5, 256, 3, 7)
     assert cfg.data.split_seed == 7  # the split follows the seed unless pinned
 
 
 def test_smoke_experiment_uses_tiny_models_and_generated_data():
-    cfg = compose_job("experiment=smoke", "model=modernbert")
+    cfg = compose_config("experiment=smoke", "model=modernbert")
     assert cfg.model.tiny and cfg.model.family == "modernbert" and cfg.data.name == "synthetic"
 
 
 @pytest.mark.parametrize("override", ["trainer.epocs=3", "optim.learning_rate=1e-4", "trainer.epochs=three"])
 def test_typos_and_bad_types_fail_at_compose_time(override):
     with pytest.raises(ConfigCompositionException):
-        compose_job(override)
+        compose_config(override)
 
 
 def test_unknown_model_fails_with_the_list_of_options():
