@@ -60,6 +60,26 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
+def evaluate_best(run_dir: Path, split: str, padding: str = "max_length", batch_size: int = 64) -> dict:
+    """What a user does to reuse a run: reload its best checkpoint and evaluate it on one of its
+    splits, rebuilt from the run's saved config."""
+    import torch
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from sweep.data import Collator, make_loader, prepare_splits, tokenize
+    from sweep.loop import evaluate
+    from sweep.model import Classifier, encoder_input_names
+
+    cfg = OmegaConf.load(Path(run_dir) / ".hydra/config.yaml")
+    model = Classifier.from_pretrained(Path(run_dir) / "best")
+    tokenizer = AutoTokenizer.from_pretrained(Path(run_dir) / "best")
+    names = encoder_input_names(model.encoder, tokenizer)
+    data = tokenize(prepare_splits(cfg.data), tokenizer, cfg.data.max_len, names)[split]
+    collator = Collator(names, tokenizer.pad_token_id, cfg.data.max_len, padding)
+    return evaluate(model, make_loader(data, collator, batch_size), torch.device("cpu"))
+
+
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory) -> Path:
     """The README's smoke grid (2 models x 2 poolings, tiny models, generated data), run once."""

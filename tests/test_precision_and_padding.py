@@ -2,13 +2,10 @@
 still learns, and dynamic padding evaluates a checkpoint exactly as max_length padding does."""
 import pytest
 import torch
-from omegaconf import OmegaConf
-from transformers import AutoTokenizer
 
-from conftest import metrics, run_dirs, train
-from sweep.data import Collator, length_grouped_batches, make_loader, prepare_splits, tokenize
-from sweep.loop import evaluate, resolve_precision
-from sweep.model import Classifier, encoder_input_names
+from conftest import evaluate_best, metrics, run_dirs, train
+from sweep.data import length_grouped_batches
+from sweep.loop import resolve_precision
 
 
 @pytest.mark.slow
@@ -32,15 +29,7 @@ def test_auto_precision_is_fp32_on_cpu():
 
 def test_dynamic_padding_gives_the_same_eval_accuracy(smoke_sweep):
     for run_dir in run_dirs(smoke_sweep)[::2]:  # one run of each family
-        cfg = OmegaConf.load(run_dir / ".hydra/config.yaml")
-        model = Classifier.from_pretrained(run_dir / "best")
-        tokenizer = AutoTokenizer.from_pretrained(run_dir / "best")
-        names = encoder_input_names(model.encoder, tokenizer)
-        valid = tokenize(prepare_splits(cfg.data), tokenizer, cfg.data.max_len, names)["valid"]
-        results = {}
-        for padding in ("max_length", "dynamic"):
-            collator = Collator(names, tokenizer.pad_token_id, cfg.data.max_len, padding)
-            results[padding] = evaluate(model, make_loader(valid, collator, 16), torch.device("cpu"))
+        results = {padding: evaluate_best(run_dir, "valid", padding, batch_size=16) for padding in ("max_length", "dynamic")}
         assert results["dynamic"]["acc"] == results["max_length"]["acc"] == pytest.approx(metrics(run_dir)["valid/acc"])
         assert list(results["dynamic"]["preds"]) == list(results["max_length"]["preds"])
 

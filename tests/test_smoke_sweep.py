@@ -5,13 +5,10 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 from omegaconf import OmegaConf
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import metrics, run_dirs, train
-from sweep.data import Collator, prepare_splits, tokenize
-from sweep.loop import evaluate
+from conftest import evaluate_best, metrics, run_dirs, train
 from sweep.model import Classifier, encoder_input_names
 from wandb_records import summarize
 
@@ -65,17 +62,11 @@ def test_wandb_run_logged_config_steps_epochs_test_and_finished(smoke_sweep):
 
 def test_best_checkpoint_reloads_to_the_same_test_accuracy(smoke_sweep):
     for run_dir in run_dirs(smoke_sweep)[:: 2]:  # one run of each family
-        cfg = OmegaConf.load(run_dir / ".hydra/config.yaml")
-        model = Classifier.from_pretrained(run_dir / "best")
-        tokenizer = AutoTokenizer.from_pretrained(run_dir / "best")
-        names = encoder_input_names(model.encoder, tokenizer)
-        test = tokenize(prepare_splits(cfg.data), tokenizer, cfg.data.max_len, names)["test"]
-        from sweep.data import make_loader
-        loader = make_loader(test, Collator(names, tokenizer.pad_token_id, cfg.data.max_len, "max_length"), 64)
-        result = evaluate(model, loader, torch.device("cpu"))
+        result = evaluate_best(run_dir, "test")
         saved = pd.read_parquet(run_dir / "predictions_test.parquet")
         assert result["acc"] == metrics(run_dir)["test/acc"]
         assert list(result["preds"]) == list(saved["pred"])
+        cfg = OmegaConf.load(run_dir / ".hydra/config.yaml")
         encoder = AutoModel.from_pretrained(run_dir / "best")
         assert encoder.config.model_type == cfg.model.family
         info = json.loads((run_dir / "best/classifier.json").read_text())
@@ -86,7 +77,8 @@ def test_token_type_ids_follow_the_model_not_its_name(smoke_sweep):
     for run_dir in run_dirs(smoke_sweep):
         model = Classifier.from_pretrained(run_dir / "best")
         names = encoder_input_names(model.encoder, AutoTokenizer.from_pretrained(run_dir / "best"))
-        expected = ["input_ids", "token_type_ids", "attention_mask"] if "bert," in run_dir.name + "," and "modern" not in run_dir.name else ["input_ids", "attention_mask"]
+        bert = metrics(run_dir)["model"] == "bert"
+        expected = ["input_ids", "token_type_ids", "attention_mask"] if bert else ["input_ids", "attention_mask"]
         assert names == expected, run_dir.name
 
 
