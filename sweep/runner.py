@@ -233,6 +233,11 @@ class Run:
             best_weights = Classifier.from_pretrained(self.path(BEST_DIR)).state_dict()
         model.load_state_dict(best_weights)
         test = evaluate(forward, eval_loader(splits["test"]), device, desc="test (best checkpoint)", precision=precision)
+        self.finish(best, history, test, global_step)
+        return best["valid/acc"]
+
+    def finish(self, best: Dict[str, Any], history: List[Dict[str, Any]], test: Dict[str, Any], step: int) -> None:
+        """The test predictions and the final metrics, in the run dir and the tracker."""
         write_predictions(self.path(PREDICTIONS_FILE), {
             "index": test["idx"], "label": test["labels"], "pred": test["preds"], "prob_pos": test["prob_pos"]})
         train_seconds = sum(r["seconds"] for r in history)
@@ -245,13 +250,12 @@ class Run:
             "train_samples_per_s": sum(r["samples"] for r in history) / train_seconds if train_seconds else None,
             "error": None,
         }
-        self.tracker.log({k: final[k] for k in ("test/acc", "test/f1", "test/loss")}, global_step)
+        self.tracker.log({k: final[k] for k in ("test/acc", "test/f1", "test/loss")}, step)
         self.tracker.summary(final)
         self.write_metrics(**final)
         self.path(STATE_FILE).unlink(missing_ok=True)  # a finished run keeps best/, not optimizer states
         log.info("test on the best checkpoint (epoch %d): test/acc %.4f  test/f1 %.4f",
                  best["epoch"], test["acc"], test["f1"])
-        return best["valid/acc"]
 
 
 def _raise_interrupt(signum, frame):
