@@ -17,7 +17,6 @@ from sweep.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
 LABEL_NAMES = ["neg", "pos"]
 REQUIRED_COLUMNS = ("text", "label")
 

@@ -127,7 +127,3 @@ class Classifier(nn.Module):
         model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
         return model.eval()
 
-
-def read_meta(directory) -> dict:
-    return json.loads((Path(directory) / META_FILE).read_text())
-

@@ -4,7 +4,6 @@ best validation accuracy (the value a Hydra sweeper optimises).
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean experiment=smoke
 """
-import logging
 import sys
 import warnings
 from pathlib import Path
@@ -20,9 +19,8 @@ from sweep.errors import InputError
 from sweep.resources import GpuClaim, job_threads, set_threads
 from sweep.runner import run
 
-log = logging.getLogger("sweep.train")
 # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
-warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
+warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -2,7 +2,6 @@
 a completed sweep is skipped on rerun, a failing job does not take the others down, SIGTERM leaves
 a resumable run."""
 import json
-import os
 import signal
 import subprocess
 import sys
