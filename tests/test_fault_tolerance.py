@@ -7,9 +7,8 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, app_env, metrics, run_dirs, train
+from conftest import REPO, TIMING_KEYS, app_env, metrics, run_dirs, train
 
-TIMING_KEYS = {"train_seconds", "train_samples_per_s"}
 CELL = "experiment=smoke,model=bert,pooling=cls"
 
 

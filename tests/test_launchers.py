@@ -4,10 +4,8 @@ import re
 
 import pytest
 
-from conftest import SMOKE_GRID, compose_config, metrics, run_dirs, train
+from conftest import SMOKE_GRID, TIMING_KEYS, compose_config, metrics, run_dirs, train
 from wandb_records import summarize
-
-TIMING_KEYS = {"train_seconds", "train_samples_per_s"}
 
 
 def test_joblib_runs_the_grid_in_parallel_with_the_same_numbers(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import evaluate_best, metrics, run_dirs, train
+from conftest import TIMING_KEYS, evaluate_best, metrics, run_dirs, train
 from sweep.model import Classifier, encoder_input_names
 from wandb_records import summarize
 
@@ -16,7 +16,6 @@ CONTRACT = [".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", 
             "predictions_test.parquet", "best/classifier.json", "best/head.safetensors", "best/model.safetensors",
             "best/config.json", "best/tokenizer.json", "train.log"]
 CELLS = {"model=bert,pooling=cls", "model=bert,pooling=mean", "model=modernbert,pooling=cls", "model=modernbert,pooling=mean"}
-TIMING_KEYS = {"train_seconds", "train_samples_per_s"}
 
 
 def test_grid_leaves_one_complete_run_dir_per_cell(smoke_sweep):
