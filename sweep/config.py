@@ -14,6 +14,7 @@ class ModelConfig:
     name: str = MISSING
     id: str = MISSING
     offline_package: Optional[str] = None
+    offline_id: Optional[str] = None
     family: str = MISSING
     tiny: bool = False
     tiny_config: Dict[str, Any] = field(default_factory=dict)
@@ -62,6 +63,7 @@ class TrainerConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: Any = "auto"  # auto | true | false | reduce-overhead (a YAML bool or a string)
+    compile_backend: str = "inductor"
     num_workers: int = 0
     threads: Optional[int] = None
     save_best: bool = True

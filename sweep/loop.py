@@ -67,12 +67,19 @@ class Precision:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 tensor cores: compute capability 8.0 (Ampere) and newer, asked of the job's own GPU.
+    torch.cuda.is_bf16_supported() also says yes where bf16 is only emulated (V100, T4), and asks GPU 0."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def resolve_precision(name: str, device: torch.device) -> Precision:
-    """auto: bf16 on a GPU that supports it, else fp32. fp32 on a GPU uses TF32 matmuls."""
+    """auto: bf16 on a GPU with native bf16, fp16 with a grad scaler on older GPUs, fp32 on CPU.
+    fp32 on a GPU uses TF32 matmuls."""
     if name not in PRECISIONS:
         raise InputError(f"trainer.precision={name!r} is not a precision; use one of {list(PRECISIONS)}")
     if name == "auto":
-        name = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        name = ("bf16" if has_native_bf16(device) else "fp16") if device.type == "cuda" else "fp32"
     if name == "fp32":
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -81,34 +88,6 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     if name == "bf16":
         return Precision("bf16", device.type, torch.bfloat16)
     return Precision("fp16", device.type, torch.float16, torch.amp.GradScaler(device.type))
-
-
-COMPILE_MODES = {"false": None, "true": "default", "reduce-overhead": "reduce-overhead"}
-
-
-def compile_model(model: nn.Module, setting, device: torch.device, dynamic: bool = False) -> nn.Module:
-    """The module to call: torch.compile'd (default on GPU) or the model itself. Parameters are
-    shared, so the model is what gets saved. Fixed-shape batches compile once per batch size;
-    dynamic padding compiles with dynamic shapes instead of once per length."""
-    setting = str(setting).lower()
-    if setting == "auto":
-        setting = "true" if device.type == "cuda" else "false"
-    if setting not in COMPILE_MODES:
-        raise InputError(f"trainer.compile={setting!r} is not a compile setting; use auto, true, false or reduce-overhead")
-    mode = COMPILE_MODES[setting]
-    return model if mode is None else torch.compile(model, mode=mode, dynamic=dynamic or None)
-
-
-def warm_up(forward: nn.Module, batch: Dict[str, torch.Tensor], device: torch.device, precision: Precision) -> None:
-    """One forward and backward that compiles the training graph, leaving no gradient and no trace
-    in the random state (dropout), so the run matches an uncompiled one step for step."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        forward.train()
-        batch = to_device(batch, device)
-        with precision.autocast():
-            forward(**model_inputs(batch)).float().sum().backward()
-    forward.zero_grad(set_to_none=True)
 
 
 def train_step(model: nn.Module, inputs: Dict[str, torch.Tensor], labels: torch.Tensor,

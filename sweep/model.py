@@ -26,17 +26,23 @@ class ModelLoadError(InputError):
     """A model that cannot be found or opened."""
 
 
-def resolve_source(model_id: str, offline_package: Optional[str] = None) -> str:
-    """Where to load from: the bundled copy of an installed package, else the id (hub id or dir)."""
-    if offline_package:
-        try:
-            package = importlib.import_module(offline_package)
-        except ImportError:
-            return model_id
-        bundled = Path(package.get_model_path())
-        if (bundled / "config.json").is_file():
-            return str(bundled)
-    return model_id
+def resolve_source(model_id: str, offline_package: Optional[str] = None, bundled_id: Optional[str] = None) -> str:
+    """Where to load from: model.id as given (a hub id or a directory). The copy bundled in an
+    installed `offline_package` stands in only for the hub id that package bundles (`bundled_id`),
+    and only when that id is in no local dir and not in the hub cache: any other model.id wins."""
+    if not offline_package or model_id != bundled_id or Path(model_id).is_dir() or _in_hub_cache(model_id):
+        return model_id
+    try:
+        package = importlib.import_module(offline_package)
+    except ImportError:
+        return model_id
+    bundled = Path(package.get_model_path())
+    return str(bundled) if (bundled / "config.json").is_file() else model_id
+
+
+def _in_hub_cache(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
 
 
 def _open(loader, source: str, what: str):
@@ -63,7 +69,10 @@ def load_config(source: str) -> PretrainedConfig:
 
 
 def load_encoder(source: str) -> PreTrainedModel:
-    return _open(AutoModel.from_pretrained, source, "weights")
+    """In fp32 whatever dtype the checkpoint was saved in (transformers 5 keeps a bf16 checkpoint in
+    bf16): training needs fp32 master weights, or Adam's small updates round away; autocast
+    chooses the compute dtype."""
+    return _open(AutoModel.from_pretrained, source, "weights").float()
 
 
 def max_positions(config: PretrainedConfig) -> int:

@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import signal
 import sys
 import time
@@ -17,18 +16,18 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import datasets
-import numpy as np
 import torch
 import transformers
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModel, set_seed
 
 from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
+from sweep.compilation import WarmupBatch, compile_model, reset_compiler
 from sweep.errors import InputError
-from sweep.loop import (build_optimizer, compile_model, evaluate, resolve_device, resolve_precision, train_epoch,
-                        warm_up)
+from sweep.loop import build_optimizer, evaluate, resolve_device, resolve_precision, train_epoch
 from sweep.model import (Classifier, encoder_input_names, load_config, load_encoder, load_tokenizer,
                          max_positions, resolve_source)
+from sweep.resume import ResumeState
 from sweep.tiny import tiny_config, train_tokenizer
 from sweep.tracking import (BEST_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, atomic_path, read_json,
                             start_tracker, write_history, write_json, write_predictions)
@@ -69,7 +68,7 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     if mcfg.tiny:
         limit = int(mcfg.tiny_config.get("max_position_embeddings", 512))
     else:
-        source = resolve_source(mcfg.id, mcfg.offline_package)
+        source = resolve_source(mcfg.id, mcfg.offline_package, mcfg.offline_id)
         tokenizer = load_tokenizer(source)
         limit = max_positions(load_config(source))
     if dcfg.max_len > limit or dcfg.max_len < 8:
@@ -87,23 +86,26 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     return Prepared(model, tokenizer, tokenize(splits, tokenizer, dcfg.max_len, input_names), collator)
 
 
-def _rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _cpu_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def warmup_batches(job: Prepared, batch_size: int, eval_batch_size: int) -> List[WarmupBatch]:
+    """One batch of every shape the run will feed the model: full and last partial train batches
+    (forward + backward), full and last partial valid and test batches (evaluation). With dynamic
+    padding the lengths are dynamic, so these cover the batch sizes."""
+    splits, shapes = job.splits, []
+    train_n = len(splits["train"])
+    shapes += [("train", size, True) for size in {min(batch_size, train_n), train_n % batch_size} if size]
+    for split in ("valid", "test"):
+        n = len(splits[split])
+        shapes += [(split, size, False) for size in {min(eval_batch_size, n), n % eval_batch_size} if size]
+    seen, batches = set(), []
+    for split, size, train in shapes:
+        if (size, train) not in seen:
+            seen.add((size, train))
+            batches.append(WarmupBatch(job.collator(splits[split][list(range(size))]), train))
+    return batches
 
 
 class Run:
@@ -133,28 +135,15 @@ class Run:
         self.metrics.update(values)
         write_json(self.path(METRICS_FILE), self.metrics)
 
-    # ------------------------------------------------------------ resume state
-
-    def load_state(self) -> Optional[Dict[str, Any]]:
-        path = self.path(STATE_FILE)
-        if not (self.cfg.trainer.resume and path.is_file()):
-            return None
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("config_hash") != self.fingerprint:
-            log.warning("ignoring %s: it was written by a different config", path)
-            return None
-        return state
-
-    def save_state(self, state: Dict[str, Any]) -> None:
-        with atomic_path(self.path(STATE_FILE)) as tmp:
-            torch.save({**state, "config_hash": self.fingerprint}, tmp)
-        log.info("resumable state saved after epoch %d", state["epoch"])
+    def load_state(self) -> ResumeState:
+        state = ResumeState.load(self.path(STATE_FILE), self.fingerprint) if self.cfg.trainer.resume else None
+        return state or ResumeState()
 
     # ------------------------------------------------------------ the run
 
     def execute(self) -> float:
-        cfg = self.cfg
-        device = self.device
+        cfg, device = self.cfg, self.device
+        reset_compiler()  # nothing compiled by an earlier job of this process counts against this one
         job = prepare(cfg, device)
         model, splits = job.model, job.splits
         train_ds = splits["train"]
@@ -162,79 +151,71 @@ class Run:
         eval_loader = lambda ds: make_loader(ds, job.collator, cfg.data.eval_batch_size,
                                              num_workers=cfg.trainer.num_workers, pin_memory=pin)
         precision = resolve_precision(cfg.trainer.precision, device)
-        forward = compile_model(model, cfg.trainer.compile, device, dynamic=cfg.data.padding == "dynamic")
         steps_per_epoch = math.ceil(len(train_ds) / cfg.trainer.batch_size)
         optimizer, scheduler = build_optimizer(model, cfg.optim, steps_per_epoch * cfg.trainer.epochs)
         self.write_metrics(params=model.num_parameters(), device=str(device), precision=precision.name,
-                           compiled=forward is not model,
                            train_samples=len(train_ds), valid_samples=len(splits["valid"]), test_samples=len(splits["test"]))
 
-        history: List[Dict[str, Any]] = []
-        best: Optional[Dict[str, Any]] = None
-        best_weights: Optional[Dict[str, torch.Tensor]] = None
-        start_epoch, global_step, stale = 0, 0, 0
         state = self.load_state()
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"])
-            history, best, best_weights = state["history"], state["best"], state.get("best_weights")
-            start_epoch, global_step, stale = state["epoch"], state["global_step"], state["stale"]
-            log.info("resuming after epoch %d (best valid/acc %.4f at epoch %d)", start_epoch, best["valid/acc"], best["epoch"])
+        if state.epoch:
+            state.restore(model, optimizer, scheduler, precision.scaler, device)
+            log.info("resuming after epoch %d (best valid/acc %.4f at epoch %d)",
+                     state.epoch, state.best["valid/acc"], state.best["epoch"])
+        # compiled outside the timed epochs, every shape; after the restore, which it must not disturb
+        compiled = compile_model(model, cfg.trainer.compile, device, precision,
+                                 warmup_batches(job, cfg.trainer.batch_size, cfg.data.eval_batch_size),
+                                 padding=cfg.data.padding, backend=cfg.trainer.compile_backend)
+        forward = compiled.forward
+        self.write_metrics(**compiled.record())
 
         valid_loader = eval_loader(splits["valid"])
-        if forward is not model:  # compile outside the timed epochs, and say how long it took
-            started = time.perf_counter()
-            first = make_loader(train_ds, job.collator, cfg.trainer.batch_size, shuffle_seed=cfg.seed + start_epoch + 1)
-            warm_up(forward, next(iter(first)), device, precision)
-            self.write_metrics(compile_seconds=time.perf_counter() - started)
-            log.info("compiled the model in %.1fs", self.metrics["compile_seconds"])
-        for epoch in range(start_epoch + 1, cfg.trainer.epochs + 1):
+        patience = cfg.trainer.early_stopping_patience
+        for epoch in range(state.epoch + 1, cfg.trainer.epochs + 1):
+            if patience is not None and state.stale >= patience:
+                break  # a resumed run stops where the uninterrupted one stopped
             loader = make_loader(train_ds, job.collator, cfg.trainer.batch_size, shuffle_seed=cfg.seed + epoch,
                                  group_by_length=cfg.data.group_by_length,
                                  num_workers=cfg.trainer.num_workers, pin_memory=pin)
             started = time.perf_counter()
-            trained = train_epoch(forward, loader, optimizer, scheduler, device, epoch=epoch, global_step=global_step,
-                                  log_every=cfg.trainer.log_every_n_steps, on_log=self.tracker.log,
-                                  precision=precision)
+            trained = train_epoch(forward, loader, optimizer, scheduler, device, epoch=epoch,
+                                  global_step=state.global_step, log_every=cfg.trainer.log_every_n_steps,
+                                  on_log=self.tracker.log, precision=precision)
             seconds = time.perf_counter() - started
-            global_step += trained.steps
+            state.global_step += trained.steps
             valid = evaluate(forward, valid_loader, device, desc=f"epoch {epoch} valid", precision=precision)
             row = {"epoch": epoch, "train/loss": trained.loss, "train/acc": trained.acc, "valid/loss": valid["loss"],
                    "valid/acc": valid["acc"], "seconds": seconds, "samples": trained.samples,
                    "lr": scheduler.get_last_lr()[0]}
-            history.append(row)
-            improved = best is None or valid["acc"] > best["valid/acc"]
+            state.history.append(row)
+            improved = state.best is None or valid["acc"] > state.best["valid/acc"]
             if improved:
-                best, stale = dict(row), 0
-                best_weights = _cpu_copy(model)
+                state.best, state.stale = dict(row), 0
                 if cfg.trainer.save_best:
                     with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
                         model.save_pretrained(tmp, job.tokenizer, max_len=cfg.data.max_len, model_name=cfg.model.name)
+                else:
+                    state.best_weights = _cpu_copy(model)
             else:
-                stale += 1
-            write_history(self.path(HISTORY_FILE), history)
-            self.tracker.log({k: v for k, v in row.items() if k != "samples"}, global_step)
+                state.stale += 1
+            write_history(self.path(HISTORY_FILE), state.history)
+            self.tracker.log({k: v for k, v in row.items() if k != "samples"}, state.global_step)
             log.info("epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
                      epoch, cfg.trainer.epochs, trained.loss, trained.acc, valid["loss"], valid["acc"], seconds,
                      "  (best)" if improved else "")
-            self.save_state({
-                "epoch": epoch, "global_step": global_step, "stale": stale, "history": history, "best": best,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(), "best_weights": None if cfg.trainer.save_best else best_weights,
-            })
-            patience = cfg.trainer.early_stopping_patience
-            if patience is not None and stale >= patience:
-                log.info("early stop: no better valid/acc for %d epochs", stale)
-                break
+            state.epoch = epoch
+            state.capture(model, optimizer, scheduler, precision.scaler, device)
+            state.save(self.path(STATE_FILE), self.fingerprint)
+            if patience is not None and state.stale >= patience:
+                log.info("early stop: no better valid/acc for %d epochs", state.stale)
 
-        if best_weights is None:  # resumed with the best checkpoint on disk
+        best_weights = state.best_weights
+        if best_weights is None:  # the best checkpoint is on disk
             best_weights = Classifier.from_pretrained(self.path(BEST_DIR)).state_dict()
         model.load_state_dict(best_weights)
         test = evaluate(forward, eval_loader(splits["test"]), device, desc="test (best checkpoint)", precision=precision)
-        self.finish(best, history, test, global_step)
-        return best["valid/acc"]
+        self.write_metrics(**compiled.record())  # what ran compiled, now that everything has run
+        self.finish(state.best, state.history, test, state.global_step)
+        return state.best["valid/acc"]
 
     def finish(self, best: Dict[str, Any], history: List[Dict[str, Any]], test: Dict[str, Any], step: int) -> None:
         """The test predictions and the final metrics, in the run dir and the tracker."""

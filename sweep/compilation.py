@@ -1,0 +1,147 @@
+"""torch.compile for one job: decide whether and how, compile every input shape the run will use
+before the timed epochs, fall back to eager where compile=auto and the compiler fails, and say
+truthfully afterwards what ran compiled (dynamo's own counters).
+
+Importable with torch and transformers alone (the benchmark uses it on machines without hydra)."""
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch._dynamo
+from torch import nn
+
+from sweep.errors import InputError
+from sweep.loop import Precision, model_inputs, to_device
+
+log = logging.getLogger(__name__)
+
+_SUPPRESS_ERRORS_DEFAULT = torch._dynamo.config.suppress_errors  # as the user's environment set it
+
+COMPILE_SETTINGS = {"false": None, "true": "default", "reduce-overhead": "reduce-overhead"}
+
+
+class CompileError(InputError):
+    """torch.compile failed with trainer.compile=true: said in one line, before any training."""
+
+
+def compiles_by_default(device: torch.device) -> bool:
+    """compile=auto compiles on a GPU only: on CPU, compilation costs more than it saves here."""
+    return device.type == "cuda"
+
+
+def compile_mode(setting, device: torch.device, padding: str = "max_length") -> Tuple[Optional[str], bool]:
+    """(torch.compile mode or None for eager, whether a compile failure may fall back to eager)."""
+    setting = str(setting).lower()
+    explicit = setting != "auto"
+    if not explicit:
+        setting = "true" if compiles_by_default(device) else "false"
+    if setting not in COMPILE_SETTINGS:
+        raise InputError(f"trainer.compile={setting!r} is not a compile setting; use auto, true, false or reduce-overhead")
+    mode = COMPILE_SETTINGS[setting]
+    if mode == "reduce-overhead" and padding == "dynamic":
+        # CUDA graphs are recorded once per input shape: dynamic padding has one shape per length
+        raise InputError("trainer.compile=reduce-overhead records a CUDA graph for every input shape, and "
+                         "data.padding=dynamic makes one per length; use data.padding=max_length with it, "
+                         "or trainer.compile=true with dynamic padding")
+    return mode, not explicit
+
+
+def dynamo_counts() -> Dict[str, int]:
+    """Frames dynamo tried to compile, and those it compiled (the others ran eagerly)."""
+    from torch._dynamo.utils import counters
+    return {"frames": int(counters["frames"]["total"]), "compiled": int(counters["frames"]["ok"])}
+
+
+def reset_compiler() -> None:
+    """A clean compiler state for each job: jobs of one process (the basic launcher, reused joblib
+    workers) would otherwise pile their cache entries on Classifier.forward until dynamo's
+    recompile limit makes later jobs run eagerly."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    torch._dynamo.config.suppress_errors = _SUPPRESS_ERRORS_DEFAULT
+
+
+@dataclass
+class WarmupBatch:
+    """One input shape the run will use: a train step (forward + backward) or an evaluation."""
+    batch: Dict[str, torch.Tensor]
+    train: bool
+
+
+@dataclass
+class Compiled:
+    """What the run calls, and the record of how it was compiled."""
+    forward: nn.Module
+    mode: Optional[str]
+    fallback_allowed: bool
+    seconds: float = 0.0
+    error: Optional[str] = None
+    after_warmup: Optional[Dict[str, int]] = None
+
+    @property
+    def compiled(self) -> bool:
+        return self.mode is not None and self.error is None
+
+    def record(self) -> Dict[str, object]:
+        """For metrics.json: compiled is true only if nothing ran eagerly after the warm-up."""
+        record = {"compile_mode": self.mode, "compile_seconds": self.seconds if self.compiled else None,
+                  "compile_error": self.error}
+        if not self.compiled:
+            return {**record, "compiled": False, "recompiles": None}
+        now = dynamo_counts()
+        recompiles = now["frames"] - self.after_warmup["frames"]
+        eager = recompiles - (now["compiled"] - self.after_warmup["compiled"])
+        return {**record, "compiled": eager == 0, "recompiles": recompiles}
+
+
+def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.device, precision: Precision) -> None:
+    """Runs every shape once, so that compilation happens here and not in the timed epochs. No
+    gradient and no trace in the random state is left (dropout), so the run matches an eager one
+    step for step."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        for item in batches:
+            forward.train(item.train)
+            with ExitStack() as stack:
+                if not item.train:  # as evaluate() runs: inputs made inside inference mode
+                    stack.enter_context(torch.inference_mode())
+                inputs = {k: v.clone() for k, v in model_inputs(to_device(item.batch, device)).items()}
+                stack.enter_context(precision.autocast())
+                out = forward(**inputs)
+                if item.train:
+                    out.float().sum().backward()
+    forward.zero_grad(set_to_none=True)
+    forward.train()
+
+
+def compile_model(model: nn.Module, setting, device: torch.device, precision: Precision,
+                  warmup: Sequence[WarmupBatch], padding: str = "max_length", backend: str = "inductor") -> Compiled:
+    """Compiles `model` for every shape in `warmup`. Parameters are shared with the compiled
+    module, so `model` is what gets saved. With dynamic padding the lengths are dynamic (one
+    graph, not one per length); fixed shapes compile once each."""
+    mode, fallback_allowed = compile_mode(setting, device, padding)
+    if mode is None:
+        return Compiled(model, None, fallback_allowed)
+    forward = torch.compile(model, mode=mode, backend=backend, dynamic=True if padding == "dynamic" else None)
+    started = time.perf_counter()
+    try:
+        warm_up(forward, warmup, device, precision)
+    except Exception as error:  # a GPU too old for Triton, no Triton, no C compiler, ...
+        model.zero_grad(set_to_none=True)
+        reset_compiler()
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        if not fallback_allowed:
+            raise CompileError(f"torch.compile failed before training ({reason}); set trainer.compile=false, "
+                               f"or auto to fall back to eager when compiling fails") from None
+        log.warning("torch.compile failed (%s); this run goes on eagerly (trainer.compile=auto)", reason)
+        return Compiled(model, mode, fallback_allowed, error=reason)
+    compiled = Compiled(forward, mode, fallback_allowed, seconds=time.perf_counter() - started,
+                        after_warmup=dynamo_counts())
+    if fallback_allowed:  # a later recompile that fails runs that frame eagerly instead of ending the run
+        torch._dynamo.config.suppress_errors = True
+    log.info("compiled the model (%s) for %d input shapes in %.1fs", mode, len(warmup), compiled.seconds)
+    return compiled

@@ -1,0 +1,75 @@
+"""The resumable state of a run after an epoch: what a killed, pre-empted or requeued job needs to
+go on exactly where it stopped (weights, optimizer, schedule, grad scaler, random streams, the
+epoch history and the best epoch so far), saved atomically and restored as one object."""
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from sweep.tracking import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def rng_state(device: torch.device) -> Dict[str, Any]:
+    """The random streams the run draws from: Python, numpy, torch's CPU generator, and the job's
+    own GPU only (other visible GPUs are not this run's; a rerun may see fewer or others)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda_device" in state:
+        torch.cuda.set_rng_state(state["cuda_device"], device)
+
+
+@dataclass
+class ResumeState:
+    epoch: int = 0                      # epochs completed
+    global_step: int = 0
+    stale: int = 0                      # epochs since the best valid/acc (early stopping)
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    best: Optional[Dict[str, Any]] = None  # the best epoch's history row
+    best_weights: Optional[Dict[str, torch.Tensor]] = None  # kept here only when best/ is not written
+    training: Dict[str, Any] = field(default_factory=dict)  # model, optimizer, scheduler, scaler, rng
+
+    def capture(self, model, optimizer, scheduler, scaler, device: torch.device) -> None:
+        self.training = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": rng_state(device),
+                         "scaler": scaler.state_dict() if scaler is not None else None}
+
+    def restore(self, model, optimizer, scheduler, scaler, device: torch.device) -> None:
+        t = self.training
+        model.load_state_dict(t["model"])
+        optimizer.load_state_dict(t["optimizer"])
+        scheduler.load_state_dict(t["scheduler"])
+        if scaler is not None and t.get("scaler"):  # fp16: the loss scale it had reached, not 65536 again
+            scaler.load_state_dict(t["scaler"])
+        set_rng_state(t["rng"], device)
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        with atomic_path(path) as tmp:
+            torch.save({**self.__dict__, "config_hash": fingerprint}, tmp)
+        log.info("resumable state saved after epoch %d", self.epoch)
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: str) -> Optional["ResumeState"]:
+        if not path.is_file():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if saved.pop("config_hash", None) != fingerprint:
+            log.warning("ignoring %s: it was written by a different config", path)
+            return None
+        if "training" not in saved:
+            log.warning("ignoring %s: it was written by an older version of encoder-sweep", path)
+            return None
+        return cls(**saved)
