@@ -11,7 +11,9 @@
 below (forward, cross_entropy, backward, torch.optim.Adam with its defaults, zero_grad) on the same
 architecture, weights, batches and precision. Both run in this process, interleaved in blocks
 (project, bare / bare, project, ...) over several rounds, so clock drift and noisy neighbours hit
-both alike; warmup steps are not timed. Models are random-init from configs: no download.
+both alike; warmup steps are not timed. One more untimed step per side counts its host syncs (device
+values the host reads, each a stall of the GPU queue; eager runs only). Models are random-init from
+configs: no download.
 Needs only torch and transformers (GPU machines have no hydra or datasets); --data needs datasets.
 """
 import argparse
@@ -24,12 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # `python sweep/bench.py` on a machine where the project is not installed
@@ -136,6 +140,43 @@ def count_flops(model, inputs, labels, autocast) -> float:
     return float(counter.get_total_flops())
 
 
+class HostSyncCounter(TorchDispatchMode):
+    """Records each read of a tensor's value by the host: `aten._local_scalar_dense`, which every
+    .item(), bool(), int() or float() of a tensor goes through; on a GPU each one waits for all the
+    work queued before it. Optimizer step counters are left out: on a GPU they stay on the host
+    (fused optimizers keep them on the device and never read them), so reading them waits for
+    nothing; on a CPU run they are the only such reads that a GPU run would not have. Counts on a
+    CPU too, so tests catch a sync without a GPU. Not under torch.compile: traced code skips the checks."""
+
+    def __init__(self, device, optimizers=()):
+        super().__init__()
+        self.device_type = torch.device(device).type
+        self.optimizers = list(optimizers)
+        self.stacks = []  # one formatted Python stack per sync, to show where it happened
+
+    def _is_step_counter(self, tensor: torch.Tensor) -> bool:
+        return any(state.get("step") is not None and state["step"].data_ptr() == tensor.data_ptr()
+                   for optimizer in self.optimizers for state in optimizer.state.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            tensor = args[0]
+            if tensor.device.type == self.device_type and not self._is_step_counter(tensor):
+                self.stacks.append("".join(traceback.format_stack()[:-1]))
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def count(self) -> int:
+        return len(self.stacks)
+
+
+def count_host_syncs(step, device, optimizers=()) -> HostSyncCounter:
+    """Runs `step()` once under a HostSyncCounter; returns the counter (count and stacks)."""
+    with HostSyncCounter(device, optimizers) as counter:
+        step()
+    return counter
+
+
 def bench_steps(args) -> dict:
     from transformers import AutoModel
     load = os.getloadavg()[0]  # before our own work: what else this machine is running
@@ -178,6 +219,11 @@ def bench_steps(args) -> dict:
 
     for side in sides:
         block(side, args.warmup)
+    host_syncs = None  # eager only: a compiled step hides its reads in generated code
+    if not args.compile:
+        side_optimizers = {"project": [optimizer], "bare": [bare_opt]}
+        host_syncs = {side: count_host_syncs(lambda: step(*batches[0]), device, side_optimizers[side]).count
+                      for side, step in sides.items()}
     seconds = {side: [] for side in sides}
     peak = dict.fromkeys(sides, 0)
     for r in range(args.rounds):
@@ -192,7 +238,7 @@ def bench_steps(args) -> dict:
         peak = dict.fromkeys(sides, rss)
     ratios = [b / p for p, b in zip(seconds["project"], seconds["bare"])]
     return {"device": device, "load": load, "params": params, "flops": flops, "seconds": seconds, "peak": peak,
-            "ratios": ratios, "peak_kind": "GPU allocated" if cuda else "process RSS"}
+            "ratios": ratios, "peak_kind": "GPU allocated" if cuda else "process RSS", "host_syncs": host_syncs}
 
 
 def print_steps(args, res) -> None:
@@ -212,6 +258,12 @@ def print_steps(args, res) -> None:
     q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     print(f"ratio project/bare {statistics.median(ratios):.3f}  (samples/s; median of {len(ratios)} rounds, "
           f"middle half {q1:.3f}-{q3:.3f})")
+    syncs = res["host_syncs"]
+    if syncs is None:
+        print("host syncs per step: not counted under --compile (traced code skips transformers' mask checks)")
+    else:  # each one stalls the GPU queue: the host waits for the device, then the device for the host
+        print(f"host syncs per step: project {syncs['project']}, bare {syncs['bare']}  "
+              f"(device values read on the host, e.g. transformers' padding_mask.all(); one eager step)")
     if q3 / q1 > 1.1:  # bursts of other load hit whole blocks: the median needs finer pairs or more rounds
         print("noisy: the rounds disagree (other processes on this machine?); pair the sides step by step "
               "with --steps 1 --rounds 300, or use --threads 1")

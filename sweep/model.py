@@ -7,7 +7,7 @@ import inspect
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -17,6 +17,16 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sweep.errors import InputError
 from sweep.pooling import get_pooler
+
+try:  # transformers >= 5: one mask builder per attention kind, with a switch for the no-padding shortcut
+    from transformers import BertModel, ModernBertModel
+    from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
+    _MASK_BUILDERS: Dict[str, Callable] = {"full_attention": create_bidirectional_mask,
+                                          "sliding_attention": create_bidirectional_sliding_window_mask}
+    if not all("allow_is_bidirectional_skip" in inspect.signature(build).parameters for build in _MASK_BUILDERS.values()):
+        _MASK_BUILDERS = {}
+except ImportError:
+    _MASK_BUILDERS = {}
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "classifier.json"
@@ -86,6 +96,50 @@ def encoder_input_names(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizer
     return [name for name in tokenizer.model_input_names if name in accepted]
 
 
+EncoderMask = Union[torch.Tensor, Dict[str, torch.Tensor]]
+# the implementations whose masks are plain tensors built by the builders above (flash attention takes
+# the 2D mask itself, flex a BlockMask): the others get the 2D mask, as before
+PREBUILT_MASK_ATTENTION = ("sdpa", "eager")
+
+
+def encoder_attention_mask(encoder: PreTrainedModel, attention_mask: torch.Tensor) -> EncoderMask:
+    """The mask to give the encoder: the 4D mask(s) it would build from the 2D 0/1 `attention_mask`,
+    built here by the same transformers functions with the no-padding shortcut turned off.
+
+    Why: for sdpa and eager attention, transformers checks `padding_mask.all()` on the host before
+    building the mask (to drop it when nothing is padded), which waits for the device on every
+    eager forward. A 4D mask (or ModernBERT's dict of them) is used as given, so that check never
+    runs. This is the mask a torch.compile'd forward builds anyway (the check is skipped while
+    tracing), and the same mask an eager forward builds whenever a batch has padding; only an
+    unpadded batch now gets an all-true mask instead of none (same values; sdpa may pick another
+    kernel). Encoders, attention implementations and transformers versions not checked here keep
+    the plain 2D mask."""
+    config = encoder.config
+    if not _MASK_BUILDERS or config._attn_implementation not in PREBUILT_MASK_ATTENTION:
+        return attention_mask
+    if isinstance(encoder, ModernBertModel):  # its forward takes {layer type: mask}, as it builds them itself
+        layer_types = set(config.layer_types)
+    elif isinstance(encoder, BertModel) and not config.is_decoder:  # bidirectional self-attention only
+        layer_types = None
+    else:
+        return attention_mask
+    batch, length = attention_mask.shape
+    # the builders read only the shape, dtype and device of the embeddings: an empty stand-in. The dtype
+    # sets eager's "masked" value: the embeddings output the parameters' dtype (fp32 in this project,
+    # autocast or not, as they end in a LayerNorm)
+    embeddings = attention_mask.new_empty((batch, length, 0), dtype=encoder.get_input_embeddings().weight.dtype)
+
+    def build(layer_type: str) -> torch.Tensor:
+        return _MASK_BUILDERS[layer_type](config=config, inputs_embeds=embeddings, attention_mask=attention_mask,
+                                          allow_is_bidirectional_skip=False)
+
+    if layer_types is None:
+        return build("full_attention")
+    if not layer_types <= _MASK_BUILDERS.keys():
+        return attention_mask
+    return {layer_type: build(layer_type) for layer_type in layer_types}
+
+
 class Classifier(nn.Module):
     """encoder -> pooled sentence vector -> dropout -> linear head; the same head for every encoder."""
 
@@ -98,7 +152,8 @@ class Classifier(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **encoder_inputs) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **encoder_inputs).last_hidden_state
+        encoder_mask = encoder_attention_mask(self.encoder, attention_mask)  # prebuilt: no host sync per forward
+        hidden = self.encoder(input_ids=input_ids, attention_mask=encoder_mask, **encoder_inputs).last_hidden_state
         return self.head(self.dropout(self.pool(hidden, attention_mask)))
 
     @property

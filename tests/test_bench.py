@@ -25,6 +25,9 @@ def test_quick_bench_prints_both_sides_and_their_ratio(model):
     assert set(rates) == {"project", "bare"} and all(r > 0 for r in rates.values()), out
     ratio = re.search(r"^ratio project/bare ([0-9.]+)", out, re.M)
     assert ratio and float(ratio.group(1)) > 0, out
+    # the project prebuilds its attention masks; the bare side keeps transformers' padding_mask.all() check
+    syncs = re.search(r"^host syncs per step: project (\d+), bare (\d+)", out, re.M)
+    assert syncs and int(syncs.group(1)) == 0 and int(syncs.group(2)) >= 1, out
 
 
 def test_bench_and_model_imports_need_only_torch_and_transformers():
