@@ -3,6 +3,7 @@
     python -m sweep.bench --model bert-tiny                      # tiny BERT, fp32, batch 32 x 128 tokens
     python -m sweep.bench --model modernbert-tiny --pooling mean --steps 30 --rounds 5
     python sweep/bench.py --model bert --device cuda --precision bf16 --compile   # BERT-base size
+    python sweep/bench.py --model bert --device cuda --precision bf16 --compile reduce-overhead --batch-size 8
     python -m sweep.bench --model bert-tiny --data               # + IMDB data preparation, cold and warm
     python sweep/bench.py --quick --model modernbert-tiny        # a few seconds: what the tests run
 
@@ -39,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # `python sweep/bench.py` on a machine where the project is not installed
     sys.path.insert(0, str(REPO))
 
-from sweep.loop import (build_optimizer, compile_model, resolve_device, resolve_precision,  # noqa: E402
-                        train_step)  # torch + transformers only
+from sweep.compilation import WarmupBatch, compile_model  # noqa: E402  torch + transformers only
+from sweep.loop import build_optimizer, resolve_device, resolve_precision, train_step  # noqa: E402
 from sweep.model import Classifier  # noqa: E402
 
 MODELS = {"bert-tiny": ("bert", True), "modernbert-tiny": ("modernbert", True),
@@ -199,8 +200,11 @@ def bench_steps(args) -> dict:
     total_steps = args.warmup + args.steps * args.rounds
     optimizer, scheduler = build_optimizer(project, SEED_OPTIM, total_steps)
     bare_opt = torch.optim.Adam(bare.parameters(), lr=SEED_OPTIM.lr)  # torch's default implementation
-    if args.compile:  # the project's compile path against a plain torch.compile
-        project, bare = compile_model(project, "true", device), torch.compile(bare)
+    if args.compile:  # the project's compile path (warm-up included) against a plain torch.compile
+        setting = "reduce-overhead" if args.compile == "reduce-overhead" else "true"
+        warmup = [WarmupBatch({**batches[0][0], "labels": batches[0][1]}, train=True)]
+        project = compile_model(project, setting, device, precision, warmup).forward
+        bare = torch.compile(bare, mode=None if setting == "true" else setting)
     sides = {
         "project": lambda inputs, labels: train_step(project, inputs, labels, optimizer, scheduler, precision),
         "bare": lambda inputs, labels: bare_step(bare, inputs, labels, bare_opt, autocast, bare_scaler),
@@ -246,7 +250,7 @@ def print_steps(args, res) -> None:
     where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
              f"cpu, {torch.get_num_threads()} threads, load avg {res['load']:.1f} on {os.cpu_count()} cores")
     print(f"bench {args.model}  pooling={args.pooling}  batch {args.batch_size} x {args.max_len} tokens  "
-          f"{args.precision}  compile={'on' if args.compile else 'off'}  [{where}]")
+          f"{args.precision}  compile={args.compile or 'off'}  [{where}]")
     print(f"{res['params'] / 1e6:.2f}M params, {res['flops'] / 1e9:.2f} GFLOP per step (fwd+bwd); "
           f"{args.rounds} rounds x {args.steps} timed steps per side, {args.warmup} warmup steps")
     print(f"{'side':<8} {'samples/s':>10} {'ms/step':>9} {'TFLOP/s':>8} {'peak memory':>12}")
@@ -331,7 +335,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-len", type=int, default=128, help="tokens per example (batches are padded to it)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="the project's trainer.precision: bf16 / fp16 autocast (fp16 with a grad scaler on both sides)")
-    p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--compile", nargs="?", const="true", choices=["true", "reduce-overhead"], default=None,
+                   help="torch.compile both models (reduce-overhead: with CUDA graphs)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per side and round (one block)")
     p.add_argument("--rounds", type=int, default=10, help="rounds of interleaved project/bare blocks")
     p.add_argument("--warmup", type=int, default=None,

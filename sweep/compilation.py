@@ -99,7 +99,8 @@ class Compiled:
 
 
 def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.device, precision: Precision) -> None:
-    """Runs every shape once, so that compilation happens here and not in the timed epochs. No
+    """Runs every shape once, so that compilation happens here and not in the timed epochs (the
+    batch dimension is dynamic from the start: one train and one eval graph for all sizes). No
     gradient and no trace in the random state is left (dropout), so the run matches an eager one
     step for step."""
     devices = [device] if device.type == "cuda" else []
@@ -110,12 +111,22 @@ def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.de
                 if not item.train:  # as evaluate() runs: inputs made inside inference mode
                     stack.enter_context(torch.inference_mode())
                 inputs = {k: v.clone() for k, v in model_inputs(to_device(item.batch, device)).items()}
+                for tensor in inputs.values():  # one graph for every batch size, not one per size
+                    torch._dynamo.maybe_mark_dynamic(tensor, 0)
                 stack.enter_context(precision.autocast())
                 out = forward(**inputs)
                 if item.train:
                     out.float().sum().backward()
     forward.zero_grad(set_to_none=True)
     forward.train()
+
+
+def _one_line(error: BaseException) -> str:
+    """The root cause of a compiler error in one line (dynamo wraps it: 'backend=... raised:')."""
+    while error.__cause__ is not None or getattr(error, "inner_exception", None) is not None:
+        error = error.__cause__ or error.inner_exception
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def compile_model(model: nn.Module, setting, device: torch.device, precision: Precision,
@@ -126,14 +137,14 @@ def compile_model(model: nn.Module, setting, device: torch.device, precision: Pr
     mode, fallback_allowed = compile_mode(setting, device, padding)
     if mode is None:
         return Compiled(model, None, fallback_allowed)
-    forward = torch.compile(model, mode=mode, backend=backend, dynamic=True if padding == "dynamic" else None)
     started = time.perf_counter()
     try:
+        forward = torch.compile(model, mode=mode, backend=backend, dynamic=True if padding == "dynamic" else None)
         warm_up(forward, warmup, device, precision)
     except Exception as error:  # a GPU too old for Triton, no Triton, no C compiler, ...
         model.zero_grad(set_to_none=True)
         reset_compiler()
-        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        reason = _one_line(error)
         if not fallback_allowed:
             raise CompileError(f"torch.compile failed before training ({reason}); set trainer.compile=false, "
                                f"or auto to fall back to eager when compiling fails") from None

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,21 @@ def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: i
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def start(*overrides):
+    cmd = [sys.executable, str(REPO / "sweep" / "train.py"), "-m", *overrides]
+    return subprocess.Popen(cmd, cwd=REPO, env=app_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_log(path, text, process, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.is_file() and text in path.read_text():
+            return
+        assert process.poll() is None, f"the run ended before '{text}': {process.stderr.read()[-3000:]}"
+        time.sleep(0.05)
+    raise AssertionError(f"'{text}' never appeared in {path}")
 
 
 def compose_config(*overrides: str, hydra_node: bool = False):

@@ -3,28 +3,11 @@ a completed sweep is skipped on rerun, a failing job does not take the others do
 a resumable run."""
 import json
 import signal
-import subprocess
-import sys
 import time
 
-from conftest import REPO, TIMING_KEYS, app_env, metrics, run_dirs, train
+from conftest import TIMING_KEYS, metrics, run_dirs, start, train, wait_for_log
 
 CELL = "experiment=smoke,model=bert,pooling=cls"
-
-
-def start(*overrides):
-    cmd = [sys.executable, str(REPO / "sweep" / "train.py"), "-m", *overrides]
-    return subprocess.Popen(cmd, cwd=REPO, env=app_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_log(path, text, process, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.is_file() and text in path.read_text():
-            return
-        assert process.poll() is None, f"the run ended before '{text}': {process.stderr.read()[-3000:]}"
-        time.sleep(0.05)
-    raise AssertionError(f"'{text}' never appeared in {path}")
 
 
 def no_partial_files(run_dir):
