@@ -98,7 +98,8 @@ class Compiled:
         return {**record, "compiled": eager == 0, "recompiles": recompiles}
 
 
-def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.device, precision: Precision) -> None:
+def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.device, precision: Precision,
+            dynamic_batch: bool = True) -> None:
     """Runs every shape once, so that compilation happens here and not in the timed epochs (the
     batch dimension is dynamic from the start: one train and one eval graph for all sizes). No
     gradient and no trace in the random state is left (dropout), so the run matches an eager one
@@ -106,12 +107,13 @@ def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.de
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         for item in batches:
+            torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: each item is a new step
             forward.train(item.train)
             with ExitStack() as stack:
                 if not item.train:  # as evaluate() runs: inputs made inside inference mode
                     stack.enter_context(torch.inference_mode())
                 inputs = {k: v.clone() for k, v in model_inputs(to_device(item.batch, device)).items()}
-                for tensor in inputs.values():  # one graph for every batch size, not one per size
+                for tensor in inputs.values() if dynamic_batch else ():  # one graph for all batch sizes
                     torch._dynamo.maybe_mark_dynamic(tensor, 0)
                 stack.enter_context(precision.autocast())
                 out = forward(**inputs)
@@ -140,7 +142,7 @@ def compile_model(model: nn.Module, setting, device: torch.device, precision: Pr
     started = time.perf_counter()
     try:
         forward = torch.compile(model, mode=mode, backend=backend, dynamic=True if padding == "dynamic" else None)
-        warm_up(forward, warmup, device, precision)
+        warm_up(forward, warmup, device, precision, dynamic_batch=mode != "reduce-overhead")
     except Exception as error:  # a GPU too old for Triton, no Triton, no C compiler, ...
         model.zero_grad(set_to_none=True)
         reset_compiler()

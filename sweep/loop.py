@@ -94,6 +94,7 @@ def train_step(model: nn.Module, inputs: Dict[str, torch.Tensor], labels: torch.
                optimizer: torch.optim.Optimizer, scheduler=None, precision: Optional[Precision] = None):
     """Forward, loss, backward, optimizer step. Returns the loss and the number of correct
     predictions as device tensors: nothing here waits for the device."""
+    torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead): a new step, the last one's outputs are done
     with precision.autocast() if precision else nullcontext():
         logits = model(**inputs)
     loss = F.cross_entropy(logits.float(), labels)
@@ -162,6 +163,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, desc: str = "eval",
     model.eval()
     losses, labels, preds, probs, idx = [], [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+        torch.compiler.cudagraph_mark_step_begin()
         batch = to_device(batch, device)
         with precision.autocast() if precision else nullcontext():
             logits = model(**model_inputs(batch))
