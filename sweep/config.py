@@ -64,6 +64,7 @@ class TrainerConfig:
     compile: Any = "auto"  # auto | true | false | reduce-overhead (a YAML bool or a string)
     num_workers: int = 0
     threads: Optional[int] = None
+    gpu_wait_min: float = 30.0
     save_best: bool = True
     resume: bool = True
 

@@ -4,11 +4,135 @@ why and the sweep exits non-zero naming it. Lock files another user left behind 
 What a CPU cannot have is faked: the visible GPUs (count and UUIDs), another job holding them."""
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from omegaconf import read_write
 
-from conftest import compose_config, metrics
+from conftest import REPO, app_env, compose_config, metrics, run_dirs
+from sweep.resources import GpuClaim, default_n_jobs
+
+SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_GPUS", "SUBMITIT_EXECUTOR")
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Call with the UUIDs of the visible GPUs, in logical order; call again to see them as another
+    process does (another CUDA_VISIBLE_DEVICES order). No scheduler, unless a test sets one."""
+    def see(*uuids):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(uuids))
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid=uuids[i]))
+        return list(uuids)
+    for name in SCHEDULER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return see
+
+
+def card(device, order):
+    """The physical card behind the cuda:N a claim returned, for a process that sees `order`."""
+    return order[int(device.split(":")[1])]
+
+
+def test_jobs_that_see_the_gpus_in_different_orders_never_share_a_card(gpus, tmp_path):
+    with ExitStack() as held:
+        order = gpus("GPU-aaaa", "GPU-bbbb")  # CUDA_VISIBLE_DEVICES=0,1
+        first = card(held.enter_context(GpuClaim(0, tmp_path)), order)
+        order = gpus("GPU-bbbb", "GPU-aaaa")  # CUDA_VISIBLE_DEVICES=1,0: its cuda:1 is the first job's card
+        second = card(held.enter_context(GpuClaim(1, tmp_path)), order)
+    assert first != second
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1"])
+def test_a_named_device_claims_no_gpu(gpus, tmp_path, device):
+    gpus("GPU-aaaa", "GPU-bbbb")
+    with GpuClaim(0, tmp_path, device=device) as claimed:
+        assert claimed is None and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("variable", SCHEDULER_VARS)
+def test_gpus_a_scheduler_assigned_are_not_claimed(gpus, tmp_path, monkeypatch, variable):
+    gpus("GPU-aaaa", "GPU-bbbb")
+    monkeypatch.setenv(variable, "7")
+    with GpuClaim(0, tmp_path) as claimed:
+        assert claimed is None and not list(tmp_path.iterdir())
+
+
+def test_a_single_gpu_is_used_without_a_claim(gpus, tmp_path):
+    gpus("GPU-aaaa")
+    with GpuClaim(0, tmp_path) as claimed:
+        assert claimed is None and not list(tmp_path.iterdir())
+
+
+def test_a_job_waits_for_a_card_another_job_frees(gpus, tmp_path, caplog):
+    order = gpus("GPU-aaaa", "GPU-bbbb")
+    with GpuClaim(0, tmp_path) as mine, ExitStack() as other:
+        theirs = other.enter_context(GpuClaim(1, tmp_path))
+        threading.Timer(0.3, other.close).start()  # the other job ends
+        with caplog.at_level("INFO", logger="sweep.resources"):
+            with GpuClaim(2, tmp_path, wait_min=0.5, poll_s=0.05) as waited:
+                assert card(waited, order) == card(theirs, order) != card(mine, order)
+    assert [r.levelname for r in caplog.records if "waits up to trainer.gpu_wait_min=0.5" in r.message] == ["WARNING"]
+
+
+def test_a_job_that_waited_in_vain_fails_naming_the_knobs(gpus, tmp_path, caplog):
+    gpus("GPU-aaaa", "GPU-bbbb")
+    with GpuClaim(0, tmp_path), GpuClaim(1, tmp_path), caplog.at_level("INFO", logger="sweep.resources"):
+        started = time.monotonic()
+        with pytest.raises(Exception) as caught:
+            with GpuClaim(2, tmp_path, wait_min=0.005, poll_s=0.05):
+                pass
+    assert 0.3 <= time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "trainer.gpu_wait_min=0.005" in message and "hydra.launcher.n_jobs" in message and "\n" not in message
+    assert sum("GPU-aaaa, GPU-bbbb" in r.message for r in caplog.records) == 1  # said once that it waits, and for what
+
+
+@pytest.mark.parametrize("gpu_count, scheduler, expected", [(0, None, 2), (1, None, 1), (4, None, 4), (4, "123", 1)])
+def test_joblib_runs_one_job_per_gpu_it_can_claim(gpus, monkeypatch, gpu_count, scheduler, expected):
+    gpus(*[f"GPU-{i}" for i in range(gpu_count)])
+    if scheduler:
+        monkeypatch.setenv("SLURM_JOB_ID", scheduler)
+    assert default_n_jobs() == expected
+
+
+# ---------------------------------------------------------------- a job that gets no GPU, in a sweep
+
+# the train app with the GPUs faked as above: argv = uuids, train.py, its arguments
+FAKE_GPUS_APP = """
+import runpy, sys, types, torch
+uuids = sys.argv[1].split(",")
+torch.cuda.device_count = lambda: len(uuids)
+torch.cuda.get_device_properties = lambda i: types.SimpleNamespace(uuid=uuids[i])
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_job_that_gets_no_gpu_fails_the_sweep_and_names_its_cell(gpus, tmp_path):
+    gpus("GPU-aaaa", "GPU-bbbb")
+    lock_dir, sweep_dir = tmp_path / "locks", tmp_path / "sweep"
+    lock_dir.mkdir()
+    cmd = [sys.executable, "-c", FAKE_GPUS_APP, "GPU-aaaa,GPU-bbbb", str(REPO / "sweep" / "train.py"), "-m",
+           "experiment=smoke", "model=bert", "pooling=cls", "trainer.epochs=1", "logger=none",
+           "trainer.device=auto,cpu", "trainer.gpu_wait_min=0", f"hydra.sweep.dir={sweep_dir}"]
+    with GpuClaim(0, lock_dir), GpuClaim(1, lock_dir):  # another sweep holds both cards
+        result = subprocess.run(cmd, cwd=REPO, env=app_env(TMPDIR=str(lock_dir)), capture_output=True, text=True,
+                                timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    dirs = {("auto" if "trainer.device=auto" in d.name else "cpu"): d for d in run_dirs(sweep_dir)}
+    assert metrics(dirs["cpu"])["status"] == "completed"  # trainer.device=cpu needs no GPU lock
+    failed = metrics(dirs["auto"])
+    assert failed["status"] == "failed" and "trainer.gpu_wait_min=0" in failed["error"], failed
+    assert "did not complete" in output and dirs["auto"].name in output
+
 
 class NoFreeGpu:
     """A GPU claim that finds every card taken."""
