@@ -72,6 +72,20 @@ def lock_path(lock_dir: Path, uuid: str) -> Path:
     return Path(lock_dir) / f"encoder-sweep-gpu-{re.sub(r'[^A-Za-z0-9-]', '_', uuid)}.lock"
 
 
+def open_lock_file(path: Path) -> int:
+    """A descriptor to flock: read-only, so that a lock file another user created (0644, under
+    their umask or by an older version) opens too; flock needs no write permission."""
+    try:
+        # O_EXCL: we create it, so we may chmod it; 0666 whatever our umask, for every other user
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        os.fchmod(fd, 0o666)
+        return fd
+    except FileExistsError:
+        # no O_CREAT here: with fs.protected_regular, O_CREAT on another user's file in a sticky
+        # dir like /tmp is refused even when the file exists
+        return os.open(path, os.O_RDONLY)
+
+
 class GpuClaim:
     """An exclusive lock on one physical GPU (by UUID) for the life of a job, taken only where the
     job picks its GPU itself: trainer.device=auto, more than one GPU visible, and no scheduler that
@@ -84,7 +98,7 @@ class GpuClaim:
                  wait_min: float = 0.0, poll_s: float = 5.0):
         self.job_num, self.device, self.wait_min, self.poll_s = job_num, device, wait_min, poll_s
         self.lock_dir = Path(lock_dir or tempfile.gettempdir())  # shared by every user: /tmp unless TMPDIR says otherwise
-        self.handle = None
+        self.fd: Optional[int] = None
 
     def __enter__(self) -> Optional[str]:
         if self.device != "auto":
@@ -119,17 +133,17 @@ class GpuClaim:
     def _lock_one(self, uuids: List[str]) -> Optional[int]:
         for offset in range(len(uuids)):
             index = (self.job_num + offset) % len(uuids)
-            handle = open(lock_path(self.lock_dir, uuids[index]), "w")
+            fd = open_lock_file(lock_path(self.lock_dir, uuids[index]))
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                handle.close()
+                os.close(fd)
                 continue
-            self.handle = handle
+            self.fd = fd
             return index
         return None
 
     def __exit__(self, *exc) -> None:
-        if self.handle is not None:
-            self.handle.close()  # closing the last descriptor releases the flock
-            self.handle = None
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = None

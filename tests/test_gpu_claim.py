@@ -4,8 +4,11 @@ why and the sweep exits non-zero naming it. Lock files another user left behind 
 What a CPU cannot have is faked: the visible GPUs (count and UUIDs), another job holding them."""
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -100,6 +103,86 @@ def test_joblib_runs_one_job_per_gpu_it_can_claim(gpus, monkeypatch, gpu_count, 
     if scheduler:
         monkeypatch.setenv("SLURM_JOB_ID", scheduler)
     assert default_n_jobs() == expected
+
+
+# ---------------------------------------------------------------- another user's lock files
+
+def as_user(uid, lock_dir):
+    """Another user's job in a forked process (fork, not exec: the venv's interpreter lives under
+    root's 0700 home): it claims a GPU and holds it until the returned release() is called.
+    Returns what the claim gave (or the error it raised) and release()."""
+    answer_r, answer_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(answer_r), os.close(hold_w)
+            if uid is not None:
+                os.setgroups([])
+                os.setgid(pwd.getpwuid(uid).pw_gid)
+                os.setuid(uid)
+            os.umask(0o022)
+            with GpuClaim(0, lock_dir) as device:
+                os.write(answer_w, str(device).encode())
+                os.read(hold_r, 1)  # a byte, not EOF: later forks hold copies of this pipe's write end
+            code = 0
+        except BaseException as error:
+            os.write(answer_w, f"{type(error).__name__}: {error}".encode())
+        finally:
+            os._exit(code)
+    os.close(answer_w), os.close(hold_r)
+    answer = os.read(answer_r, 4096).decode()
+    os.close(answer_r)
+
+    def release():
+        os.write(hold_w, b"x")
+        os.close(hold_w)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return answer, release
+
+
+def test_lock_files_another_user_left_do_not_lock_us_out(gpus):
+    order = gpus("GPU-aaaa", "GPU-bbbb")
+    # a dir every user can reach and write, like /tmp (pytest's tmp_path is private to root)
+    lock_dir = Path(tempfile.mkdtemp(prefix="gpu-locks-", dir="/tmp"))
+    try:
+        lock_dir.chmod(0o1777)
+        root = os.geteuid() == 0
+        # user A's sweep ran here before, one job per card, and left its lock files read-only to
+        # everyone else (0644 under a 022 umask): as root, A is uid 1 for real; else our own files
+        user_a = [as_user(1 if root else None, lock_dir) for _ in order]
+        for answer, release in user_a:
+            assert answer.startswith("cuda:") and release() == 0, answer
+        files = sorted(lock_dir.iterdir())
+        assert len(files) == 2
+        for path in files:
+            path.chmod(0o644 if root else 0o444)
+        # user B (nobody) claims a card while a second process on this machine claims the other
+        answer, release = as_user(pwd.getpwnam("nobody").pw_uid if root else None, lock_dir)
+        try:
+            assert answer.startswith("cuda:"), answer
+            with GpuClaim(0, lock_dir) as ours:
+                assert ours is not None and card(ours, order) != card(answer, order)
+                with pytest.raises(Exception, match="locked by other jobs"):
+                    with GpuClaim(0, lock_dir):
+                        pass
+        finally:
+            exit_code = release()
+        assert exit_code == 0
+    finally:
+        shutil.rmtree(lock_dir)
+
+
+def test_lock_files_we_create_are_open_to_every_user(gpus, tmp_path):
+    gpus("GPU-aaaa", "GPU-bbbb")
+    old_umask = os.umask(0o077)
+    try:
+        with GpuClaim(0, tmp_path):
+            pass
+    finally:
+        os.umask(old_umask)
+    assert [oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()] == ["0o666"]
 
 
 # ---------------------------------------------------------------- a job that gets no GPU, in a sweep
