@@ -1,15 +1,51 @@
 """Hydra callbacks. FailedJobs: at the end of a sweep, list the jobs that failed or were
-interrupted (read from their metrics.json) and exit non-zero, so scripts and CI notice."""
+interrupted (read from their metrics.json) and the jobs that left no metrics.json at all, and exit
+non-zero, so scripts and CI notice."""
 import json
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import Dict, List, Optional
 
+from hydra._internal.config_loader_impl import get_overrides_dirname
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config import run_dirname
 
 log = logging.getLogger("sweep.callbacks")
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+RUN_DIRNAME_SUBDIR = "${run_dirname:${hydra:job.override_dirname}}"  # hydra.sweep.subdir in conf/config.yaml
+NO_METRICS = "left no metrics.json: it died before it started; see its train.log or the launcher's output"
+
+
+def expected_run_dirs(config: DictConfig) -> Optional[List[str]]:
+    """The run-dir names of every job the sweep launched, derived as Hydra derives them: the basic
+    sweeper's product of the overrides, each job's override_dirname, then run_dirname. None where
+    that cannot be known from the config: another sweeper (Optuna, Ax pick jobs as they go), a
+    custom hydra.sweep.subdir, or an override that needs Hydra's config loader (glob)."""
+    hydra = config.hydra
+    if hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    if OmegaConf.to_container(hydra.sweep, resolve=False).get("subdir") != RUN_DIRNAME_SUBDIR:
+        return None
+    params = hydra.sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(hydra.overrides.task)
+    naming = hydra.job.config.override_dirname
+    parser = OverridesParser.create()
+    try:
+        (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), max_batch_size=None)
+        return [run_dirname(get_overrides_dirname(parser.parse_overrides(job), exclude_keys=list(naming.exclude_keys),
+                                                  item_sep=naming.item_sep, kv_sep=naming.kv_sep))
+                for job in jobs]
+    except Exception as error:  # the check is a safety net: never let it hide the sweep's own outcome
+        log.warning("cannot list the sweep's jobs (%s: %s); jobs that left no metrics.json are not reported",
+                    type(error).__name__, error)
+        return None
 
 
 class FailedJobs(Callback):
@@ -18,13 +54,21 @@ class FailedJobs(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        failed = []
+        expected = expected_run_dirs(config) or []
+        problems: Dict[str, str] = {}
         for metrics_file in sorted(sweep_dir.glob("*/metrics.json")):
-            if metrics_file.stat().st_mtime < getattr(self, "started", 0):
-                continue  # not touched by this sweep
+            name = metrics_file.parent.name
+            # a job of this sweep counts whatever its file's age (a job that died before writing
+            # leaves the last sweep's status); any other dir only if this sweep touched it
+            if name not in expected and metrics_file.stat().st_mtime < getattr(self, "started", 0):
+                continue
             metrics = json.loads(metrics_file.read_text())
             if metrics.get("status") != "completed":
-                failed.append(f"  {metrics_file.parent.name}: {metrics.get('status')}: {metrics.get('error')}")
-        if failed:
-            log.error("%d job(s) of the sweep in %s did not complete:\n%s", len(failed), sweep_dir, "\n".join(failed))
+                problems[name] = f"{metrics.get('status')}: {metrics.get('error')}"
+        for name in expected:
+            if not (sweep_dir / name / "metrics.json").is_file():
+                problems[name] = NO_METRICS
+        if problems:
+            lines = "\n".join(f"  {name}: {problem}" for name, problem in sorted(problems.items()))
+            log.error("%d job(s) of the sweep in %s did not complete:\n%s", len(problems), sweep_dir, lines)
             sys.exit(1)

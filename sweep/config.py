@@ -66,6 +66,7 @@ class TrainerConfig:
     compile_backend: str = "inductor"
     num_workers: int = 0
     threads: Optional[int] = None
+    gpu_wait_min: float = 30.0
     save_best: bool = True
     resume: bool = True
 

@@ -243,9 +243,13 @@ def _raise_interrupt(signum, frame):
     raise RunInterrupted(f"received {signal.Signals(signum).name}")
 
 
-def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device: Optional[str] = None) -> float:
+def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device: Optional[str] = None,
+        gpu_claim: "Optional[ContextManager[Optional[str]]]" = None) -> float:
     """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises).
-    device: where to train, when the caller has claimed one (else trainer.device decides)."""
+    device: where to train, when the caller chose it (else trainer.device decides).
+    gpu_claim: entered once the run dir says "running", held until the run ends; the device it
+    gives (if any) is where the job trains. A claim that fails is written down like any failure."""
+    import contextlib  # here, not at the top: keeps this change inside run() while Run is being rewritten
     if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
@@ -259,7 +263,11 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device:
     job.write_metrics()
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     exit_code = 1
+    held = contextlib.ExitStack()
     try:
+        claimed = held.enter_context(gpu_claim) if gpu_claim is not None else None
+        if claimed:
+            job.device = torch.device(claimed)
         job.tracker = start_tracker(cfg.logger, job.run_dir, job.config, group, job.name,
                                     [f"model:{cfg.model.name}", f"pooling:{cfg.pooling.name}"])
         valid_acc = job.execute()
@@ -281,6 +289,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device:
         signal.signal(signal.SIGTERM, previous_handler)
         if job.tracker is not None:
             job.tracker.finish(exit_code)
+        held.close()  # the GPU goes back once the run is done with it
         del job
         gc.collect()
         if torch.cuda.is_available():

@@ -34,10 +34,12 @@ def main(cfg: DictConfig) -> Optional[float]:
     else:
         group, name = "single", f"{run_dir.parent.name}_{run_dir.name}"
     set_threads(job_threads(cfg.trainer.threads, hydra_cfg.launcher if multirun else {}))
+    # run() takes the GPU (if this job picks one itself) after the run dir says "running", so a job
+    # that gets none fails in its metrics.json like any other
+    gpu_claim = GpuClaim(hydra_cfg.job.num if multirun else 0, device=cfg.trainer.device,
+                         wait_min=cfg.trainer.gpu_wait_min)
     try:
-        with GpuClaim(hydra_cfg.job.num if multirun else 0) as gpu:
-            return run(cfg, run_dir, group=group, name=name,
-                       device=gpu if cfg.trainer.device == "auto" else None)
+        return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim)
     except Exception as error:
         if multirun:
             # the run wrote its failure and traceback into its dir; the other jobs go on, and
