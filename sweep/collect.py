@@ -35,7 +35,8 @@ METRICS = {"train/acc": "train acc", "valid/acc": "valid acc", "test/acc": "test
            "best_epoch": "best epoch", "train_seconds": "train time (s)", "train_samples_per_s": "samples/s",
            "params": "params"}
 # config keys that never change a run's numbers (cf. sweep.runner.RESULT_NEUTRAL_KEYS): not cell keys
-NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.log_every_n_steps", "trainer.save_best")
+NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min",
+                "trainer.log_every_n_steps", "trainer.save_best")
 ALWAYS = ("model.name", "pooling.name")  # columns of every table, even when only one value ran
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ALPHA = 2000, 0, 0.05
 SKIP_DIRS = {"best", "wandb", ".hydra", "__pycache__"}

@@ -2,6 +2,7 @@
 fail before any training (model, data, tokenizer), fit with the best checkpoint and a resumable
 state per epoch, test on the best checkpoint, and write the run-dir files. A failure or an
 interrupt is written into metrics.json before it propagates; the tracker is always finished."""
+import contextlib
 import gc
 import hashlib
 import json
@@ -13,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ContextManager, Dict, List, Optional
 
 import datasets
 import torch
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "resume_state.pt"
 # keys that cannot change a run's numbers: a rerun that differs only in these still counts as the same run
-RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads")
+RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -244,12 +245,11 @@ def _raise_interrupt(signum, frame):
 
 
 def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device: Optional[str] = None,
-        gpu_claim: "Optional[ContextManager[Optional[str]]]" = None) -> float:
+        gpu_claim: Optional[ContextManager[Optional[str]]] = None) -> float:
     """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises).
     device: where to train, when the caller chose it (else trainer.device decides).
     gpu_claim: entered once the run dir says "running", held until the run ends; the device it
     gives (if any) is where the job trains. A claim that fails is written down like any failure."""
-    import contextlib  # here, not at the top: keeps this change inside run() while Run is being rewritten
     if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
