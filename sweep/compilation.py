@@ -50,9 +50,11 @@ def compile_mode(setting, device: torch.device, padding: str = "max_length") -> 
 
 
 def dynamo_counts() -> Dict[str, int]:
-    """Frames dynamo tried to compile, and those it compiled (the others ran eagerly)."""
+    """Frames dynamo tried to compile, those it compiled (the others ran eagerly), and graph breaks
+    (each splits the forward into more graphs: slower, and fatal to CUDA graphs at inference)."""
     from torch._dynamo.utils import counters
-    return {"frames": int(counters["frames"]["total"]), "compiled": int(counters["frames"]["ok"])}
+    return {"frames": int(counters["frames"]["total"]), "compiled": int(counters["frames"]["ok"]),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
 
 
 def reset_compiler() -> None:
@@ -91,11 +93,12 @@ class Compiled:
         record = {"compile_mode": self.mode, "compile_seconds": self.seconds if self.compiled else None,
                   "compile_error": self.error}
         if not self.compiled:
-            return {**record, "compiled": False, "recompiles": None}
+            return {**record, "compiled": False, "recompiles": None, "graph_breaks": None}
         now = dynamo_counts()
         recompiles = now["frames"] - self.after_warmup["frames"]
         eager = recompiles - (now["compiled"] - self.after_warmup["compiled"])
-        return {**record, "compiled": eager == 0, "recompiles": recompiles}
+        return {**record, "compiled": eager == 0, "recompiles": recompiles,
+                "graph_breaks": self.after_warmup["graph_breaks"]}
 
 
 def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.device, precision: Precision,
@@ -119,7 +122,10 @@ def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.de
                 out = forward(**inputs)
                 if item.train:
                     out.float().sum().backward()
-    forward.zero_grad(set_to_none=True)
+            # with CUDA graphs, .grad lives in the graph's memory pool and the next item's new step
+            # invalidates it: a second backward accumulating into it fails; training steps set it to None too
+            del out
+            forward.zero_grad(set_to_none=True)
     forward.train()
 
 
@@ -141,7 +147,9 @@ def compile_model(model: nn.Module, setting, device: torch.device, precision: Pr
         return Compiled(model, None, fallback_allowed)
     started = time.perf_counter()
     try:
-        forward = torch.compile(model, mode=mode, backend=backend, dynamic=True if padding == "dynamic" else None)
+        # CUDA graphs need the forward in one graph: a graph break fails here, in one line, not mid-run
+        forward = torch.compile(model, mode=mode, backend=backend, dynamic=True if padding == "dynamic" else None,
+                                fullgraph=mode == "reduce-overhead")
         warm_up(forward, warmup, device, precision, dynamic_batch=mode != "reduce-overhead")
     except Exception as error:  # a GPU too old for Triton, no Triton, no C compiler, ...
         model.zero_grad(set_to_none=True)

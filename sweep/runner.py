@@ -187,25 +187,7 @@ class Run:
             row = {"epoch": epoch, "train/loss": trained.loss, "train/acc": trained.acc, "valid/loss": valid["loss"],
                    "valid/acc": valid["acc"], "seconds": seconds, "samples": trained.samples,
                    "lr": scheduler.get_last_lr()[0]}
-            state.history.append(row)
-            improved = state.best is None or valid["acc"] > state.best["valid/acc"]
-            if improved:
-                state.best, state.stale = dict(row), 0
-                if cfg.trainer.save_best:
-                    with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
-                        model.save_pretrained(tmp, job.tokenizer, max_len=cfg.data.max_len, model_name=cfg.model.name)
-                else:
-                    state.best_weights = _cpu_copy(model)
-            else:
-                state.stale += 1
-            write_history(self.path(HISTORY_FILE), state.history)
-            self.tracker.log({k: v for k, v in row.items() if k != "samples"}, state.global_step)
-            log.info("epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
-                     epoch, cfg.trainer.epochs, trained.loss, trained.acc, valid["loss"], valid["acc"], seconds,
-                     "  (best)" if improved else "")
-            state.epoch = epoch
-            state.capture(model, optimizer, scheduler, precision.scaler, device)
-            state.save(self.path(STATE_FILE), self.fingerprint)
+            self.end_epoch(state, row, job, optimizer, scheduler, precision)
             if patience is not None and state.stale >= patience:
                 log.info("early stop: no better valid/acc for %d epochs", state.stale)
 
@@ -217,6 +199,31 @@ class Run:
         self.write_metrics(**compiled.record())  # what ran compiled, now that everything has run
         self.finish(state.best, state.history, test, state.global_step)
         return state.best["valid/acc"]
+
+    def end_epoch(self, state: ResumeState, row: Dict[str, Any], job: Prepared, optimizer, scheduler,
+                  precision) -> None:
+        """After an epoch: keep it if it is the best so far, write the history, log it, and save the
+        resumable state (last, so that everything it refers to is already on disk)."""
+        cfg, model = self.cfg, job.model
+        state.history.append(row)
+        improved = state.best is None or row["valid/acc"] > state.best["valid/acc"]
+        if improved:
+            state.best, state.stale = dict(row), 0
+            if cfg.trainer.save_best:
+                with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
+                    model.save_pretrained(tmp, job.tokenizer, max_len=cfg.data.max_len, model_name=cfg.model.name)
+            else:
+                state.best_weights = _cpu_copy(model)
+        else:
+            state.stale += 1
+        write_history(self.path(HISTORY_FILE), state.history)
+        self.tracker.log({k: v for k, v in row.items() if k != "samples"}, state.global_step)
+        log.info("epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
+                 row["epoch"], cfg.trainer.epochs, row["train/loss"], row["train/acc"], row["valid/loss"],
+                 row["valid/acc"], row["seconds"], "  (best)" if improved else "")
+        state.epoch = row["epoch"]
+        state.capture(model, optimizer, scheduler, precision.scaler, self.device)
+        state.save(self.path(STATE_FILE), self.fingerprint)
 
     def finish(self, best: Dict[str, Any], history: List[Dict[str, Any]], test: Dict[str, Any], step: int) -> None:
         """The test predictions and the final metrics, in the run dir and the tracker."""

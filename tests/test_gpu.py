@@ -33,7 +33,8 @@ def test_every_precision_and_compile_setting_learns_and_stays_compiled(tmp_path)
     runs = by_setting(sweep_dir)
     assert set(runs) == {(p, c) for p in ("bf16", "fp16", "fp32") for c in ("false", "default", "reduce-overhead")}
     for setting, m in runs.items():
-        print(setting, {k: m[k] for k in ("valid/acc", "test/acc", "train_samples_per_s", "compile_seconds", "recompiles")})
+        print(setting, {k: m.get(k) for k in ("status", "valid/acc", "test/acc", "train_samples_per_s", "compile_seconds",
+                                             "recompiles", "graph_breaks", "error")})
         assert m["status"] == "completed" and m["valid/acc"] > 0.8, (setting, m)
         compiled = setting[1] != "false"
         assert m["compiled"] is compiled and (m["recompiles"] == 0 if compiled else m["recompiles"] is None), (setting, m)

@@ -33,6 +33,7 @@ def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(t
         m = metrics(run_dir)
         assert m["status"] == "completed" and m["valid/acc"] > 0.6, run_dir.name
         assert m["compiled"] is True and m["recompiles"] == 0 and m["compile_seconds"] > 0, (run_dir.name, m)
+        assert m["graph_breaks"] == 0, (run_dir.name, m)  # one graph per mode: what CUDA graphs need
 
 
 def test_dynamic_padding_compiles_once_for_every_length(tmp_path):
