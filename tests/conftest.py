@@ -2,6 +2,7 @@
 that several test modules read."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +53,20 @@ def wait_for_log(path, text, process, timeout=300):
         assert process.poll() is None, f"the run ended before '{text}': {process.stderr.read()[-3000:]}"
         time.sleep(0.05)
     raise AssertionError(f"'{text}' never appeared in {path}")
+
+
+def kill_after_epoch(tmp_path: Path, overrides, epoch: int = 1):
+    """Runs the overrides once uninterrupted, and once killed (SIGKILL) right after `epoch`'s
+    resumable state was saved. Returns (the killed run's dir, the uninterrupted run's dir)."""
+    reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"
+    train(*overrides, f"hydra.sweep.dir={reference_dir}")
+    reference = run_dirs(reference_dir)[0]
+    process = start(*overrides, f"hydra.sweep.dir={stopped_dir}")
+    run_dir = stopped_dir / reference.name
+    wait_for_log(run_dir / "train.log", f"resumable state saved after epoch {epoch}", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return run_dir, reference
 
 
 def compose_config(*overrides: str, hydra_node: bool = False):

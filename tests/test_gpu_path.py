@@ -3,13 +3,12 @@ before the timed epochs, a failing compiler), precision on old and new cards, ex
 the job's own CUDA random stream, half-precision checkpoints and an explicit model.id. Only what
 a CPU cannot have is faked: the GPU's compute capability and RNG, and a compiler that fails."""
 import json
-import signal
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TIMING_KEYS, compose_config, metrics, run_dirs, start, train, wait_for_log
+from conftest import TIMING_KEYS, compose_config, kill_after_epoch, metrics, run_dirs, train
 from sweep import compilation, loop, resume
 from sweep.compilation import CompileError
 from sweep.runner import run
@@ -97,20 +96,14 @@ def test_auto_precision_asks_the_jobs_own_gpu_for_native_bf16(monkeypatch, capab
 
 
 def test_fp16_resume_restores_the_loss_scale_and_ends_as_if_never_stopped(tmp_path):
-    overrides = ["experiment=smoke", "model=bert", "pooling=mean", "logger=none", "trainer.precision=fp16",
-                 "trainer.epochs=3", "optim.lr=1e-2"]  # a large step: fp16 gradients overflow, the scale moves
-    reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"
-    train(*overrides, f"hydra.sweep.dir={reference_dir}")
-    process = start(*overrides, f"hydra.sweep.dir={stopped_dir}")
-    run_dir = stopped_dir / run_dirs(reference_dir)[0].name
-    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    overrides = [*QUICK, "model=bert", "pooling=mean", "trainer.precision=fp16", "trainer.epochs=2",
+                 "optim.lr=1e-2"]  # a large step: fp16 gradients overflow, the scale moves
+    run_dir, reference = kill_after_epoch(tmp_path, overrides, epoch=1)
     scale = torch.load(run_dir / "resume_state.pt", weights_only=False)["training"]["scaler"]["scale"]
     assert scale != 65536.0  # the scale moved during epoch 1: restarting at 65536 would change the run
-    train(*overrides, f"hydra.sweep.dir={stopped_dir}")
+    train(*overrides, f"hydra.sweep.dir={run_dir.parent}")
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
-    resumed, uninterrupted = metrics(run_dir), metrics(run_dirs(reference_dir)[0])
+    resumed, uninterrupted = metrics(run_dir), metrics(reference)
     for key in uninterrupted.keys() - TIMING_KEYS - {"compile_seconds"}:
         assert resumed[key] == uninterrupted[key], key
 
