@@ -6,6 +6,7 @@ import signal
 import time
 
 from conftest import TIMING_KEYS, metrics, run_dirs, start, train, wait_for_log
+from wandb_records import summarize
 
 CELL = "experiment=smoke,model=bert,pooling=cls"
 
@@ -102,3 +103,26 @@ def run_dirs_when_ready(sweep_dir, process, timeout=120):
         assert process.poll() is None, process.stderr.read()[-3000:]
         time.sleep(0.05)
     raise AssertionError(f"no run dir appeared in {sweep_dir}")
+
+
+def epoch_rows(run):
+    """The epochs of a wandb run's history, in the order it logged them (one row per finished epoch)."""
+    return [int(row["epoch"]) for row in run["history"] if "valid/acc" in row]
+
+
+def test_a_resumed_run_continues_its_wandb_run(tmp_path):
+    """One cell, one wandb run, however often it restarts: the resumed run logs into the same run id
+    and every epoch is in its history once (#9)."""
+    sweep_dir = tmp_path / "sweep"
+    overrides = ["experiment=smoke", "model=bert", "pooling=cls", "data.n_samples=1000", "trainer.epochs=3",
+                 f"hydra.sweep.dir={sweep_dir}"]
+    process = start(*overrides)
+    run_dir = run_dirs_when_ready(sweep_dir, process)
+    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    train(*overrides)
+    assert metrics(run_dir)["status"] == "completed"
+    run = summarize(run_dir)
+    assert run["parts"] == 2 and run["exit_code"] == 0
+    assert epoch_rows(run) == [1, 2, 3]
