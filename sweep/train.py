@@ -11,16 +11,22 @@ from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
+from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher
 from sweep.errors import InputError
 from sweep.resources import GpuClaim, job_threads, set_threads
-from sweep.runner import run
+from sweep.runner import RunInterrupted, run
+from sweep.scheduler import slurm_requeues_this_job, under_submitit
 
 # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
 warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
+# Hydra's plugin scan does not see packages of an editable install (pip install -e): name ours
+for launcher in (SlurmLauncher, LocalLauncher):
+    Plugins.instance().register(launcher)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -40,6 +46,14 @@ def main(cfg: DictConfig) -> Optional[float]:
                          wait_min=cfg.trainer.gpu_wait_min)
     try:
         return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim)
+    except RunInterrupted:
+        if not (multirun and under_submitit()):
+            raise  # like Ctrl-C: the sweep stops
+        # the run wrote "interrupted" and keeps its last epoch's state. submitit records a result only
+        # for a return or an Exception (without one, its launcher cannot collect the job):
+        if slurm_requeues_this_job():
+            sys.exit("interrupted: SLURM requeues this job; it resumes from its last epoch")  # the requeued job writes the result
+        return None  # FailedJobs lists the job; rerunning the sweep resumes it
     except Exception as error:
         if multirun:
             # the run wrote its failure and traceback into its dir; the other jobs go on, and
