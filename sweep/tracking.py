@@ -147,7 +147,10 @@ class WandbTracker:
             self.run.summary[key] = value
 
     def finish(self, exit_code: int = 0) -> None:
-        self.run.finish(exit_code=exit_code)
+        try:
+            self.run.finish(exit_code=exit_code)
+        except Exception as error:  # e.g. its service killed with the job: must not replace the run's own outcome
+            log.warning("the wandb run did not finish cleanly (%s: %s); what it logged is in %s", type(error).__name__, error, self.run.dir)
 
 
 def start_tracker(logger_cfg, run_dir: Path, config: Dict[str, Any], group: str, name: str, tags: List[str]):

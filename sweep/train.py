@@ -46,18 +46,18 @@ def main(cfg: DictConfig) -> Optional[float]:
                          wait_min=cfg.trainer.gpu_wait_min)
     try:
         return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim)
-    except RunInterrupted:
-        if not (multirun and under_submitit()):
+    except (Exception, RunInterrupted) as error:
+        scheduled = multirun and under_submitit()
+        if scheduled and slurm_requeues_this_job():
+            # SLURM ends the job to start it again (scontrol requeue, pre-emption): no result, or the
+            # launcher would collect the job now; the requeued job resumes and writes one
+            sys.exit(f"stopped ({type(error).__name__}): SLURM requeues this job; it resumes from its last epoch")
+        if isinstance(error, RunInterrupted) and not scheduled:
             raise  # like Ctrl-C: the sweep stops
-        # the run wrote "interrupted" and keeps its last epoch's state. submitit records a result only
-        # for a return or an Exception (without one, its launcher cannot collect the job):
-        if slurm_requeues_this_job():
-            sys.exit("interrupted: SLURM requeues this job; it resumes from its last epoch")  # the requeued job writes the result
-        return None  # FailedJobs lists the job; rerunning the sweep resumes it
-    except Exception as error:
         if multirun:
-            # the run wrote its failure and traceback into its dir; the other jobs go on, and
-            # sweep.callbacks.FailedJobs reports it and exits non-zero at the end of the sweep
+            # the run wrote its failure (and traceback) or interruption into its dir. Returning hands
+            # submitit a result (it records none for a KeyboardInterrupt), so the other jobs go on and
+            # are collected, and sweep.callbacks.FailedJobs reports this one and exits non-zero at the end
             return None
         if isinstance(error, InputError):
             sys.exit(f"error: {error}")
