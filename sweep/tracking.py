@@ -133,7 +133,10 @@ class WandbTracker:
             tags=tags,
             job_type="train",
             reinit="create_new",  # joblib workers run several jobs in one process
-            settings=wandb.Settings(console="off", silent=True),  # wandb >= 0.2x has no start_method: its service process is thread-safe
+            # wandb >= 0.2x has no start_method: its service process is thread-safe. A scheduler's SIGTERM
+            # (requeue, pre-emption, time limit) reaches that service too, which dies without writing
+            # what it buffered (15 s by default): write each record to the run file at once
+            settings=wandb.Settings(console="off", silent=True, x_transaction_log_flush_interval=0.01),
         )
         self.run.define_metric("epoch")
         for prefix in ("train/*", "valid/*", "test/*"):
