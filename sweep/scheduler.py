@@ -79,6 +79,12 @@ def ended(job) -> bool:
     return job.done()
 
 
+def state_of(job) -> str:
+    from submitit.slurm.slurm import SlurmJob
+
+    return slurm_state(job.job_id) if isinstance(job, SlurmJob) else "ended"
+
+
 def collect(jobs: Sequence[Any], overrides: Sequence[Sequence[str]]) -> List[JobReturn]:
     """Every job's JobReturn, in order. A job that wrote no result (killed, cancelled, out of memory)
     or whose result is an error in submitit itself is logged in one line and returned as a completed
@@ -94,13 +100,16 @@ def collect(jobs: Sequence[Any], overrides: Sequence[Sequence[str]]) -> List[Job
             if not ended(job):
                 ended_since.pop(i, None)
                 continue
-            if not job.paths.result_pickle.exists() and time.time() - ended_since.setdefault(i, time.time()) < GRACE_S:
+            if job.paths.result_pickle.exists():
+                try:
+                    returns[i] = job.results()[0]
+                    continue
+                except submitit.core.utils.FailedJobError as error:  # submitit itself failed in the job
+                    reason = str(error).splitlines()[0]
+            elif time.time() - ended_since.setdefault(i, time.time()) < GRACE_S:
                 continue  # the result file may be on its way, or the job about to be requeued
-            try:
-                returns[i] = job.results()[0]
-                continue
-            except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as error:
-                reason = str(error).splitlines()[0]
+            else:  # job.results() would wait for it, asking sacct forever where it has no data
+                reason = f"state {state_of(job)}; killed before it could write one (SIGKILL, out of memory, node failure)"
             log.error("job %s (%s) ended without a result: %s", job.job_id, " ".join(filter_overrides(overrides[i])), reason)
             returns[i] = JobReturn(overrides=list(overrides[i]), status=JobStatus.COMPLETED, _return_value=None)
         if any(r is None for r in returns):

@@ -233,3 +233,26 @@ def test_each_restarted_cell_is_one_wandb_run_holding_every_epoch_once(requeued,
     run_dir, _ = timed_out
     assert epochs_logged(run_dir) == [1, 2, 3, 4]
     assert summarize(requeued)["parts"] >= 2 and summarize(run_dir)["parts"] >= 2  # restarts continued the same run id
+
+
+# ---------------------------------------------------------------- a job killed without warning
+
+def test_a_job_killed_without_a_result_is_collected_not_waited_for_forever(tmp_path):
+    """SIGKILL leaves no result, and this cluster has no accounting (sacct): the launcher reads the
+    job's end from squeue, reports it, and the sweep exits non-zero instead of polling forever."""
+    sweep_dir = tmp_path / "sweep"
+    output = tmp_path / "launcher.out"
+    process = start(*SLURM, *CELL, "model=bert", "pooling=cls", "logger=none", f"hydra.sweep.dir={sweep_dir}",
+                    stdout=output)
+    run_dir = sweep_dir / BERT_CLS
+    job = job_id(run_dir, process)
+    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process, timeout=TIMEOUT)
+    listed = subprocess.run(["scontrol", "listpids", f"{job}.0"], capture_output=True, text=True, timeout=30).stdout
+    pids = [int(line.split()[0]) for line in listed.splitlines()[1:] if line.split() and line.split()[0].isdigit()]
+    assert pids, listed
+    for pid in pids:
+        os.kill(pid, 9)
+    said = finish(process, output, timeout=120)
+    assert process.returncode != 0 and "Traceback" not in said, said[-3000:]
+    assert "ended without a result" in said and run_dir.name in said.split("did not complete")[1]
+    assert metrics(run_dir)["status"] == "running" and (run_dir / "resume_state.pt").is_file()
