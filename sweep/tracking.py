@@ -4,7 +4,9 @@ import json
 import logging
 import math
 import os
+import secrets
 import shutil
+import string
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 PREDICTIONS_FILE = "predictions_test.parquet"
 BEST_DIR = "best"
+WANDB_ID_FILE = "wandb_id"  # the run dir's wandb run id: a resumed or requeued job continues that run
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -96,8 +99,21 @@ class NullTracker:
         pass
 
 
+def wandb_run_id(run_dir: Path, resume: bool = True) -> str:
+    """The wandb run id kept in the run dir, created (atomically) on the job's first start; a new one
+    when the job does not resume (trainer.resume=false starts over)."""
+    path = Path(run_dir) / WANDB_ID_FILE
+    if resume and path.is_file():
+        return path.read_text().strip()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # as wandb makes them
+    with atomic_path(path) as tmp:
+        tmp.write_text(run_id + "\n")
+    return run_id
+
+
 class WandbTracker:
-    """One wandb run per job; offline by default (`wandb sync` uploads it later)."""
+    """One wandb run per run dir, resumed when the job resumes (one continuous history however
+    often it restarts); offline by default (`wandb sync` uploads it later)."""
 
     def __init__(self, run_dir: Path, config: Dict[str, Any], project: str, entity: Optional[str], mode: str,
                  group: str, name: str, tags: List[str]):
@@ -109,13 +125,18 @@ class WandbTracker:
             entity=entity,
             mode=os.environ.get("WANDB_MODE", mode),  # the env var wins, so WANDB_MODE=online works with the default config
             dir=str(run_dir),
+            id=wandb_run_id(run_dir, config.get("trainer", {}).get("resume", True)),
+            resume="allow",  # continue the run if it exists (online), else start it
             config=config,
             group=group,
             name=name,
             tags=tags,
             job_type="train",
             reinit="create_new",  # joblib workers run several jobs in one process
-            settings=wandb.Settings(console="off", silent=True),  # wandb >= 0.2x has no start_method: its service process is thread-safe
+            # wandb >= 0.2x has no start_method: its service process is thread-safe. A scheduler's SIGTERM
+            # (requeue, pre-emption, time limit) reaches that service too, which dies without writing
+            # what it buffered (15 s by default): write each record to the run file at once
+            settings=wandb.Settings(console="off", silent=True, x_transaction_log_flush_interval=0.01),
         )
         self.run.define_metric("epoch")
         for prefix in ("train/*", "valid/*", "test/*"):
@@ -129,7 +150,10 @@ class WandbTracker:
             self.run.summary[key] = value
 
     def finish(self, exit_code: int = 0) -> None:
-        self.run.finish(exit_code=exit_code)
+        try:
+            self.run.finish(exit_code=exit_code)
+        except Exception as error:  # e.g. its service killed with the job: must not replace the run's own outcome
+            log.warning("the wandb run did not finish cleanly (%s: %s); what it logged is in %s", type(error).__name__, error, self.run.dir)
 
 
 def start_tracker(logger_cfg, run_dir: Path, config: Dict[str, Any], group: str, name: str, tags: List[str]):

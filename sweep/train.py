@@ -11,16 +11,22 @@ from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
+from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher
 from sweep.errors import InputError
 from sweep.resources import GpuClaim, job_threads, set_threads
-from sweep.runner import run
+from sweep.runner import RunInterrupted, run
+from sweep.scheduler import slurm_requeues_this_job, under_submitit
 
 # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
 warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
+# Hydra's plugin scan does not see packages of an editable install (pip install -e): name ours
+for launcher in (SlurmLauncher, LocalLauncher):
+    Plugins.instance().register(launcher)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -40,10 +46,18 @@ def main(cfg: DictConfig) -> Optional[float]:
                          wait_min=cfg.trainer.gpu_wait_min)
     try:
         return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim)
-    except Exception as error:
+    except (Exception, RunInterrupted) as error:
+        scheduled = multirun and under_submitit()
+        if scheduled and slurm_requeues_this_job():
+            # SLURM ends the job to start it again (scontrol requeue, pre-emption): no result, or the
+            # launcher would collect the job now; the requeued job resumes and writes one
+            sys.exit(f"stopped ({type(error).__name__}): SLURM requeues this job; it resumes from its last epoch")
+        if isinstance(error, RunInterrupted) and not scheduled:
+            raise  # like Ctrl-C: the sweep stops
         if multirun:
-            # the run wrote its failure and traceback into its dir; the other jobs go on, and
-            # sweep.callbacks.FailedJobs reports it and exits non-zero at the end of the sweep
+            # the run wrote its failure (and traceback) or interruption into its dir. Returning hands
+            # submitit a result (it records none for a KeyboardInterrupt), so the other jobs go on and
+            # are collected, and sweep.callbacks.FailedJobs reports this one and exits non-zero at the end
             return None
         if isinstance(error, InputError):
             sys.exit(f"error: {error}")

@@ -40,9 +40,11 @@ def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: i
     return result
 
 
-def start(*overrides):
+def start(*overrides, stdout=None):
+    """Starts a sweep; its stdout (where Hydra logs) goes to the file stdout, if given."""
     cmd = [sys.executable, str(REPO / "sweep" / "train.py"), "-m", *overrides]
-    return subprocess.Popen(cmd, cwd=REPO, env=app_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = open(stdout, "w") if stdout else subprocess.DEVNULL
+    return subprocess.Popen(cmd, cwd=REPO, env=app_env(), stdout=out, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_log(path, text, process, timeout=300):

@@ -2,10 +2,12 @@
 a completed sweep is skipped on rerun, a failing job does not take the others down, SIGTERM leaves
 a resumable run."""
 import json
+import os
 import signal
 import time
 
 from conftest import TIMING_KEYS, metrics, run_dirs, start, train, wait_for_log
+from wandb_records import summarize
 
 CELL = "experiment=smoke,model=bert,pooling=cls"
 
@@ -102,3 +104,61 @@ def run_dirs_when_ready(sweep_dir, process, timeout=120):
         assert process.poll() is None, process.stderr.read()[-3000:]
         time.sleep(0.05)
     raise AssertionError(f"no run dir appeared in {sweep_dir}")
+
+
+def job_pid(run_dir, process, timeout=120):
+    """The process of a submitit_local job: its id is the pid, and Hydra records it as hydra.job.id."""
+    from omegaconf import OmegaConf
+
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    wait_for_log(hydra_file, "id:", process, timeout)
+    return int(OmegaConf.load(hydra_file).hydra.job.id)
+
+
+def test_sigterm_under_submitit_leaves_a_resumable_run_and_the_launcher_collects_every_job(tmp_path):
+    """submitit ignores SIGTERM; the app stops on it, and must still hand submitit a result, so the
+    launcher collects every job and FailedJobs lists the interrupted one (#9)."""
+    sweep_dir = tmp_path / "sweep"
+    overrides = ["experiment=smoke", "model=bert", "pooling=cls,mean", "data.n_samples=1000", "trainer.epochs=3",
+                 "logger=none", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
+                 "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep_dir}"]
+    output = tmp_path / "launcher.out"
+    process = start(*overrides, stdout=output)
+    stopped = sweep_dir / "data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=3"
+    other = sweep_dir / "data.n_samples=1000,experiment=smoke,model=bert,pooling=mean,trainer.epochs=3"
+    pid = job_pid(stopped, process)
+    wait_for_log(stopped / "train.log", "resumable state saved after epoch 1", process)
+    os.kill(pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    said = output.read_text() + stderr
+    assert process.returncode != 0
+    assert "Traceback" not in said and "UncompletedJobError" not in said, said[-3000:]
+    assert "did not complete" in said and stopped.name in said, said[-3000:]
+    assert metrics(other)["status"] == "completed"
+    assert metrics(stopped)["status"] == "interrupted" and (stopped / "resume_state.pt").is_file()
+    train(*overrides, timeout=300)
+    assert "resuming after epoch" in (stopped / "train.log").read_text()
+    assert metrics(stopped)["status"] == "completed" and metrics(stopped)["epochs_run"] == 3
+
+
+def epoch_rows(run):
+    """The epochs of a wandb run's history, in the order it logged them (one row per finished epoch)."""
+    return [int(row["epoch"]) for row in run["history"] if "valid/acc" in row]
+
+
+def test_a_resumed_run_continues_its_wandb_run(tmp_path):
+    """One cell, one wandb run, however often it restarts: the resumed run logs into the same run id
+    and every epoch is in its history once (#9)."""
+    sweep_dir = tmp_path / "sweep"
+    overrides = ["experiment=smoke", "model=bert", "pooling=cls", "data.n_samples=1000", "trainer.epochs=3",
+                 f"hydra.sweep.dir={sweep_dir}"]
+    process = start(*overrides)
+    run_dir = run_dirs_when_ready(sweep_dir, process)
+    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    train(*overrides)
+    assert metrics(run_dir)["status"] == "completed"
+    run = summarize(run_dir)
+    assert run["parts"] == 2 and run["exit_code"] == 0
+    assert epoch_rows(run) == [1, 2, 3]

@@ -34,14 +34,27 @@ def read_records(path: Path) -> List[pb.Record]:
     return records
 
 
+def run_files(run_dir: Path) -> Dict[str, List[Path]]:
+    """The offline run files of a run dir by wandb run id, oldest first. A resumed offline run
+    writes a new `offline-run-<time>-<id>` dir with the same id: one run, several files."""
+    files: Dict[str, List[Path]] = {}
+    for path in sorted(Path(run_dir).glob("wandb/*run-*/run-*.wandb")):  # the dir names start with the time
+        files.setdefault(path.stem.rsplit("-", 1)[-1], []).append(path)
+    return files
+
+
 def summarize(run_dir: Path) -> Dict[str, object]:
-    """The run's group/name/tags, its config keys, every history row, its summary keys, its exit code."""
-    files = list(Path(run_dir).glob("wandb/*run-*/run-*.wandb"))
-    assert len(files) == 1, f"expected one wandb run in {run_dir}, found {files}"
-    out: Dict[str, object] = {"history": [], "summary": set(), "config": set(), "exit_code": None}
-    for record in read_records(files[0]):
+    """The run's id, group/name/tags, its config keys, every history row (of every resumed part, in
+    order), its summary keys, its exit code (of the last part), the number of parts."""
+    runs = run_files(run_dir)
+    assert len(runs) == 1, f"expected one wandb run in {run_dir}, found {runs}"
+    (run_id, files), = runs.items()
+    out: Dict[str, object] = {"id": run_id, "parts": len(files), "history": [], "summary": set(), "config": set(),
+                              "exit_code": None}
+    for record in (record for path in files for record in read_records(path)):
         kind = record.WhichOneof("record_type")
         if kind == "run":
+            assert record.run.run_id == run_id, f"{files}: run id {record.run.run_id}, file name says {run_id}"
             out.update(group=record.run.run_group, name=record.run.display_name, tags=list(record.run.tags))
             out["config"] |= {item.key for item in record.run.config.update}
         elif kind == "config":
