@@ -22,8 +22,8 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModel, set_seed
 
-from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
 from sweep.compilation import WarmupBatch, compile_model, reset_compiler
+from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
 from sweep.errors import InputError
 from sweep.loop import build_optimizer, evaluate, resolve_device, resolve_precision, train_epoch
 from sweep.model import (Classifier, encoder_input_names, load_config, load_encoder, load_tokenizer,
