@@ -81,11 +81,7 @@ def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = ["experiment=smoke", "model=bert", "pooling=cls", "trainer.epochs=4", "logger=none",
                  f"hydra.sweep.dir={sweep_dir}"]
-    process = start(*overrides)
-    run_dir = run_dirs_when_ready(sweep_dir, process)
-    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) != 0
+    run_dir = sigterm_after_epoch_1(sweep_dir, overrides)
     stopped = metrics(run_dir)
     assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
     assert (run_dir / "resume_state.pt").is_file()
@@ -93,6 +89,17 @@ def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
     train(*overrides)
     assert "resuming after epoch" in (run_dir / "train.log").read_text()
     assert metrics(run_dir)["status"] == "completed" and metrics(run_dir)["epochs_run"] == 4
+
+
+def sigterm_after_epoch_1(sweep_dir, overrides):
+    """Starts the sweep, sends SIGTERM once epoch 1's resumable state is saved, checks the process
+    stopped with an error, and returns the run dir."""
+    process = start(*overrides)
+    run_dir = run_dirs_when_ready(sweep_dir, process)
+    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    return run_dir
 
 
 def run_dirs_when_ready(sweep_dir, process, timeout=120):
@@ -152,11 +159,7 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = ["experiment=smoke", "model=bert", "pooling=cls", "data.n_samples=1000", "trainer.epochs=3",
                  f"hydra.sweep.dir={sweep_dir}"]
-    process = start(*overrides)
-    run_dir = run_dirs_when_ready(sweep_dir, process)
-    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) != 0
+    run_dir = sigterm_after_epoch_1(sweep_dir, overrides)
     train(*overrides)
     assert metrics(run_dir)["status"] == "completed"
     run = summarize(run_dir)
