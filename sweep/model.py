@@ -112,8 +112,9 @@ def encoder_attention_mask(encoder: PreTrainedModel, attention_mask: torch.Tenso
     runs. This is the mask a torch.compile'd forward builds anyway (the check is skipped while
     tracing), and the same mask an eager forward builds whenever a batch has padding; only an
     unpadded batch now gets an all-true mask instead of none (same values; sdpa may pick another
-    kernel). Encoders, attention implementations and transformers versions not checked here keep
-    the plain 2D mask."""
+    kernel). Padding rows that no key is left for are unmasked (`unmask_empty_rows`), which changes
+    no real token's output. Encoders, attention implementations and transformers versions not
+    checked here keep the plain 2D mask."""
     config = encoder.config
     if not _MASK_BUILDERS or config._attn_implementation not in PREBUILT_MASK_ATTENTION:
         return attention_mask
@@ -130,14 +131,25 @@ def encoder_attention_mask(encoder: PreTrainedModel, attention_mask: torch.Tenso
     embeddings = attention_mask.new_empty((batch, length, 0), dtype=encoder.get_input_embeddings().weight.dtype)
 
     def build(layer_type: str) -> torch.Tensor:
-        return _MASK_BUILDERS[layer_type](config=config, inputs_embeds=embeddings, attention_mask=attention_mask,
+        mask = _MASK_BUILDERS[layer_type](config=config, inputs_embeds=embeddings, attention_mask=attention_mask,
                                           allow_is_bidirectional_skip=False)
+        return unmask_empty_rows(mask)
 
     if layer_types is None:
         return build("full_attention")
     if not layer_types <= _MASK_BUILDERS.keys():
         return attention_mask
     return {layer_type: build(layer_type) for layer_type in layer_types}
+
+
+def unmask_empty_rows(mask: torch.Tensor) -> torch.Tensor:
+    """Lets a query row with no key left (a padding position beyond a sliding window's reach from
+    the last real token) attend to every key. torch's CUDA kernels turn such a boolean row into
+    0/0 = NaN, which spreads to every token through the next layer; the row's own output is never
+    read (padding), and no other row changes. transformers did this itself before version 5."""
+    if mask.dtype != torch.bool:  # eager's additive masks use a finite minimum: no NaN
+        return mask
+    return mask | ~mask.any(dim=-1, keepdim=True)
 
 
 class Classifier(nn.Module):

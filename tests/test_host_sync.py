@@ -107,3 +107,33 @@ def test_other_attention_implementations_keep_the_2d_mask():
     model.encoder.config._attn_implementation = "flash_attention_2"  # takes the 2D mask itself
     mask = torch.ones(2, 8, dtype=torch.long)
     assert sweep.model.encoder_attention_mask(model.encoder, mask) is mask
+
+
+def sdpa_as_the_cuda_memory_efficient_kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                             scale=None, **_):
+    """What a CPU lacks: torch's CUDA memory-efficient kernel turns a boolean mask into an additive
+    one of -inf, so a query row whose keys are all masked is 0/0, NaN (pytorch#103749), and the NaN
+    spreads through 0 * NaN in the next layer. torch's CPU kernels return zeros for such rows."""
+    scores = query @ key.transpose(-2, -1) * (scale if scale is not None else query.shape[-1] ** -0.5)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    return torch.softmax(scores, dim=-1) @ value
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_sliding_window_padding_gives_no_nan_on_the_cuda_kernel(pooling, monkeypatch):
+    """ModernBERT's local layers see +-window/2 tokens: a padding position further than that from
+    the last real token has no key left, a fully masked row. On a GPU that was NaN logits from the
+    first step (the smoke grid, bf16 + compile on an H200). Padding rows now attend to every key
+    (their outputs are never read), as transformers did before version 5."""
+    model, config, token_types = tiny_classifier("modernbert-tiny", pooling)
+    model.eval()
+    inputs, labels = padded_batch(config, token_types, max_len=128)
+    lengths = inputs["attention_mask"].sum(1)
+    assert (lengths < 128 - config.local_attention // 2).any()  # rows with no key in their window
+    reference = logits_and_grads(model, inputs, labels)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", sdpa_as_the_cuda_memory_efficient_kernel)
+    logits, grads = logits_and_grads(model, inputs, labels)
+    assert torch.isfinite(logits).all(), logits
+    assert all(torch.isfinite(grad).all() for grad in grads.values())
+    torch.testing.assert_close(logits, reference[0], rtol=1e-4, atol=1e-5)  # the same network, another kernel
