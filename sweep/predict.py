@@ -1,0 +1,181 @@
+"""Classify new text with a run's best checkpoint.
+
+    python sweep/predict.py RUN_DIR "a gripping film" "the plot was dull"
+    python sweep/predict.py RUN_DIR --file reviews.csv --text-column review --out predictions.jsonl
+    cat reviews.txt | python sweep/predict.py RUN_DIR/best --format jsonl
+
+RUN_DIR is a run dir (its best/ is used) or that best/ dir itself. Texts come from the arguments, a
+file (.txt: one per line; .csv, .jsonl, .parquet: the --text-column) or standard input (one per
+line). One row per text, in input order: the predicted label's name, its class id and the
+probability of every class, as CSV or JSON Lines, to standard output or --out. Uses the GPU (bf16
+where the card has it) when there is one; truncates to the max_len the run trained with.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+if __package__ in (None, ""):  # `python sweep/predict.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweep.errors import InputError  # noqa: E402
+
+TABLE_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
+PROGRESS_MIN_BATCHES = 10  # a bar only where there is something to wait for
+
+
+class PredictError(InputError):
+    """Input predict.py cannot use: said in one line."""
+
+
+def checkpoint_dir(path: Path) -> Path:
+    """The saved classifier: `path` itself or its best/."""
+    from sweep.model import META_FILE
+    for candidate in (path / "best", path):
+        if (candidate / META_FILE).is_file():
+            return candidate
+    if not path.exists():
+        raise PredictError(f"no such run dir: {str(path)!r}")
+    raise PredictError(f"{str(path)!r} holds no saved classifier (no best/{META_FILE}); pass a run dir of a "
+                       f"completed run trained with trainer.save_best=true, or its best/ dir")
+
+
+def read_table_column(path: Path, column: str) -> List[str]:
+    import pandas as pd
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet,
+               ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": lambda p: pd.read_json(p, lines=True)}
+    try:
+        table = readers[path.suffix.lower()](path)
+    except ValueError as error:  # pandas' parsers say what is wrong with the file
+        raise PredictError(f"cannot read {str(path)!r} as {path.suffix.lower()[1:]}: {error}") from None
+    if column not in table.columns:
+        raise PredictError(f"{str(path)!r} has no column {column!r}; its columns are {list(table.columns)}; "
+                           f"name the text column with --text-column")
+    return table[column].astype(str).tolist()
+
+
+def read_texts(texts: Sequence[str], file: Optional[str], column: str) -> List[str]:
+    """The texts to classify, from the arguments, a file or standard input."""
+    if texts and file:
+        raise PredictError("give texts as arguments or --file, not both")
+    if texts:
+        return list(texts)
+    if file and file != "-":
+        path = Path(file)
+        if not path.is_file():
+            raise PredictError(f"no such file: {file!r}")
+        if path.suffix.lower() in TABLE_SUFFIXES:
+            found = read_table_column(path, column)
+        else:  # plain text, one per line
+            found = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        where = repr(file)
+    else:
+        found = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        where = "standard input"
+    if not found:
+        raise PredictError(f"no texts to classify: {where} is empty")
+    return found
+
+
+def label_names(meta: dict, num_labels: int) -> List[str]:
+    """The class names saved with the checkpoint; checkpoints saved before they were recorded come
+    from the project's binary datasets (IMDB, generated reviews), labelled neg/pos."""
+    from sweep.data import LABEL_NAMES
+    if meta.get("label_names"):
+        return list(meta["label_names"])
+    return list(LABEL_NAMES) if num_labels == len(LABEL_NAMES) else [f"class_{i}" for i in range(num_labels)]
+
+
+def class_probabilities(model, tokenizer, texts: List[str], max_len: int, batch_size: int, device, precision):
+    """Softmax over the classes for each text (n x classes, float32 numpy), batch by batch; each batch
+    is padded to its longest text."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from sweep.model import encoder_input_names
+
+    names = encoder_input_names(model.encoder, tokenizer)
+    starts = range(0, len(texts), batch_size)
+    shown = None if len(starts) >= PROGRESS_MIN_BATCHES else True  # None: a bar where stderr is a terminal
+    out = []
+    with torch.inference_mode():
+        for start in tqdm(starts, desc="predict", unit="batch", disable=shown, file=sys.stderr):
+            encoded = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_len,
+                                padding=True, return_tensors="pt")
+            inputs = {name: encoded[name].to(device) for name in names}
+            with precision.autocast():
+                logits = model(**inputs)
+            out.append(logits.float().softmax(dim=-1).cpu())
+    return torch.cat(out).numpy()
+
+
+def predict(run_dir: str, texts: List[str], batch_size: int = 64, device: str = "auto"):
+    """A DataFrame with label, class_id and prob_<label> per text, in input order."""
+    import pandas as pd
+
+    from sweep.loop import resolve_device, resolve_precision
+    from sweep.model import META_FILE, Classifier, load_tokenizer
+
+    from transformers.utils import logging as transformers_logging
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars: predict.py's own bar is the one to show
+
+    directory = checkpoint_dir(Path(run_dir))
+    meta = json.loads((directory / META_FILE).read_text())
+    torch_device = resolve_device(device)
+    model = Classifier.from_pretrained(directory).to(torch_device)
+    tokenizer = load_tokenizer(str(directory))
+    precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
+    max_len = int(meta.get("max_len") or tokenizer.model_max_length)
+    probs = class_probabilities(model, tokenizer, texts, max_len, batch_size, torch_device, precision)
+    names = label_names(meta, probs.shape[1])
+    class_ids = probs.argmax(axis=1)
+    table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})
+    for i, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, i]
+    return table
+
+
+def write(table, out: Optional[str], fmt: Optional[str]) -> None:
+    fmt = fmt or ("jsonl" if out and Path(out).suffix.lower() in (".jsonl", ".json") else "csv")
+    target = out or sys.stdout
+    if fmt == "csv":
+        table.to_csv(target, index=False)
+    else:
+        text = table.to_json(orient="records", lines=True)
+        if out:
+            Path(out).write_text(text)
+        else:
+            sys.stdout.write(text)
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="a run dir (its best/ is used) or a best/ dir")
+    p.add_argument("texts", nargs="*", help="texts to classify (else --file, else standard input)")
+    p.add_argument("--file", help="a .txt (one text per line), .csv, .jsonl or .parquet file; - for standard input")
+    p.add_argument("--text-column", default="text", help="the column of texts in a table file (default: text)")
+    p.add_argument("--out", help="write here instead of standard output (.jsonl: JSON Lines)")
+    p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from --out, else csv)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error(f"--batch-size {args.batch_size}: must be at least 1")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        texts = read_texts(args.texts, args.file, args.text_column)
+        table = predict(args.run_dir, texts, args.batch_size, args.device)
+    except InputError as error:
+        print(f"predict.py: error: {error}", file=sys.stderr)
+        return 2
+    write(table, args.out, args.format)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

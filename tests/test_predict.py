@@ -1,0 +1,78 @@
+"""sweep/predict.py, as a user runs it on the smoke grid's checkpoints: the predictions for a run's
+test texts are the ones the run wrote, every way of passing texts works, bad input gets one line."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, app_env
+
+CELLS = ["experiment=smoke,model=bert,pooling=cls", "experiment=smoke,model=modernbert,pooling=mean"]
+
+
+def predict(*args, stdin=None):
+    return subprocess.run([sys.executable, str(REPO / "sweep" / "predict.py"), *map(str, args)], cwd=REPO,
+                          env=app_env(), input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def the_test_split(run_dir):
+    """The run's test split: its texts, rebuilt from the saved config, in predictions_test.parquet's order."""
+    from omegaconf import OmegaConf
+
+    from sweep.data import load_raw
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    written = pd.read_parquet(run_dir / "predictions_test.parquet")
+    texts = load_raw(cfg.data).to_pandas().set_index("idx").loc[written["index"], "text"].tolist()
+    return texts, written
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_predictions_for_the_test_texts_are_the_runs_own(smoke_sweep, tmp_path, cell):
+    run_dir = smoke_sweep / cell
+    texts, written = the_test_split(run_dir)
+    pd.DataFrame({"review": texts}).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    result = predict(run_dir, "--file", tmp_path / "test.jsonl", "--text-column", "review", "--out", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr
+    predicted = pd.read_csv(tmp_path / "p.csv")
+    assert list(predicted.columns) == ["label", "class_id", "prob_neg", "prob_pos"]
+    assert len(predicted) == len(written) > 300
+    assert (predicted["class_id"].to_numpy() == written["pred"].to_numpy()).all()
+    assert predicted["label"].tolist() == [["neg", "pos"][i] for i in written["pred"]]
+    # the run padded to max_len, predict.py to each batch's longest: the same numbers up to rounding
+    assert predicted["prob_pos"].to_numpy() == pytest.approx(written["prob_pos"].to_numpy(), abs=1e-4)
+    assert (predicted["prob_neg"] + predicted["prob_pos"]).to_numpy() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_sweep, tmp_path):
+    best = smoke_sweep / CELLS[0] / "best"  # a best/ dir works as well as its run dir
+    texts = ["the acting was superb . the plot was not dull .", "the music was awful .", "the ending was boring ."]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    runs = [predict(best, *texts, "--format", "jsonl"), predict(best, "--format", "jsonl", stdin="\n".join(texts)),
+            predict(best.parent, "--file", tmp_path / "texts.txt", "--format", "jsonl")]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+    rows = [[json.loads(line) for line in result.stdout.splitlines()] for result in runs]
+    assert rows[0] == rows[1] == rows[2] and len(rows[0]) == 3
+    assert all(row["label"] in ("neg", "pos") and row["class_id"] in (0, 1) for row in rows[0])
+
+
+def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
+    from sweep.predict import main
+    run_dir = smoke_sweep / CELLS[0]
+    (tmp_path / "empty.txt").write_text("\n")
+    pd.DataFrame({"review": ["a fine film"]}).to_csv(tmp_path / "reviews.csv", index=False)
+    cases = {
+        (tmp_path / "nowhere", "a text"): "no such run dir",
+        (tmp_path, "a text"): "holds no saved classifier",
+        (run_dir, "--file", tmp_path / "empty.txt"): "is empty",
+        (run_dir, "--file", tmp_path / "reviews.csv"): "has no column 'text'",
+        (run_dir, "--file", tmp_path / "missing.csv"): "no such file",
+    }
+    for args, expected in cases.items():
+        code = main([str(arg) for arg in args])
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and expected in lines[0], (args, err)
+        assert out == ""
