@@ -247,17 +247,19 @@ def significance_markdown(sig: pd.DataFrame) -> List[str]:
     shown = sig.assign(p_value=sig["p_value"].map(lambda p: f"{p:.4g}"), p_holm=sig["p_holm"].map(lambda p: f"{p:.4g}"),
                        significant=sig["significant"].map({True: "yes", False: "no"}))
     parts = [markdown_table(shown), ""]
-    parts += [f"- **{test}** ({(sig.test == test).sum()} pairs): {TEST_MEANINGS[test]}" for test in sig.test.unique()]
+    counts = sig.test.value_counts()
+    parts += [f"- **{test}** ({counts[test]} pair{'s' if counts[test] > 1 else ''} of cells): {TEST_MEANINGS[test]}"
+              for test in sig.test.unique()]
     parts += ["", f"Verdicts (`significant`) use Holm's correction over all {len(sig)} comparisons at {ALPHA} "
               "(`p_holm`); `p_value` is each test's raw p-value. acc_diff: test accuracy of A minus B, averaged over "
               "the seed pairs; b (A right, B wrong) and c (the reverse) are summed over them.", ""]
     models, configurations = sig[sig.significant & (sig.test == MCNEMAR)], sig[sig.significant & (sig.test != MCNEMAR)]
-    for hits, what in ((configurations, "Configurations that differ, across seeds"),
+    for hits, what in ((configurations, "Configurations that differ over seeds"),
                        (models, "Trained models that differ (one run per cell: not evidence that one configuration "
                                 "is better)")):
         if len(hits):
-            parts.append(f"{what}: " + "; ".join(f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p_holm={r.p_holm:.4g})"
-                                                  for r in hits.itertuples()) + ".")
+            parts += [f"{what}: " + "; ".join(f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p_holm={r.p_holm:.4g})"
+                                               for r in hits.itertuples()) + ".", ""]
     if not sig.significant.any():
         parts.append(f"No difference is significant at {ALPHA} after Holm's correction.")
     return parts

@@ -93,7 +93,8 @@ def test_seeds_fold_into_one_cell_with_mean_and_sample_std(sweep_copy, capsys):
     assert [r["p_holm"] for r in tests] == pytest.approx(list(holm([r["p_value"] for r in tests])))
     assert all(r["significant"] == (r["p_holm"] < 0.05) for r in tests)
     markdown = (sweep / "comparison.md").read_text()
-    assert "± " in markdown and f"**{SEEDS_T}** (6 pairs)" in markdown and "It tests the configurations" in markdown
+    assert "± " in markdown and f"**{SEEDS_T}** (6 pairs of cells)" in markdown
+    assert "It tests the configurations" in markdown
     assert "Holm's correction over all 6 comparisons at 0.05" in markdown
 
 
@@ -152,7 +153,7 @@ def test_seeds_on_a_pinned_test_set_use_the_seed_aware_test(sweep_copy, tmp_path
     assert len(result["significance"]) == 6
     assert all(r["test"] == PINNED_T and r["seed_pairs"] == 2 and r["examples"] == 400 for r in result["significance"])
     markdown = (tmp_path / "comparison.md").read_text()
-    assert f"**{PINNED_T}** (6 pairs)" in markdown and "No difference is significant at 0.05" in markdown
+    assert f"**{PINNED_T}** (6 pairs of cells)" in markdown and "No difference is significant at 0.05" in markdown
 
 
 def test_plots_exist_and_hold_one_line_per_run(sweep, tmp_path, capsys):
