@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from sweep.stats import ALPHA, MCNEMAR, TEST_MEANINGS, bootstrap_ci, compare, holm, paired_correct
+
 COMPLETED = "completed"
 # the table's metrics in column order, with their headers in comparison.md
 METRICS = {"train/acc": "train acc", "valid/acc": "valid acc", "test/acc": "test acc", "test/f1": "test F1",
@@ -38,7 +40,6 @@ METRICS = {"train/acc": "train acc", "valid/acc": "valid acc", "test/acc": "test
 NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min",
                 "trainer.log_every_n_steps", "trainer.save_best")
 ALWAYS = ("model.name", "pooling.name")  # columns of every table, even when only one value ran
-BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ALPHA = 2000, 0, 0.05
 SKIP_DIRS = {"best", "wandb", ".hydra", "__pycache__"}
 
 
@@ -209,14 +210,6 @@ def runs_table(runs: Sequence[Run], keys: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bootstrap_ci(correct: np.ndarray) -> Tuple[float, float]:
-    """95% percentile bootstrap CI of accuracy. Resampling n examples with replacement from a set with
-    k correct draws Binomial(n, k/n) correct ones, so the resamples are drawn from that directly."""
-    n = len(correct)
-    accs = np.random.default_rng(BOOTSTRAP_SEED).binomial(n, correct.mean(), BOOTSTRAP_RESAMPLES) / n
-    return tuple(np.quantile(accs, [0.025, 0.975]))
-
-
 def summarize(cells: Dict[tuple, List[Run]], keys: Sequence[str]) -> pd.DataFrame:
     """summary.csv: one row per cell; mean and sample std (ddof=1) over seeds, a bootstrap CI with one."""
     rows = []
@@ -233,47 +226,43 @@ def summarize(cells: Dict[tuple, List[Run]], keys: Sequence[str]) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns + ["test/acc_ci_low", "test/acc_ci_high"])
 
 
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> Tuple[int, int, float]:
-    """Discordant counts b (A right, B wrong), c (A wrong, B right) and McNemar's exact p-value: the
-    two-sided binomial test of b out of b+c at p=0.5 (b=c=0 -> 1). At p=0.5 the binomial is symmetric,
-    so this is 2 * P(X <= min(b, c)) capped at 1, the same value as scipy.stats.binomtest(...).pvalue
-    without the second of import time that scipy.stats costs."""
-    from scipy.special import bdtr  # the binomial CDF
-
-    b, c = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
-    return b, c, (min(1.0, 2.0 * float(bdtr(min(b, c), b + c, 0.5))) if b + c else 1.0)
-
-
-def paired_correct(runs_a: List[Run], runs_b: List[Run]) -> Optional[Tuple[np.ndarray, np.ndarray, int]]:
-    """Each run of A paired with the run of B that has the same seed (the split follows the seed), a pair
-    kept only when both predicted the same examples; two one-run cells also pair across seeds when their
-    test sets agree (a fixed split seed). The pairs' correct vectors are concatenated: b and c are
-    summed over seeds, one pooled McNemar test per pair of cells."""
-    by_seed: Dict[Any, Run] = {}
-    for run in runs_b:
-        by_seed.setdefault(run.seed, run)
-    pairs = [(a, by_seed[a.seed]) for a in runs_a if a.seed in by_seed]
-    if not pairs and len(runs_a) == len(runs_b) == 1:
-        pairs = [(runs_a[0], runs_b[0])]
-    kept = [(a.predictions[1], b.predictions[1]) for a, b in pairs
-            if a.predictions and b.predictions and a.predictions[0] == b.predictions[0]]
-    if not kept:
-        return None
-    return np.concatenate([a for a, _ in kept]), np.concatenate([b for _, b in kept]), len(kept)
-
-
 def significance(cells: Dict[tuple, List[Run]]) -> pd.DataFrame:
-    """One row per pair of cells that share a test set (no multiple-comparison correction)."""
+    """One row per pair of cells that share a test set: the test that fits their seeds (sweep.stats),
+    its raw p-value, the Holm-adjusted one over all pairs, and the verdict from the adjusted one."""
     rows = []
     for runs_a, runs_b in itertools.combinations(cells.values(), 2):
-        paired = paired_correct(runs_a, runs_b)
-        if paired is not None:
-            correct_a, correct_b, n_pairs = paired
-            b, c, p = mcnemar(correct_a, correct_b)
-            rows.append({"A": runs_a[0].label, "B": runs_b[0].label, "seed_pairs": n_pairs, "examples": len(correct_a),
-                         "acc_diff": correct_a.mean() - correct_b.mean(), "b": b, "c": c, "p_value": p,
-                         "significant": bool(p < ALPHA)})
-    return pd.DataFrame(rows, columns=["A", "B", "seed_pairs", "examples", "acc_diff", "b", "c", "p_value", "significant"])
+        result = compare(paired_correct(runs_a, runs_b))
+        if result is not None:
+            rows.append({"A": runs_a[0].label, "B": runs_b[0].label, **result})
+    sig = pd.DataFrame(rows, columns=["A", "B", "test", "seed_pairs", "examples", "acc_diff", "b", "c", "p_value"])
+    sig["p_holm"] = holm(sig["p_value"])
+    sig["significant"] = sig["p_holm"] < ALPHA
+    return sig
+
+
+def significance_markdown(sig: pd.DataFrame) -> List[str]:
+    """The significance table with, next to it, which tests ran, what each one tests, and the verdicts."""
+    if sig.empty:
+        return ["No two cells share a test set: no paired test."]
+    shown = sig.assign(p_value=sig["p_value"].map(lambda p: f"{p:.4g}"), p_holm=sig["p_holm"].map(lambda p: f"{p:.4g}"),
+                       significant=sig["significant"].map({True: "yes", False: "no"}))
+    parts = [markdown_table(shown), ""]
+    counts = sig.test.value_counts()
+    parts += [f"- **{test}** ({counts[test]} pair{'s' if counts[test] > 1 else ''} of cells): {TEST_MEANINGS[test]}"
+              for test in sig.test.unique()]
+    parts += ["", f"Verdicts (`significant`) use Holm's correction over all {len(sig)} comparisons at {ALPHA} "
+              "(`p_holm`); `p_value` is each test's raw p-value. acc_diff: test accuracy of A minus B, averaged over "
+              "the seed pairs; b (A right, B wrong) and c (the reverse) are summed over them.", ""]
+    models, configurations = sig[sig.significant & (sig.test == MCNEMAR)], sig[sig.significant & (sig.test != MCNEMAR)]
+    for hits, what in ((configurations, "Configurations that differ over seeds"),
+                       (models, "Trained models that differ (one run per cell: not evidence that one configuration "
+                                "is better)")):
+        if len(hits):
+            parts += [f"{what}: " + "; ".join(f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p_holm={r.p_holm:.4g})"
+                                               for r in hits.itertuples()) + ".", ""]
+    if not sig.significant.any():
+        parts.append(f"No difference is significant at {ALPHA} after Holm's correction.")
+    return parts
 
 
 def plot_curves(plt, runs: Sequence[Run], colors: Dict[str, Any], column: str, title: str, path: Path) -> Dict:
@@ -363,17 +352,7 @@ def render_markdown(shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[R
         table = pd.DataFrame([{"run": os.path.relpath(r.path, out) if r.path else "", "cell": r.label,
                                "status": r.status, "error": r.error} for r in problems])
         parts += ["", f"## Runs not in the table ({len(problems)})", "", markdown_table(table)]
-    parts += ["", "## Paired significance (McNemar exact test on the test predictions)", ""]
-    if sig.empty:
-        parts.append("No two cells share a test set: no paired test.")
-    else:
-        shown_sig = sig.assign(p_value=sig["p_value"].map(lambda p: f"{p:.4g}"),
-                               significant=sig["significant"].map({True: "yes", False: "no"}))
-        hits = [f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p={r.p_value:.4g})" for r in sig[sig["significant"]].itertuples()]
-        parts += [markdown_table(shown_sig), "",
-                  f"Significant at {ALPHA}: " + "; ".join(hits) if hits else f"No difference is significant at {ALPHA}.",
-                  f"(b: A right and B wrong, c: the reverse, pooled over seed-matched pairs; {len(sig)} comparisons, "
-                  "p-values not corrected for multiplicity.)"]
+    parts += ["", "## Paired significance", "", *significance_markdown(sig)]
     parts += ["", "## Plots", "", "![validation accuracy per epoch](valid_acc.png)", "",
               "![train loss per epoch](train_loss.png)", "", "![test accuracy per cell](test_acc.png)", ""]
     return "\n".join(parts)

@@ -16,7 +16,8 @@ import yaml
 from collect_fixtures import (copy_tree, edit_metrics, read_metrics, run_dirs, seeds_sweep,  # noqa: F401
                               write_predictions)
 from conftest import REPO
-from sweep.collect import main, mcnemar
+from sweep.collect import main
+from sweep.stats import MCNEMAR, PINNED_T, SEEDS_T, holm
 
 METRIC_KEYS = ["train/acc", "valid/acc", "test/acc", "test/f1", "best_epoch", "train_seconds",
                "train_samples_per_s", "params"]
@@ -84,10 +85,17 @@ def test_seeds_fold_into_one_cell_with_mean_and_sample_std(sweep_copy, capsys):
             assert cell[key] == pytest.approx(np.mean(column))
             assert cell[f"{key}_std"] == pytest.approx(np.std(column, ddof=1))
         assert cell["test/acc_ci_low"] is None  # several seeds: the spread is the std, not a CI
-    # written into the sweep dir by default; every pair of cells is tested on 2 seed-matched pairs
+    # written into the sweep dir by default; every pair of cells is tested on 2 seed-matched pairs, each on
+    # its own split (split_seed follows seed): a paired t over seeds, its verdict Holm-corrected over the 6
     assert (sweep / "comparison.md").is_file() and (sweep / "summary.csv").is_file()
-    assert len(result["significance"]) == 6 and all(r["seed_pairs"] == 2 for r in result["significance"])
-    assert "± " in (sweep / "comparison.md").read_text()
+    tests = result["significance"]
+    assert len(tests) == 6 and all(r["seed_pairs"] == 2 and r["test"] == SEEDS_T for r in tests)
+    assert [r["p_holm"] for r in tests] == pytest.approx(list(holm([r["p_value"] for r in tests])))
+    assert all(r["significant"] == (r["p_holm"] < 0.05) for r in tests)
+    markdown = (sweep / "comparison.md").read_text()
+    assert "± " in markdown and f"**{SEEDS_T}** (6 pairs of cells)" in markdown
+    assert "It tests the configurations" in markdown
+    assert "Holm's correction over all 6 comparisons at 0.05" in markdown
 
 
 def test_cells_come_from_the_configs_not_from_dir_names(sweep, tmp_path, capsys):
@@ -107,23 +115,7 @@ def test_cells_come_from_the_configs_not_from_dir_names(sweep, tmp_path, capsys)
     assert not any(k.startswith(("logger", "trainer", "model.", "data.")) for k in result["cells"][0])
 
 
-def test_mcnemar_exact_p_values():
-    correct = np.ones(50, dtype=bool)
-    other = correct.copy()
-    other[:10] = False
-    assert mcnemar(correct, other) == (10, 0, pytest.approx(0.001953125, abs=5e-5))
-    assert mcnemar(other, correct)[2] == pytest.approx(0.001953125, abs=5e-5)
-    assert mcnemar(correct, correct) == (0, 0, 1.0)
-    from scipy.stats import binomtest  # the reference: the two-sided exact binomial test at p=0.5
-
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        a, b = rng.random(300) < rng.random(), rng.random(300) < rng.random()
-        n_b, n_c, p = mcnemar(a, b)
-        assert p == pytest.approx(binomtest(n_b, n_b + n_c, 0.5).pvalue if n_b + n_c else 1.0, rel=1e-9)
-
-
-def test_mcnemar_on_hand_made_prediction_files(sweep_copy, tmp_path, capsys):
+def test_one_run_per_cell_compares_trained_models_with_mcnemar_and_says_so(sweep_copy, tmp_path, capsys):
     runs = [d for d in run_dirs(sweep_copy) if read_metrics(d)["seed"] == 1]
     label = np.arange(100) % 2
     wrong_on_10 = label.copy()
@@ -133,14 +125,35 @@ def test_mcnemar_on_hand_made_prediction_files(sweep_copy, tmp_path, capsys):
     code, result, _ = collect(capsys, *runs, "--out", tmp_path)
     assert code == 0
     tests = {(r["A"], r["B"]): r for r in result["significance"]}
+    assert all(r["test"] == MCNEMAR for r in tests.values())
     known = tests[("model=bert, pooling=cls", "model=bert, pooling=mean")]
     assert (known["b"], known["c"], known["examples"]) == (10, 0, 100)
-    assert known["p_value"] == pytest.approx(0.001953125, abs=5e-5) and known["significant"]
-    assert known["acc_diff"] == pytest.approx(0.1)
+    assert known["p_value"] == pytest.approx(2 / 1024) and known["acc_diff"] == pytest.approx(0.1)
+    # three pairs at p = 2/1024 and three at 1 among 6 comparisons: Holm multiplies the smallest by 6
+    assert known["p_holm"] == pytest.approx(6 * 2 / 1024) and known["significant"]
     same = tests[("model=bert, pooling=cls", "model=modernbert, pooling=cls")]
-    assert (same["b"], same["c"], same["p_value"], same["significant"]) == (0, 0, 1.0, False)
+    assert (same["b"], same["c"], same["p_value"], same["p_holm"], same["significant"]) == (0, 0, 1.0, 1.0, False)
     markdown = (tmp_path / "comparison.md").read_text()
-    assert "Significant at 0.05: model=bert, pooling=cls vs model=bert, pooling=mean (+0.1000, p=0.001953)" in markdown
+    assert "these two trained models differ" in markdown and "does not test the configurations" in markdown
+    assert ("Trained models that differ (one run per cell: not evidence that one configuration is better): "
+            "model=bert, pooling=cls vs model=bert, pooling=mean (+0.1000, p_holm=0.01172)") in markdown
+    assert "Configurations that differ" not in markdown
+    assert pd.read_csv(tmp_path / "significance.csv").columns[:3].tolist() == ["A", "B", "test"]
+
+
+def test_seeds_on_a_pinned_test_set_use_the_seed_aware_test(sweep_copy, tmp_path, capsys):
+    """Every run predicts one shared test set (a fixed data.split_seed): not McNemar over the pooled
+    seeds, but the paired t over seeds widened by the per-example differences that persist."""
+    rng = np.random.default_rng(0)
+    label = np.arange(400) % 2
+    for run in run_dirs(sweep_copy):
+        write_predictions(run, label, np.where(rng.random(400) < 0.85, label, 1 - label))
+    code, result, _ = collect(capsys, sweep_copy, "--out", tmp_path)
+    assert code == 0
+    assert len(result["significance"]) == 6
+    assert all(r["test"] == PINNED_T and r["seed_pairs"] == 2 and r["examples"] == 400 for r in result["significance"])
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert f"**{PINNED_T}** (6 pairs of cells)" in markdown and "No difference is significant at 0.05" in markdown
 
 
 def test_plots_exist_and_hold_one_line_per_run(sweep, tmp_path, capsys):
