@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,17 +30,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from sweep.neutral import is_result_neutral
+
 COMPLETED = "completed"
 # the table's metrics in column order, with their headers in comparison.md
 METRICS = {"train/acc": "train acc", "valid/acc": "valid acc", "test/acc": "test acc", "test/f1": "test F1",
            "best_epoch": "best epoch", "train_seconds": "train time (s)", "train_samples_per_s": "samples/s",
            "params": "params"}
-# config keys that never change a run's numbers (cf. sweep.runner.RESULT_NEUTRAL_KEYS): not cell keys
-NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min",
-                "trainer.log_every_n_steps", "trainer.save_best")
 ALWAYS = ("model.name", "pooling.name")  # columns of every table, even when only one value ran
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ALPHA = 2000, 0, 0.05
 SKIP_DIRS = {"best", "wandb", ".hydra", "__pycache__"}
+NOT_RECORDED = "(not recorded)"  # the cell value of a key a run's config lacks: another setup, never merged
+# torch.compile mode recorded in metrics.json -> the trainer.compile setting that asks for it
+COMPILE_SETTING = {None: "false", "default": "true", "reduce-overhead": "reduce-overhead"}
+REFERENCE = re.compile(r"\$\{([\w.]+)\}")  # an OmegaConf interpolation of another key: ${seed}
 
 
 class CollectError(Exception):
@@ -55,7 +59,8 @@ class Run:
     path: Optional[Path]  # None: a job of the sweep that never started
     status: str
     error: str = ""
-    config: Dict[str, Any] = field(default_factory=dict)  # flattened .hydra/config.yaml
+    config: Dict[str, Any] = field(default_factory=dict)  # flattened .hydra/config.yaml, resolved (see resolve_config)
+    has_config: bool = False  # False: no readable .hydra/config.yaml, only what metrics.json names
     overrides: List[str] = field(default_factory=list)
     metrics: Dict[str, Any] = field(default_factory=dict)
     history: Dict[str, List[float]] = field(default_factory=dict)
@@ -118,11 +123,45 @@ def first_line(text: Any) -> str:
     return str(text).strip().splitlines()[0][:300] if text and str(text).strip() else ""
 
 
+def resolve_references(config: Dict[str, Any]) -> Dict[str, Any]:
+    """`split_seed: ${seed}` -> the seed's value, so that it equals a run that wrote the number itself;
+    anything else OmegaConf would compute (custom resolvers) stays as written."""
+    def value(text: Any, depth: int = 0) -> Any:
+        match = REFERENCE.fullmatch(text) if isinstance(text, str) else None
+        return value(config[match[1]], depth + 1) if match and match[1] in config and depth < 10 else text
+
+    return {key: value(v) for key, v in config.items()}
+
+
+def resolved_by_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """What the run recorded that its `auto` settings became, by config key: precision, the kind of
+    device (cuda:0 and cuda:1 are one setup), and the compile setting that ran (eager after a fallback)."""
+    resolved = {}
+    if metrics.get("precision"):
+        resolved["trainer.precision"] = metrics["precision"]
+    if metrics.get("device"):
+        resolved["trainer.device"] = str(metrics["device"]).split(":")[0]
+    if "compile_mode" in metrics:
+        mode = None if metrics.get("compile_error") else metrics["compile_mode"]
+        resolved["trainer.compile"] = COMPILE_SETTING.get(mode, str(mode))
+    return resolved
+
+
+def resolve_config(config: Dict[str, Any], metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """Cells compare what ran, not how it was spelled: interpolations and `auto` become their values."""
+    config = resolve_references(config)
+    if "trainer.compile" in config:  # YAML false and the string "false" are one setting
+        config["trainer.compile"] = str(config["trainer.compile"]).lower()
+    config.update({k: v for k, v in resolved_by_metrics(metrics).items() if k in config})
+    return config
+
+
 def load_run(path: Path) -> Run:
     """One run dir -> Run; whatever is missing or unreadable becomes its status, never an exception."""
     run = Run(path, COMPLETED)
     try:
         run.config = flatten(read_yaml(path / ".hydra" / "config.yaml") or {})
+        run.has_config = bool(run.config)
         run.overrides = [str(o) for o in read_yaml(path / ".hydra" / "overrides.yaml") or []]
     except FileNotFoundError:
         pass
@@ -138,6 +177,7 @@ def load_run(path: Path) -> Run:
         run.status, run.error = run.metrics.get("status") or "unknown", first_line(run.metrics.get("error"))
         if run.status == "running":
             run.error = run.error or "no final metrics: still running, or killed without a chance to write them"
+    run.config = resolve_config(run.config, run.metrics)
     for key, name in (("model", "model.name"), ("pooling", "pooling.name"), ("seed", "seed")):
         run.config.setdefault(name, run.metrics.get(key))  # a run without .hydra still names its cell
     run.history = read_history(path / "history.csv")
@@ -165,19 +205,19 @@ def missing_runs(sweep_dir: Path, runs: Sequence[Run]) -> List[Run]:
 
 def cell_keys(runs: Sequence[Run]) -> List[str]:
     """Config keys that define a cell (see the module docstring), model and pooling first."""
-    configs = [run.config for run in runs]
+    configs = [run.config for run in runs if run.has_config] or [run.config for run in runs]
     keys = sorted({k for cfg in configs for k in cfg})
-    # a key some configs lack (a run without .hydra, an older schema) varies only if its values do
-    varying = [k for k in keys if k != "seed" and len({repr(cfg[k]) for cfg in configs if k in cfg}) > 1
-               and not any(k == n or k.startswith(n + ".") for n in NEUTRAL_KEYS)]
-    if all(cfg.get("data.split_seed") in ("${seed}", cfg.get("seed")) for cfg in configs):
+    # a key some configs lack (an older schema) is NOT_RECORDED there: it may have meant another setup
+    varying = [k for k in keys if k != "seed" and not is_result_neutral(k)
+               and len({repr(cfg.get(k, NOT_RECORDED)) for cfg in configs}) > 1]
+    if all(cfg.get("data.split_seed") == cfg.get("seed") for cfg in configs):
         varying = [k for k in varying if k != "data.split_seed"]  # the split just follows the seed
 
     def follows_group_name(key: str) -> bool:
         group = key.split(".", 1)[0] + ".name"
         per_name: Dict[str, set] = {}
-        for cfg in (cfg for cfg in configs if key in cfg):
-            per_name.setdefault(repr(cfg.get(group)), set()).add(repr(cfg[key]))
+        for cfg in configs:
+            per_name.setdefault(repr(cfg.get(group)), set()).add(repr(cfg.get(key, NOT_RECORDED)))
         return group in keys and all(len(values) == 1 for values in per_name.values())
 
     names = [k for k in varying if k.endswith(".name") and k not in ALWAYS]
@@ -193,7 +233,8 @@ def assign_cells(runs: Sequence[Run], keys: Sequence[str]) -> None:
         if run.path is None:  # a job that never started has only its overrides
             run.label = ", ".join(run.overrides)
             continue
-        run.cell = tuple(run.config.get(k) for k in keys)
+        # a run without .hydra names only its model and pooling: NOT_RECORDED keeps it out of other cells
+        run.cell = tuple(run.config.get(k, NOT_RECORDED) for k in keys)
         run.label = ", ".join(f"{column_name(k)}={v}" for k, v in zip(keys, run.cell))
 
 

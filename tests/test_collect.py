@@ -1,6 +1,7 @@
 """sweep/collect.py on real run dirs of a smoke sweep (and copies of them, edited the way crashes,
 kills and hand-made predictions leave them): the cells, the seed statistics, the paired tests, the
 plots, the incomplete runs, and the CLI's errors."""
+import importlib
 import json
 import os
 import shutil
@@ -13,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from collect_fixtures import (copy_tree, edit_metrics, read_metrics, run_dirs, seeds_sweep,  # noqa: F401
-                              write_predictions)
+from collect_fixtures import (REMOVE, age, copy_tree, edit_config, edit_metrics, read_metrics, reseed,  # noqa: F401
+                              run_dirs, seeds_sweep, write_predictions)
 from conftest import REPO
 from sweep.collect import main, mcnemar
 
@@ -248,3 +249,45 @@ def test_runs_as_a_script_without_the_heavy_modules(sweep, tmp_path):
     done = subprocess.run([sys.executable, "sweep/collect.py", str(tmp_path / "nope")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "no such directory" in done.stderr
+
+
+def seed_one(sweep_dir):
+    return [d for d in run_dirs(sweep_dir) if read_metrics(d)["seed"] == 1]
+
+
+def markdown_line(markdown: str, start: str) -> str:
+    return next(line for line in markdown.splitlines() if line.startswith(start))
+
+
+def test_one_setup_is_one_cell_whatever_its_neutral_keys_and_what_auto_resolved_to(sweep, tmp_path, capsys):
+    """trainer.threads, precision=auto that ran fp32 vs fp32, compile=auto that stayed eager vs false,
+    split_seed=${seed} vs the same number: one setup. auto that resolved to bf16 is another."""
+    runner, neutral = importlib.import_module("sweep.runner"), importlib.import_module("sweep.neutral")
+    assert runner.RESULT_NEUTRAL_KEYS is neutral.RESULT_NEUTRAL_KEYS  # one list for the whole project
+    for run in seed_one(sweep):
+        copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
+        twin = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
+        reseed(twin, 2)
+        edit_config(twin, trainer__threads=1, trainer__log_every_n_steps=7, trainer__precision="fp32",
+                    trainer__compile=False, trainer__device="cpu", data__split_seed=2)
+        edit_metrics(copy_tree(run, tmp_path / "runs" / f"c-{run.name}"), precision="bf16")
+    code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out")
+    assert code == 0
+    assert list(result["cells"][0])[:4] == ["model", "pooling", "trainer.precision", "n"]
+    cells = {(c["model"], c["pooling"], c["trainer.precision"]): c for c in result["cells"]}
+    assert len(cells) == 8
+    for (model, pooling, precision), cell in cells.items():
+        assert (cell["n"], cell["seeds"]) == ((2, "1 2") if precision == "fp32" else (1, "1"))
+
+
+def test_a_key_missing_from_some_configs_keeps_their_runs_apart(sweep, tmp_path, capsys):
+    """An older schema without optim.warmup_ratio may have meant another setup: never merged silently."""
+    for run in seed_one(sweep):
+        copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
+        older = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
+        reseed(older, 2)
+        edit_config(older, optim__warmup_ratio=REMOVE)
+    code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out")
+    assert code == 0
+    assert len(result["cells"]) == 8 and all(c["n"] == 1 for c in result["cells"])
+    assert {c["optim.warmup_ratio"] for c in result["cells"]} == {0.0, "(not recorded)"}
