@@ -72,6 +72,14 @@ class Run:
         return self.config.get("seed", self.metrics.get("seed"))
 
     @cached_property
+    def finished_at(self) -> float:
+        """When its metrics.json was last written: a completed run writes it last."""
+        try:
+            return (self.path / "metrics.json").stat().st_mtime
+        except (OSError, TypeError):
+            return 0.0
+
+    @cached_property
     def predictions(self) -> Optional[Tuple[int, np.ndarray]]:
         """(test-set key, correct per example ordered by index); equal keys = the same (index, label) set."""
         import pyarrow.parquet as pq  # read directly: a pandas frame per run costs more than the reading
@@ -440,10 +448,12 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[Run]
     for path in paths:
         if not path.is_dir():
             raise CollectError(f"{path}: {'not a directory' if path.exists() else 'no such directory'}")
-    runs, missing = [], []
+    runs, missing, seen = [], [], set()
     for path in paths:
         run_dirs, sweep_dirs = scan(path)
-        runs += [load_run(p) for p in run_dirs]
+        fresh = [p for p in run_dirs if p.resolve() not in seen]  # a dir named twice is one run, not a rerun
+        seen.update(p.resolve() for p in fresh)
+        runs += [load_run(p) for p in fresh]
         missing += [run for sweep_dir in sweep_dirs for run in missing_runs(sweep_dir, runs)]
     if not runs and not missing:
         raise CollectError("nothing to collect: no run dir (one with .hydra/ or metrics.json) in "
@@ -453,10 +463,26 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[Run]
     return runs + missing, root / "collected", f"all runs under {root}" if all_runs else ", ".join(map(str, paths))
 
 
+def drop_reruns(runs: Sequence[Run]) -> None:
+    """One completed run per (cell, seed), the one that finished last: a grid rerun into a new dir and
+    collected with the old one must not count a seed twice. The others leave the table, with the reason."""
+    newest: Dict[tuple, Run] = {}
+    for run in (r for r in runs if r.status == COMPLETED):
+        kept = newest.get((run.cell, run.seed))
+        if kept is None or (run.finished_at, str(run.path)) > (kept.finished_at, str(kept.path)):
+            newest[(run.cell, run.seed)] = run
+    for run in (r for r in runs if r.status == COMPLETED):
+        kept = newest[(run.cell, run.seed)]
+        if kept is not run:
+            run.status, run.error = "duplicate", f"same cell and seed as {kept.path}, which finished later"
+
+
 def group_cells(runs: List[Run]) -> Tuple[List[str], Dict[tuple, List[Run]]]:
-    """Finds the cell keys, labels every run, orders them, and groups the completed ones by cell."""
+    """Finds the cell keys, labels every run, keeps one run per (cell, seed), orders them, and groups
+    the completed ones by cell."""
     keys = cell_keys([r for r in runs if r.path])
     assign_cells(runs, keys)
+    drop_reruns(runs)
     runs.sort(key=lambda r: (r.path is None, [str(v) for v in r.cell], str(r.seed), str(r.path)))
     cells: Dict[tuple, List[Run]] = {}
     for run in runs:

@@ -198,16 +198,20 @@ def test_no_argument_collects_the_latest_sweep_and_all_collects_every_run(sweep,
     new = copy_tree(sweep, day / "10-00-00")
     for run in run_dirs(old)[:4]:
         shutil.rmtree(run)
+    for run, seconds in [(run, 3600) for run in run_dirs(old)] + [(run, 600) for run in run_dirs(new)]:
+        age(run, seconds)  # the runs finished in the order of their dirs' names, the single run last
     os.utime(old / "multirun.yaml", (1, 1))  # an old sweep, whatever order the copies were made in
-    copy_tree(run_dirs(sweep)[0], tmp_path / "outputs" / "runs" / "2026-01-01" / "08-00-00")  # a single run
+    single = copy_tree(run_dirs(sweep)[0], tmp_path / "outputs" / "runs" / "2026-01-01" / "08-00-00")  # a rerun of one
     monkeypatch.chdir(tmp_path)
     code, result, _ = collect(capsys)
     assert code == 0 and result["out_dir"] == os.path.join("outputs", "multirun", "2026-01-01", "10-00-00")
     assert len(result["runs"]) == 8 and (new / "comparison.md").is_file() and not (old / "comparison.md").exists()
     code, result, _ = collect(capsys, "--all")
     assert code == 0 and (tmp_path / "outputs" / "collected" / "comparison.md").is_file()
+    # each (cell, seed) once, from the run that finished last: the single run replaces its twin in the new sweep
     collected = {row["run_dir"] for row in result["runs"] if row["status"] == "completed"}
-    assert len(collected) == 4 + 8 + 1 and os.path.join("outputs", "runs", "2026-01-01", "08-00-00") in collected
+    assert collected == {os.path.relpath(d, tmp_path) for d in run_dirs(new)[1:] + [single]}
+    assert sum(row["status"] == "duplicate" for row in result["runs"]) == 4 + 1
     assert sum(row["status"] == "missing" for row in result["runs"]) == 4  # the old sweep lost 4 of its 8 jobs
 
 
@@ -257,6 +261,23 @@ def seed_one(sweep_dir):
 
 def markdown_line(markdown: str, start: str) -> str:
     return next(line for line in markdown.splitlines() if line.startswith(start))
+
+
+def test_a_rerun_of_the_same_cell_and_seed_counts_once_the_newest(sweep, tmp_path, capsys):
+    """The grid rerun into a new dir, both collected: each (cell, seed) once, from the newer run."""
+    old, new = copy_tree(sweep, tmp_path / "09-00-00"), copy_tree(sweep, tmp_path / "10-00-00")
+    for run in run_dirs(old):
+        age(run, 3600)
+    code, result, _ = collect(capsys, old, new, "--out", tmp_path / "out")
+    assert code == 0
+    assert len(result["cells"]) == 4 and all(c["n"] == 2 and c["seeds"] == "1 2" for c in result["cells"])
+    assert {r["run_dir"] for r in result["runs"] if r["status"] == "completed"} == set(map(str, run_dirs(new)))
+    dropped = result["not_in_table"]
+    assert sorted(r["run_dir"] for r in dropped) == sorted(map(str, run_dirs(old)))
+    assert all(r["status"] == "duplicate" and "10-00-00" in r["error"] for r in dropped)
+    assert all(r["seed_pairs"] == 2 for r in result["significance"])  # not 4: no seed paired twice
+    markdown = (tmp_path / "out" / "comparison.md").read_text()
+    assert "## Runs not in the table (8)" in markdown and "| duplicate | same cell and seed as " in markdown
 
 
 def test_one_setup_is_one_cell_whatever_its_neutral_keys_and_what_auto_resolved_to(sweep, tmp_path, capsys):
