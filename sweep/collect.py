@@ -33,10 +33,20 @@ import yaml
 from sweep.neutral import is_result_neutral
 
 COMPLETED = "completed"
-# the table's metrics in column order, with their headers in comparison.md
-METRICS = {"train/acc": "train acc", "valid/acc": "valid acc", "test/acc": "test acc", "test/f1": "test F1",
-           "best_epoch": "best epoch", "train_seconds": "train time (s)", "train_samples_per_s": "samples/s",
-           "params": "params"}
+# the table's metrics in column order, with their headers in comparison.md (COLUMN_NOTES says what they hold)
+METRICS = {"train/acc": "train acc (running, best epoch)", "valid/acc": "valid acc", "test/acc": "test acc",
+           "test/f1": "test F1", "best_epoch": "best epoch", "train_seconds": "train loop (s)",
+           "train_samples_per_s": "train loop samples/s", "params": "params (incl. unused)"}
+DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0}  # shown precision; the CSV and JSON keep every digit
+# what the runner records under those names (sweep/runner.py finish(), Classifier.num_parameters)
+COLUMN_NOTES = (
+    "train acc (running, best epoch): the accuracy over the best epoch's training batches while they were "
+    "trained, with dropout on and the weights changing; not the best checkpoint evaluated on the train split.",
+    "train loop: the training epochs only (batches, forward, backward, optimizer steps), summed over the "
+    "epochs run; not evaluation, tokenization or compilation.",
+    "params (incl. unused): every weight of encoder and head, including those the forward pass never uses "
+    "(BERT's pooler, 590,592 in BERT-base).",
+)
 ALWAYS = ("model.name", "pooling.name")  # columns of every table, even when only one value ran
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ALPHA = 2000, 0, 0.05
 SKIP_DIRS = {"best", "wandb", ".hydra", "__pycache__"}
@@ -345,26 +355,55 @@ def plot_curves(plt, runs: Sequence[Run], colors: Dict[str, Any], column: str, t
     return {"kind": "line", "x": "epoch", "y": column, "lines": lines}
 
 
+STD_BARS, CI_BARS = "std over seeds", "95% bootstrap CI over test examples"
+
+
+def error_interval(row: Dict[str, Any], kind: str) -> Tuple[float, float]:
+    """(below, above) the mean for one cell; none where the cell has no interval of the chart's kind."""
+    if kind == STD_BARS:
+        err = (row["test/acc_std"],) * 2 if row["n"] > 1 else (0.0, 0.0)
+    else:
+        low, high, acc = row["test/acc_ci_low"], row["test/acc_ci_high"], row["test/acc"]
+        err = (0.0, 0.0) if pd.isna(low) else (acc - low, high - acc)
+    return tuple(0.0 if pd.isna(e) else max(float(e), 0.0) for e in err)
+
+
+def zoomed_limits(bars: List[Dict[str, Any]]) -> Optional[Tuple[float, float]]:
+    """An axis that spans the values and their error bars with a margin, inside [0, 1]: accuracies
+    between 0.83 and 0.93 on a 0-to-1 axis hide the differences the chart is for."""
+    ends = [(b["value"] - b["err_low"], b["value"] + b["err_high"]) for b in bars if not pd.isna(b["value"])]
+    if not ends:
+        return None
+    low, high = min(e[0] for e in ends), max(e[1] for e in ends)
+    margin = max(0.1 * (high - low), 0.005)
+    return max(0.0, low - margin), min(1.0, high + margin)
+
+
 def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict:
-    """Test accuracy per cell; error bars: std across seeds, or the bootstrap CI with one seed."""
+    """Test accuracy per cell as points with error bars of one kind: std over seeds when any cell has
+    several seeds (one-seed cells then get none), else the bootstrap CI of each one-seed cell."""
+    kind = STD_BARS if (summary["n"] > 1).any() else CI_BARS
     bars = []
     for label, row in zip(labels, summary.to_dict("records")):
-        acc, low, high = row["test/acc"], row["test/acc_ci_low"], row["test/acc_ci_high"]
-        if row["n"] > 1:
-            err = (row["test/acc_std"], row["test/acc_std"])
-        else:
-            err = (0.0, 0.0) if pd.isna(low) else (acc - low, high - acc)
-        bars.append({"label": label, "value": acc, "err_low": max(err[0], 0.0), "err_high": max(err[1], 0.0), "n": row["n"]})
+        err_low, err_high = error_interval(row, kind)
+        bars.append({"label": label, "value": row["test/acc"], "err_low": err_low, "err_high": err_high, "n": row["n"]})
+    title = f"test accuracy per cell (error bars: {kind})"
+    if kind == STD_BARS and (summary["n"] == 1).any():
+        title += "; one-seed cells have none"
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.4 * max(len(bars), 1)))
-    # horizontal bars: cell names of any length stay readable, top to bottom in table order
-    ax.barh(range(len(bars)), [b["value"] for b in bars], color="tab:blue",
-            xerr=[[b["err_low"] for b in bars], [b["err_high"] for b in bars]], capsize=3)
+    # points, not bars: the axis does not start at 0; cell names of any length stay readable, in table order
+    ax.errorbar([b["value"] for b in bars], range(len(bars)), fmt="o", color="tab:blue", capsize=3,
+                xerr=[[b["err_low"] for b in bars], [b["err_high"] for b in bars]])
     ax.set_yticks(range(len(bars)), [b["label"] for b in bars], fontsize="small")
-    ax.invert_yaxis()
-    ax.set(xlabel="test/acc", title="test accuracy per cell (± std over seeds, or 95% bootstrap CI)")
+    ax.set_ylim(len(bars) - 0.5, -0.5)
+    limits = zoomed_limits(bars)
+    if limits:
+        ax.set_xlim(*limits)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set(xlabel="test/acc", title=title)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return {"kind": "bar", "y": "test/acc", "bars": bars}
+    return {"kind": "points", "y": "test/acc", "error_bars": kind, "title": title, "xlim": limits, "bars": bars}
 
 
 def make_plots(runs: Sequence[Run], summary: pd.DataFrame, labels: List[str], out: Path) -> Dict:
@@ -385,6 +424,10 @@ def fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (float, np.floating)) else str(value).replace("|", "\\|")
 
 
+def fmt_fixed(value: Any, decimals: int) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:,.{decimals}f}"
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     head = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
     return "\n".join(head + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)])
@@ -397,6 +440,9 @@ def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame
         mean, std, n = summary[metric], summary[f"{metric}_std"], summary["n"]
         if metric in ("params", "best_epoch"):  # counts: no decimals unless seeds disagree
             shown[header] = [fmt(m) if pd.isna(m) or not float(m).is_integer() else f"{int(m):,}" for m in mean]
+        elif metric in DECIMALS:
+            shown[header] = [fmt_fixed(m, DECIMALS[metric]) + (f" ± {fmt_fixed(s, DECIMALS[metric])}" if k > 1 and not pd.isna(s)
+                                                               else "") for m, s, k in zip(mean, std, n)]
         else:
             shown[header] = [fmt(m) + (f" ± {s:.4f}" if k > 1 and not pd.isna(s) else "") for m, s, k in zip(mean, std, n)]
         if metric == "test/acc" and (n == 1).any():
@@ -405,9 +451,11 @@ def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame
     return shown
 
 
-def render_markdown(shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[Run], out: Path, title: str) -> str:
+def render_markdown(shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[Run], out: Path, title: str,
+                    notes: Sequence[str] = ()) -> str:
     parts = [f"# Comparison: {title}", "", markdown_table(shown), "",
              "Mean ± sample std over seeds (n runs per cell); with one seed, a 95% bootstrap CI of test accuracy."]
+    parts += [line for note in notes for line in ("", note)] + [""] + [f"- {note}" for note in COLUMN_NOTES]
     if problems:
         table = pd.DataFrame([{"run": os.path.relpath(r.path, out) if r.path else "", "cell": r.label,
                                "status": r.status, "error": r.error} for r in problems])

@@ -312,3 +312,32 @@ def test_a_key_missing_from_some_configs_keeps_their_runs_apart(sweep, tmp_path,
     assert code == 0
     assert len(result["cells"]) == 8 and all(c["n"] == 1 for c in result["cells"])
     assert {c["optim.warmup_ratio"] for c in result["cells"]} == {0.0, "(not recorded)"}
+
+
+def test_the_table_says_what_each_number_is(sweep, tmp_path, capsys):
+    runs = seed_one(sweep)
+    assert collect(capsys, *runs, "--out", tmp_path)[0] == 0
+    markdown = (tmp_path / "comparison.md").read_text()
+    header = markdown_line(markdown, "| model |")
+    for column in ("train acc (running, best epoch)", "train loop (s)", "train loop samples/s", "params (incl. unused)"):
+        assert f"| {column} |" in header + " |"
+    metrics = read_metrics(runs[0])
+    row = markdown_line(markdown, f"| {metrics['model']} | {metrics['pooling']} |")
+    assert f"| {metrics['train_seconds']:.1f} | {metrics['train_samples_per_s']:,.0f} |" in row
+    assert "dropout on" in markdown and "not evaluation, tokenization or compilation" in markdown
+    plot = json.loads((tmp_path / "plots.json").read_text())["test_acc.png"]
+    assert plot["error_bars"] == "95% bootstrap CI over test examples" and plot["error_bars"] in plot["title"]
+
+
+def test_accuracy_chart_has_one_kind_of_error_bar_and_an_axis_that_shows_the_differences(sweep_copy, tmp_path, capsys):
+    for i, run in enumerate(run_dirs(sweep_copy)):  # between 0.83 and 0.93, as on real IMDB
+        edit_metrics(run, **{"test/acc": 0.83 + 0.013 * i})
+    shutil.rmtree(run_dirs(sweep_copy)[0])  # one cell left with one seed: still no CI in a chart of stds
+    assert collect(capsys, sweep_copy, "--out", tmp_path)[0] == 0
+    plot = json.loads((tmp_path / "plots.json").read_text())["test_acc.png"]
+    assert plot["error_bars"] == "std over seeds" and plot["error_bars"] in plot["title"]
+    bars = plot["bars"]
+    assert [(b["err_low"], b["err_high"]) for b in bars if b["n"] == 1] == [(0.0, 0.0)]
+    low, high = plot["xlim"]
+    assert 0.7 < low <= min(b["value"] - b["err_low"] for b in bars)
+    assert max(b["value"] + b["err_high"] for b in bars) <= high < 1.0
