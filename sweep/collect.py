@@ -48,6 +48,7 @@ COLUMN_NOTES = (
     "(BERT's pooler, 590,592 in BERT-base).",
 )
 ALWAYS = ("model.name", "pooling.name")  # columns of every table, even when only one value ran
+ALWAYS_COLUMNS = ("model", "pooling")
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ALPHA = 2000, 0, 0.05
 SKIP_DIRS = {"best", "wandb", ".hydra", "__pycache__"}
 NOT_RECORDED = "(not recorded)"  # the cell value of a key a run's config lacks: another setup, never merged
@@ -539,6 +540,49 @@ def group_cells(runs: List[Run]) -> Tuple[List[str], Dict[tuple, List[Run]]]:
     return keys, cells
 
 
+@dataclass
+class Selection:
+    """The tuned view: for each cell of the other keys, the value of `over` with the best `metric`."""
+    metric: str  # a validation metric of summary.csv (valid/acc)
+    over: str  # a cell column (optim.lr)
+    candidates: List[Any]  # the values of `over` that ran
+
+    @property
+    def header(self) -> str:
+        return f"{self.over} (selected by {METRICS[self.metric]})"
+
+    def note(self) -> str:
+        values = ", ".join(map(str, self.candidates))
+        return (f"Tuned view: for each cell, the {self.over} with the best mean {METRICS[self.metric]} over its "
+                f"seeds (of {values}), chosen on validation only, with that setting's test figures; "
+                "every run is in comparison.csv and every cell in summary.csv.")
+
+
+def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: str) -> Selection:
+    """--select METRIC --over KEY checked against what ran: a user-facing error for anything else."""
+    if not metric.startswith("valid/"):
+        raise CollectError(f"--select {metric}: select by a validation metric (valid/acc), never by a test figure", code=2)
+    if metric not in METRICS:
+        raise CollectError(f"--select {metric}: no such metric; validation metrics: "
+                           + ", ".join(m for m in METRICS if m.startswith("valid/")), code=2)
+    column = column_name(over)
+    if column not in key_columns or summary[column].nunique(dropna=False) < 2:
+        swept = [c for c in key_columns if summary[c].nunique(dropna=False) > 1]
+        raise CollectError(f"--over {over}: not swept in these runs (swept keys: {', '.join(swept) or 'none'})", code=2)
+    return Selection(metric, column, list(dict.fromkeys(summary[column])))
+
+
+def select_best(summary: pd.DataFrame, labels: List[str], key_columns: List[str], chosen: Selection) -> List[int]:
+    """Row numbers of summary to keep: per cell of the other keys, the row with the best mean metric
+    (ties: the first in table order); cells whose metric is missing everywhere keep their first row."""
+    others = [c for c in key_columns if c != chosen.over]
+    score = summary[chosen.metric].astype(float).fillna(-math.inf)
+    if chosen.metric.endswith("loss"):
+        score = -score
+    groups = summary.groupby([summary[c].map(repr) for c in others], sort=False) if others else [(None, summary)]
+    return sorted(score.loc[group.index].idxmax() for _, group in groups)
+
+
 def sort_cells(summary: pd.DataFrame, labels: List[str], spec: str) -> Tuple[pd.DataFrame, List[str]]:
     column, descending = spec.lstrip("-"), spec.startswith("-")
     if column not in summary.columns:
@@ -568,15 +612,35 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--format", choices=("md", "csv", "json"), default="md", help="what goes to stdout")
     parser.add_argument("--sort", metavar="COLUMN", help="sort the cells by a column of summary.csv; "
                                                          "--sort=-COLUMN sorts descending")
+    parser.add_argument("--over", metavar="KEY", help="tuned view: for each cell of the other keys, keep the value of "
+                                                      "this swept key (optim.lr) with the best --select metric")
+    parser.add_argument("--select", metavar="METRIC",
+                        help="the validation metric --over maximises (default: valid/acc)")
     return parser.parse_args(argv)
+
+
+def tuned(cells: Dict[tuple, List[Run]], summary: pd.DataFrame, labels: List[str], key_columns: List[str],
+          args: argparse.Namespace) -> Tuple[Dict[tuple, List[Run]], pd.DataFrame, List[str], Optional[Selection]]:
+    """The cells the table shows: all of them, or with --over only each one's selected setting."""
+    if not args.over:
+        if args.select:
+            raise CollectError(f"--select {args.select} needs --over KEY: the swept key whose value it chooses", code=2)
+        return cells, summary, labels, None
+    chosen = selection(summary, key_columns, args.select or "valid/acc", args.over)
+    rows = select_best(summary, labels, key_columns, chosen)
+    cell_items = list(cells.items())
+    return (dict(cell_items[i] for i in rows), summary.loc[rows].reset_index(drop=True), [labels[i] for i in rows],
+            chosen)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         runs, out, title = gather(args.paths, args.outputs, args.all)
-        keys, cells = group_cells(runs)
-        summary, labels = summarize(cells, keys), [group[0].label for group in cells.values()]
+        keys, all_cells = group_cells(runs)
+        key_columns = [column_name(k) for k in keys]
+        full_summary, labels = summarize(all_cells, keys), [group[0].label for group in all_cells.values()]
+        cells, summary, labels, chosen = tuned(all_cells, full_summary, labels, key_columns, args)
         if args.sort:
             summary, labels = sort_cells(summary, labels, args.sort)
     except CollectError as error:
@@ -585,16 +649,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out, sig, table = args.out or out, significance(cells), runs_table(runs, keys)
     problems = [r for r in runs if r.status != COMPLETED]
     out.mkdir(parents=True, exist_ok=True)
-    plots = make_plots([r for r in runs if r.path], summary, labels, out)
-    markdown = render_markdown(display_cells(summary, [column_name(k) for k in keys]), sig, problems, out, title)
-    write_files(out, markdown, {"comparison.csv": table, "summary.csv": summary, "significance.csv": sig}, plots)
+    plots = make_plots([r for r in runs if r.path and (not chosen or r.cell in cells)], summary, labels, out)
+    shown = display_cells(summary, key_columns)
+    if chosen:
+        shown = shown.rename(columns={chosen.over: chosen.header})
+    markdown = render_markdown(shown, sig, problems, out, title, notes=[chosen.note()] if chosen else [])
+    tables = {"comparison.csv": table, "summary.csv": full_summary, "significance.csv": sig}
+    write_files(out, markdown, {**tables, "tuned.csv": summary} if chosen else tables, plots)
 
     if args.format == "md":
         print(markdown)
     elif args.format == "csv":
         print(summary.to_csv(index=False), end="")
     else:
-        print(json.dumps({"out_dir": str(out), "cells": records(summary), "runs": records(table),
+        selected = {"selection": {"metric": chosen.metric, "over": chosen.over, "candidates": chosen.candidates}} if chosen else {}
+        print(json.dumps({"out_dir": str(out), **selected, "cells": records(summary), "runs": records(table),
                           "significance": records(sig), "not_in_table": records(table[table.status != COMPLETED])},
                          indent=1, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
     if problems:

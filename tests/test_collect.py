@@ -314,6 +314,33 @@ def test_a_key_missing_from_some_configs_keeps_their_runs_apart(sweep, tmp_path,
     assert {c["optim.warmup_ratio"] for c in result["cells"]} == {0.0, "(not recorded)"}
 
 
+def test_tuned_view_keeps_each_cells_best_lr_by_validation_only(sweep, tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for run in seed_one(sweep):
+        bert = read_metrics(run)["model"] == "bert"
+        low, high = copy_tree(run, runs / f"low-{run.name}"), copy_tree(run, runs / f"high-{run.name}")
+        edit_config(low, optim__lr=1e-4)
+        # bert is best at the low lr on validation, modernbert at the high one; test says the opposite
+        edit_metrics(low, **{"valid/acc": 0.9 if bert else 0.6, "test/acc": 0.6 if bert else 0.9})
+        edit_metrics(high, **{"valid/acc": 0.6 if bert else 0.9, "test/acc": 0.9 if bert else 0.6})
+    code, result, _ = collect(capsys, runs, "--out", out, "--select", "valid/acc", "--over", "optim.lr")
+    assert code == 0
+    cells = by_cell(result["cells"])
+    assert len(cells) == 4
+    for (model, _), cell in cells.items():
+        assert cell["optim.lr"] == (1e-4 if model == "bert" else 0.002)
+        assert (cell["valid/acc"], cell["test/acc"]) == (0.9, 0.6)
+    markdown = (out / "comparison.md").read_text()
+    assert "optim.lr (selected by valid acc)" in markdown_line(markdown, "| model |")
+    for argv, words in ((["--over", "trainer.epochs"], ["trainer.epochs", "not swept", "optim.lr"]),
+                        (["--select", "test/acc", "--over", "optim.lr"], ["test/acc", "validation"]),
+                        (["--select", "valid/nope", "--over", "optim.lr"], ["valid/nope", "valid/acc"]),
+                        (["--select", "valid/acc"], ["--over"])):
+        assert main([str(runs), "--out", str(out), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and all(word in err for word in words), err
+
+
 def test_the_table_says_what_each_number_is(sweep, tmp_path, capsys):
     runs = seed_one(sweep)
     assert collect(capsys, *runs, "--out", tmp_path)[0] == 0
