@@ -5,13 +5,16 @@ test predictions, curves and a bar chart, and every run that did not complete li
     python sweep/collect.py                          # the most recent sweep under outputs/
     python sweep/collect.py SWEEP_OR_RUN_DIR ...     # given sweep dirs and/or run dirs, combined
     python sweep/collect.py --all --sort=-test/acc --format json
+    python sweep/collect.py --select valid/acc --over optim.lr   # each cell at its best lr (by validation)
 
 It reads only the run-directory contract (DESIGN.md), plus a sweep's multirun.yaml to name the jobs
 that never started, and never imports torch, transformers or the train app: it stays fast.
 Cells come from the composed configs (.hydra/config.yaml), never from directory names: the keys
-whose values differ across runs, minus those that cannot change a result (logger.*,
-trainer.resume, ...), minus `seed` (seeds are replicates of one cell), minus a group's sub-keys
-that just follow its `name` (model.id follows model.name), minus data.split_seed while it follows seed.
+whose values differ across runs, minus those that cannot change a result (sweep/neutral.py),
+minus `seed` (seeds are replicates of one cell), minus a group's sub-keys that just follow its
+`name` (model.id follows model.name), minus data.split_seed while it follows seed. Values are
+compared as resolved (${seed}, and `auto` as metrics.json recorded it); a key a config lacks is
+"(not recorded)" there. Each (cell, seed) counts once: the run that finished last.
 """
 import argparse
 import csv
