@@ -40,7 +40,7 @@ COMPLETED = "completed"
 METRICS = {"train/acc": "train acc (running, best epoch)", "valid/acc": "valid acc", "test/acc": "test acc",
            "test/f1": "test F1", "best_epoch": "best epoch", "train_seconds": "train loop (s)",
            "train_samples_per_s": "train loop samples/s", "params": "params (incl. unused)"}
-DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0}  # shown precision; the CSV and JSON keep every digit
+DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0}  # shown precision (else 4); CSV and JSON keep every digit
 # what the runner records under those names (sweep/runner.py finish(), Classifier.num_parameters)
 COLUMN_NOTES = (
     "train acc (running, best epoch): the accuracy over the best epoch's training batches while they were "
@@ -444,11 +444,10 @@ def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame
         mean, std, n = summary[metric], summary[f"{metric}_std"], summary["n"]
         if metric in ("params", "best_epoch"):  # counts: no decimals unless seeds disagree
             shown[header] = [fmt(m) if pd.isna(m) or not float(m).is_integer() else f"{int(m):,}" for m in mean]
-        elif metric in DECIMALS:
-            shown[header] = [fmt_fixed(m, DECIMALS[metric]) + (f" ± {fmt_fixed(s, DECIMALS[metric])}" if k > 1 and not pd.isna(s)
-                                                               else "") for m, s, k in zip(mean, std, n)]
         else:
-            shown[header] = [fmt(m) + (f" ± {s:.4f}" if k > 1 and not pd.isna(s) else "") for m, s, k in zip(mean, std, n)]
+            places = DECIMALS.get(metric, 4)
+            shown[header] = [fmt_fixed(m, places) + (f" ± {fmt_fixed(s, places)}" if k > 1 and not pd.isna(s) else "")
+                             for m, s, k in zip(mean, std, n)]
         if metric == "test/acc" and (n == 1).any():
             shown["test acc 95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" if k == 1 and not pd.isna(lo) else "" for lo, hi, k
                                         in zip(summary["test/acc_ci_low"], summary["test/acc_ci_high"], n)]
@@ -665,8 +664,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif args.format == "csv":
         print(summary.to_csv(index=False), end="")
     else:
-        selected = {"selection": {"metric": chosen.metric, "over": chosen.over, "candidates": chosen.candidates}} if chosen else {}
-        print(json.dumps({"out_dir": str(out), **selected, "cells": records(summary), "runs": records(table),
+        selected = {"metric": chosen.metric, "over": chosen.over, "candidates": chosen.candidates} if chosen else None
+        print(json.dumps({"out_dir": str(out), "selection": selected, "cells": records(summary), "runs": records(table),
                           "significance": records(sig), "not_in_table": records(table[table.status != COMPLETED])},
                          indent=1, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
     if problems:
