@@ -5,13 +5,16 @@ test predictions, curves and a bar chart, and every run that did not complete li
     python sweep/collect.py                          # the most recent sweep under outputs/
     python sweep/collect.py SWEEP_OR_RUN_DIR ...     # given sweep dirs and/or run dirs, combined
     python sweep/collect.py --all --sort=-test/acc --format json
+    python sweep/collect.py --select valid/acc --over optim.lr   # each cell at its best lr (by validation)
 
 It reads only the run-directory contract (DESIGN.md), plus a sweep's multirun.yaml to name the jobs
 that never started, and never imports torch, transformers or the train app: it stays fast.
 Cells come from the composed configs (.hydra/config.yaml), never from directory names: the keys
-whose values differ across runs, minus those that cannot change a result (logger.*,
-trainer.resume, ...), minus `seed` (seeds are replicates of one cell), minus a group's sub-keys
-that just follow its `name` (model.id follows model.name), minus data.split_seed while it follows seed.
+whose values differ across runs, minus those that cannot change a result (sweep/neutral.py),
+minus `seed` (seeds are replicates of one cell), minus a group's sub-keys that just follow its
+`name` (model.id follows model.name), minus data.split_seed while it follows seed. Values are
+compared as resolved (${seed}, and `auto` as metrics.json recorded it); a key a config lacks is
+"(not recorded)" there. Each (cell, seed) counts once: the run that finished last.
 """
 import argparse
 import csv
@@ -19,6 +22,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,18 +33,31 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from sweep.neutral import is_result_neutral
 from sweep.stats import ALPHA, MCNEMAR, TEST_MEANINGS, bootstrap_ci, compare, holm, paired_correct
 
 COMPLETED = "completed"
-# the table's metrics in column order, with their headers in comparison.md
-METRICS = {"train/acc": "train acc", "valid/acc": "valid acc", "test/acc": "test acc", "test/f1": "test F1",
-           "best_epoch": "best epoch", "train_seconds": "train time (s)", "train_samples_per_s": "samples/s",
-           "params": "params"}
-# config keys that never change a run's numbers (cf. sweep.runner.RESULT_NEUTRAL_KEYS): not cell keys
-NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min",
-                "trainer.log_every_n_steps", "trainer.save_best")
+# the table's metrics in column order, with their headers in comparison.md (COLUMN_NOTES says what they hold)
+METRICS = {"train/acc": "train acc (running, best epoch)", "valid/acc": "valid acc", "test/acc": "test acc",
+           "test/f1": "test F1", "best_epoch": "best epoch", "train_seconds": "train loop (s)",
+           "train_samples_per_s": "train loop samples/s", "params": "params (incl. unused)"}
+DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0}  # shown precision (else 4); CSV and JSON keep every digit
+# what the runner records under those names (sweep/runner.py finish(), Classifier.num_parameters)
+COLUMN_NOTES = (
+    "train acc (running, best epoch): the accuracy over the best epoch's training batches while they were "
+    "trained, with dropout on and the weights changing; not the best checkpoint evaluated on the train split.",
+    "train loop: the training epochs only (batches, forward, backward, optimizer steps), summed over the "
+    "epochs run; not evaluation, tokenization or compilation.",
+    "params (incl. unused): every weight of encoder and head, including those the forward pass never uses "
+    "(BERT's pooler, 590,592 in BERT-base).",
+)
 ALWAYS = ("model.name", "pooling.name")  # columns of every table, even when only one value ran
+ALWAYS_COLUMNS = ("model", "pooling")
 SKIP_DIRS = {"best", "wandb", ".hydra", "__pycache__"}
+NOT_RECORDED = "(not recorded)"  # the cell value of a key a run's config lacks: another setup, never merged
+# torch.compile mode recorded in metrics.json -> the trainer.compile setting that asks for it
+COMPILE_SETTING = {None: "false", "default": "true", "reduce-overhead": "reduce-overhead"}
+REFERENCE = re.compile(r"\$\{([\w.]+)\}")  # an OmegaConf interpolation of another key: ${seed}
 
 
 class CollectError(Exception):
@@ -56,7 +73,8 @@ class Run:
     path: Optional[Path]  # None: a job of the sweep that never started
     status: str
     error: str = ""
-    config: Dict[str, Any] = field(default_factory=dict)  # flattened .hydra/config.yaml
+    config: Dict[str, Any] = field(default_factory=dict)  # flattened .hydra/config.yaml, resolved (see resolve_config)
+    has_config: bool = False  # False: no readable .hydra/config.yaml, only what metrics.json names
     overrides: List[str] = field(default_factory=list)
     metrics: Dict[str, Any] = field(default_factory=dict)
     history: Dict[str, List[float]] = field(default_factory=dict)
@@ -66,6 +84,14 @@ class Run:
     @property
     def seed(self):
         return self.config.get("seed", self.metrics.get("seed"))
+
+    @cached_property
+    def finished_at(self) -> float:
+        """When its metrics.json was last written: a completed run writes it last."""
+        try:
+            return (self.path / "metrics.json").stat().st_mtime
+        except (OSError, TypeError):
+            return 0.0
 
     @cached_property
     def predictions(self) -> Optional[Tuple[int, np.ndarray]]:
@@ -119,11 +145,45 @@ def first_line(text: Any) -> str:
     return str(text).strip().splitlines()[0][:300] if text and str(text).strip() else ""
 
 
+def resolve_references(config: Dict[str, Any]) -> Dict[str, Any]:
+    """`split_seed: ${seed}` -> the seed's value, so that it equals a run that wrote the number itself;
+    anything else OmegaConf would compute (custom resolvers) stays as written."""
+    def value(text: Any, depth: int = 0) -> Any:
+        match = REFERENCE.fullmatch(text) if isinstance(text, str) else None
+        return value(config[match[1]], depth + 1) if match and match[1] in config and depth < 10 else text
+
+    return {key: value(v) for key, v in config.items()}
+
+
+def resolved_by_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """What the run recorded that its `auto` settings became, by config key: precision, the kind of
+    device (cuda:0 and cuda:1 are one setup), and the compile setting that ran (eager after a fallback)."""
+    resolved = {}
+    if metrics.get("precision"):
+        resolved["trainer.precision"] = metrics["precision"]
+    if metrics.get("device"):
+        resolved["trainer.device"] = str(metrics["device"]).split(":")[0]
+    if "compile_mode" in metrics:
+        mode = None if metrics.get("compile_error") else metrics["compile_mode"]
+        resolved["trainer.compile"] = COMPILE_SETTING.get(mode, str(mode))
+    return resolved
+
+
+def resolve_config(config: Dict[str, Any], metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """Cells compare what ran, not how it was spelled: interpolations and `auto` become their values."""
+    config = resolve_references(config)
+    if "trainer.compile" in config:  # YAML false and the string "false" are one setting
+        config["trainer.compile"] = str(config["trainer.compile"]).lower()
+    config.update({k: v for k, v in resolved_by_metrics(metrics).items() if k in config})
+    return config
+
+
 def load_run(path: Path) -> Run:
     """One run dir -> Run; whatever is missing or unreadable becomes its status, never an exception."""
     run = Run(path, COMPLETED)
     try:
         run.config = flatten(read_yaml(path / ".hydra" / "config.yaml") or {})
+        run.has_config = bool(run.config)
         run.overrides = [str(o) for o in read_yaml(path / ".hydra" / "overrides.yaml") or []]
     except FileNotFoundError:
         pass
@@ -139,6 +199,7 @@ def load_run(path: Path) -> Run:
         run.status, run.error = run.metrics.get("status") or "unknown", first_line(run.metrics.get("error"))
         if run.status == "running":
             run.error = run.error or "no final metrics: still running, or killed without a chance to write them"
+    run.config = resolve_config(run.config, run.metrics)
     for key, name in (("model", "model.name"), ("pooling", "pooling.name"), ("seed", "seed")):
         run.config.setdefault(name, run.metrics.get(key))  # a run without .hydra still names its cell
     run.history = read_history(path / "history.csv")
@@ -166,19 +227,19 @@ def missing_runs(sweep_dir: Path, runs: Sequence[Run]) -> List[Run]:
 
 def cell_keys(runs: Sequence[Run]) -> List[str]:
     """Config keys that define a cell (see the module docstring), model and pooling first."""
-    configs = [run.config for run in runs]
+    configs = [run.config for run in runs if run.has_config] or [run.config for run in runs]
     keys = sorted({k for cfg in configs for k in cfg})
-    # a key some configs lack (a run without .hydra, an older schema) varies only if its values do
-    varying = [k for k in keys if k != "seed" and len({repr(cfg[k]) for cfg in configs if k in cfg}) > 1
-               and not any(k == n or k.startswith(n + ".") for n in NEUTRAL_KEYS)]
-    if all(cfg.get("data.split_seed") in ("${seed}", cfg.get("seed")) for cfg in configs):
+    # a key some configs lack (an older schema) is NOT_RECORDED there: it may have meant another setup
+    varying = [k for k in keys if k != "seed" and not is_result_neutral(k)
+               and len({repr(cfg.get(k, NOT_RECORDED)) for cfg in configs}) > 1]
+    if all(cfg.get("data.split_seed") == cfg.get("seed") for cfg in configs):
         varying = [k for k in varying if k != "data.split_seed"]  # the split just follows the seed
 
     def follows_group_name(key: str) -> bool:
         group = key.split(".", 1)[0] + ".name"
         per_name: Dict[str, set] = {}
-        for cfg in (cfg for cfg in configs if key in cfg):
-            per_name.setdefault(repr(cfg.get(group)), set()).add(repr(cfg[key]))
+        for cfg in configs:
+            per_name.setdefault(repr(cfg.get(group)), set()).add(repr(cfg.get(key, NOT_RECORDED)))
         return group in keys and all(len(values) == 1 for values in per_name.values())
 
     names = [k for k in varying if k.endswith(".name") and k not in ALWAYS]
@@ -194,7 +255,8 @@ def assign_cells(runs: Sequence[Run], keys: Sequence[str]) -> None:
         if run.path is None:  # a job that never started has only its overrides
             run.label = ", ".join(run.overrides)
             continue
-        run.cell = tuple(run.config.get(k) for k in keys)
+        # a run without .hydra names only its model and pooling: NOT_RECORDED keeps it out of other cells
+        run.cell = tuple(run.config.get(k, NOT_RECORDED) for k in keys)
         run.label = ", ".join(f"{column_name(k)}={v}" for k, v in zip(keys, run.cell))
 
 
@@ -285,26 +347,55 @@ def plot_curves(plt, runs: Sequence[Run], colors: Dict[str, Any], column: str, t
     return {"kind": "line", "x": "epoch", "y": column, "lines": lines}
 
 
+STD_BARS, CI_BARS = "std over seeds", "95% bootstrap CI over test examples"
+
+
+def error_interval(row: Dict[str, Any], kind: str) -> Tuple[float, float]:
+    """(below, above) the mean for one cell; none where the cell has no interval of the chart's kind."""
+    if kind == STD_BARS:
+        err = (row["test/acc_std"],) * 2 if row["n"] > 1 else (0.0, 0.0)
+    else:
+        low, high, acc = row["test/acc_ci_low"], row["test/acc_ci_high"], row["test/acc"]
+        err = (0.0, 0.0) if pd.isna(low) else (acc - low, high - acc)
+    return tuple(0.0 if pd.isna(e) else max(float(e), 0.0) for e in err)
+
+
+def zoomed_limits(bars: List[Dict[str, Any]]) -> Optional[Tuple[float, float]]:
+    """An axis that spans the values and their error bars with a margin, inside [0, 1]: accuracies
+    between 0.83 and 0.93 on a 0-to-1 axis hide the differences the chart is for."""
+    ends = [(b["value"] - b["err_low"], b["value"] + b["err_high"]) for b in bars if not pd.isna(b["value"])]
+    if not ends:
+        return None
+    low, high = min(e[0] for e in ends), max(e[1] for e in ends)
+    margin = max(0.1 * (high - low), 0.005)
+    return max(0.0, low - margin), min(1.0, high + margin)
+
+
 def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict:
-    """Test accuracy per cell; error bars: std across seeds, or the bootstrap CI with one seed."""
+    """Test accuracy per cell as points with error bars of one kind: std over seeds when any cell has
+    several seeds (one-seed cells then get none), else the bootstrap CI of each one-seed cell."""
+    kind = STD_BARS if (summary["n"] > 1).any() else CI_BARS
     bars = []
     for label, row in zip(labels, summary.to_dict("records")):
-        acc, low, high = row["test/acc"], row["test/acc_ci_low"], row["test/acc_ci_high"]
-        if row["n"] > 1:
-            err = (row["test/acc_std"], row["test/acc_std"])
-        else:
-            err = (0.0, 0.0) if pd.isna(low) else (acc - low, high - acc)
-        bars.append({"label": label, "value": acc, "err_low": max(err[0], 0.0), "err_high": max(err[1], 0.0), "n": row["n"]})
+        err_low, err_high = error_interval(row, kind)
+        bars.append({"label": label, "value": row["test/acc"], "err_low": err_low, "err_high": err_high, "n": row["n"]})
+    title = f"test accuracy per cell (error bars: {kind})"
+    if kind == STD_BARS and (summary["n"] == 1).any():
+        title += "; one-seed cells have none"
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.4 * max(len(bars), 1)))
-    # horizontal bars: cell names of any length stay readable, top to bottom in table order
-    ax.barh(range(len(bars)), [b["value"] for b in bars], color="tab:blue",
-            xerr=[[b["err_low"] for b in bars], [b["err_high"] for b in bars]], capsize=3)
+    # points, not bars: the axis does not start at 0; cell names of any length stay readable, in table order
+    ax.errorbar([b["value"] for b in bars], range(len(bars)), fmt="o", color="tab:blue", capsize=3,
+                xerr=[[b["err_low"] for b in bars], [b["err_high"] for b in bars]])
     ax.set_yticks(range(len(bars)), [b["label"] for b in bars], fontsize="small")
-    ax.invert_yaxis()
-    ax.set(xlabel="test/acc", title="test accuracy per cell (± std over seeds, or 95% bootstrap CI)")
+    ax.set_ylim(len(bars) - 0.5, -0.5)
+    limits = zoomed_limits(bars)
+    if limits:
+        ax.set_xlim(*limits)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set(xlabel="test/acc", title=title)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return {"kind": "bar", "y": "test/acc", "bars": bars}
+    return {"kind": "points", "y": "test/acc", "error_bars": kind, "title": title, "xlim": limits, "bars": bars}
 
 
 def make_plots(runs: Sequence[Run], summary: pd.DataFrame, labels: List[str], out: Path) -> Dict:
@@ -325,6 +416,10 @@ def fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (float, np.floating)) else str(value).replace("|", "\\|")
 
 
+def fmt_fixed(value: Any, decimals: int) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:,.{decimals}f}"
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     head = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
     return "\n".join(head + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)])
@@ -338,16 +433,20 @@ def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame
         if metric in ("params", "best_epoch"):  # counts: no decimals unless seeds disagree
             shown[header] = [fmt(m) if pd.isna(m) or not float(m).is_integer() else f"{int(m):,}" for m in mean]
         else:
-            shown[header] = [fmt(m) + (f" ± {s:.4f}" if k > 1 and not pd.isna(s) else "") for m, s, k in zip(mean, std, n)]
+            places = DECIMALS.get(metric, 4)
+            shown[header] = [fmt_fixed(m, places) + (f" ± {fmt_fixed(s, places)}" if k > 1 and not pd.isna(s) else "")
+                             for m, s, k in zip(mean, std, n)]
         if metric == "test/acc" and (n == 1).any():
             shown["test acc 95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" if k == 1 and not pd.isna(lo) else "" for lo, hi, k
                                         in zip(summary["test/acc_ci_low"], summary["test/acc_ci_high"], n)]
     return shown
 
 
-def render_markdown(shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[Run], out: Path, title: str) -> str:
+def render_markdown(shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[Run], out: Path, title: str,
+                    notes: Sequence[str] = ()) -> str:
     parts = [f"# Comparison: {title}", "", markdown_table(shown), "",
              "Mean ± sample std over seeds (n runs per cell); with one seed, a 95% bootstrap CI of test accuracy."]
+    parts += [line for note in notes for line in ("", note)] + [""] + [f"- {note}" for note in COLUMN_NOTES]
     if problems:
         table = pd.DataFrame([{"run": os.path.relpath(r.path, out) if r.path else "", "cell": r.label,
                                "status": r.status, "error": r.error} for r in problems])
@@ -378,10 +477,12 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[Run]
     for path in paths:
         if not path.is_dir():
             raise CollectError(f"{path}: {'not a directory' if path.exists() else 'no such directory'}")
-    runs, missing = [], []
+    runs, missing, seen = [], [], set()
     for path in paths:
         run_dirs, sweep_dirs = scan(path)
-        runs += [load_run(p) for p in run_dirs]
+        fresh = [p for p in run_dirs if p.resolve() not in seen]  # a dir named twice is one run, not a rerun
+        seen.update(p.resolve() for p in fresh)
+        runs += [load_run(p) for p in fresh]
         missing += [run for sweep_dir in sweep_dirs for run in missing_runs(sweep_dir, runs)]
     if not runs and not missing:
         raise CollectError("nothing to collect: no run dir (one with .hydra/ or metrics.json) in "
@@ -391,16 +492,75 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[Run]
     return runs + missing, root / "collected", f"all runs under {root}" if all_runs else ", ".join(map(str, paths))
 
 
+def drop_reruns(runs: Sequence[Run]) -> None:
+    """One completed run per (cell, seed), the one that finished last: a grid rerun into a new dir and
+    collected with the old one must not count a seed twice. The others leave the table, with the reason."""
+    newest: Dict[tuple, Run] = {}
+    for run in (r for r in runs if r.status == COMPLETED):
+        kept = newest.get((run.cell, run.seed))
+        if kept is None or (run.finished_at, str(run.path)) > (kept.finished_at, str(kept.path)):
+            newest[(run.cell, run.seed)] = run
+    for run in (r for r in runs if r.status == COMPLETED):
+        kept = newest[(run.cell, run.seed)]
+        if kept is not run:
+            run.status, run.error = "duplicate", f"same cell and seed as {kept.path}, which finished later"
+
+
 def group_cells(runs: List[Run]) -> Tuple[List[str], Dict[tuple, List[Run]]]:
-    """Finds the cell keys, labels every run, orders them, and groups the completed ones by cell."""
+    """Finds the cell keys, labels every run, keeps one run per (cell, seed), orders them, and groups
+    the completed ones by cell."""
     keys = cell_keys([r for r in runs if r.path])
     assign_cells(runs, keys)
+    drop_reruns(runs)
     runs.sort(key=lambda r: (r.path is None, [str(v) for v in r.cell], str(r.seed), str(r.path)))
     cells: Dict[tuple, List[Run]] = {}
     for run in runs:
         if run.status == COMPLETED:
             cells.setdefault(run.cell, []).append(run)
     return keys, cells
+
+
+@dataclass
+class Selection:
+    """The tuned view: for each cell of the other keys, the value of `over` with the best `metric`."""
+    metric: str  # a validation metric of summary.csv (valid/acc)
+    over: str  # a cell column (optim.lr)
+    candidates: List[Any]  # the values of `over` that ran
+
+    @property
+    def header(self) -> str:
+        return f"{self.over} (selected by {METRICS[self.metric]})"
+
+    def note(self) -> str:
+        values = ", ".join(map(str, self.candidates))
+        return (f"Tuned view: for each cell, the {self.over} with the best mean {METRICS[self.metric]} over its "
+                f"seeds (of {values}), chosen on validation only, with that setting's test figures; "
+                "every run is in comparison.csv and every cell in summary.csv.")
+
+
+def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: str) -> Selection:
+    """--select METRIC --over KEY checked against what ran: a user-facing error for anything else."""
+    if not metric.startswith("valid/"):
+        raise CollectError(f"--select {metric}: select by a validation metric (valid/acc), never by a test figure", code=2)
+    if metric not in METRICS:
+        raise CollectError(f"--select {metric}: no such metric; validation metrics: "
+                           + ", ".join(m for m in METRICS if m.startswith("valid/")), code=2)
+    column = column_name(over)
+    if column not in key_columns or summary[column].nunique(dropna=False) < 2:
+        swept = [c for c in key_columns if summary[c].nunique(dropna=False) > 1]
+        raise CollectError(f"--over {over}: not swept in these runs (swept keys: {', '.join(swept) or 'none'})", code=2)
+    return Selection(metric, column, list(dict.fromkeys(summary[column])))
+
+
+def select_best(summary: pd.DataFrame, labels: List[str], key_columns: List[str], chosen: Selection) -> List[int]:
+    """Row numbers of summary to keep: per cell of the other keys, the row with the best mean metric
+    (ties: the first in table order); cells whose metric is missing everywhere keep their first row."""
+    others = [c for c in key_columns if c != chosen.over]
+    score = summary[chosen.metric].astype(float).fillna(-math.inf)
+    if chosen.metric.endswith("loss"):
+        score = -score
+    groups = summary.groupby([summary[c].map(repr) for c in others], sort=False) if others else [(None, summary)]
+    return sorted(score.loc[group.index].idxmax() for _, group in groups)
 
 
 def sort_cells(summary: pd.DataFrame, labels: List[str], spec: str) -> Tuple[pd.DataFrame, List[str]]:
@@ -432,15 +592,35 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--format", choices=("md", "csv", "json"), default="md", help="what goes to stdout")
     parser.add_argument("--sort", metavar="COLUMN", help="sort the cells by a column of summary.csv; "
                                                          "--sort=-COLUMN sorts descending")
+    parser.add_argument("--over", metavar="KEY", help="tuned view: for each cell of the other keys, keep the value of "
+                                                      "this swept key (optim.lr) with the best --select metric")
+    parser.add_argument("--select", metavar="METRIC",
+                        help="the validation metric --over maximises (default: valid/acc)")
     return parser.parse_args(argv)
+
+
+def tuned(cells: Dict[tuple, List[Run]], summary: pd.DataFrame, labels: List[str], key_columns: List[str],
+          args: argparse.Namespace) -> Tuple[Dict[tuple, List[Run]], pd.DataFrame, List[str], Optional[Selection]]:
+    """The cells the table shows: all of them, or with --over only each one's selected setting."""
+    if not args.over:
+        if args.select:
+            raise CollectError(f"--select {args.select} needs --over KEY: the swept key whose value it chooses", code=2)
+        return cells, summary, labels, None
+    chosen = selection(summary, key_columns, args.select or "valid/acc", args.over)
+    rows = select_best(summary, labels, key_columns, chosen)
+    cell_items = list(cells.items())
+    return (dict(cell_items[i] for i in rows), summary.loc[rows].reset_index(drop=True), [labels[i] for i in rows],
+            chosen)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         runs, out, title = gather(args.paths, args.outputs, args.all)
-        keys, cells = group_cells(runs)
-        summary, labels = summarize(cells, keys), [group[0].label for group in cells.values()]
+        keys, all_cells = group_cells(runs)
+        key_columns = [column_name(k) for k in keys]
+        full_summary, labels = summarize(all_cells, keys), [group[0].label for group in all_cells.values()]
+        cells, summary, labels, chosen = tuned(all_cells, full_summary, labels, key_columns, args)
         if args.sort:
             summary, labels = sort_cells(summary, labels, args.sort)
     except CollectError as error:
@@ -449,16 +629,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out, sig, table = args.out or out, significance(cells), runs_table(runs, keys)
     problems = [r for r in runs if r.status != COMPLETED]
     out.mkdir(parents=True, exist_ok=True)
-    plots = make_plots([r for r in runs if r.path], summary, labels, out)
-    markdown = render_markdown(display_cells(summary, [column_name(k) for k in keys]), sig, problems, out, title)
-    write_files(out, markdown, {"comparison.csv": table, "summary.csv": summary, "significance.csv": sig}, plots)
+    plots = make_plots([r for r in runs if r.path and (not chosen or r.cell in cells)], summary, labels, out)
+    shown = display_cells(summary, key_columns)
+    if chosen:
+        shown = shown.rename(columns={chosen.over: chosen.header})
+    markdown = render_markdown(shown, sig, problems, out, title, notes=[chosen.note()] if chosen else [])
+    tables = {"comparison.csv": table, "summary.csv": full_summary, "significance.csv": sig}
+    write_files(out, markdown, {**tables, "tuned.csv": summary} if chosen else tables, plots)
 
     if args.format == "md":
         print(markdown)
     elif args.format == "csv":
         print(summary.to_csv(index=False), end="")
     else:
-        print(json.dumps({"out_dir": str(out), "cells": records(summary), "runs": records(table),
+        selected = {"metric": chosen.metric, "over": chosen.over, "candidates": chosen.candidates} if chosen else None
+        print(json.dumps({"out_dir": str(out), "selection": selected, "cells": records(summary), "runs": records(table),
                           "significance": records(sig), "not_in_table": records(table[table.status != COMPLETED])},
                          indent=1, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
     if problems:

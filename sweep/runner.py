@@ -28,6 +28,7 @@ from sweep.errors import InputError
 from sweep.loop import build_optimizer, evaluate, resolve_device, resolve_precision, train_epoch
 from sweep.model import (Classifier, encoder_input_names, load_config, load_encoder, load_tokenizer,
                          max_positions, resolve_source)
+from sweep.neutral import RESULT_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
 from sweep.resume import ResumeState
 from sweep.tiny import tiny_config, train_tokenizer
 from sweep.tracking import (BEST_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, atomic_path, read_json,
@@ -36,8 +37,6 @@ from sweep.tracking import (BEST_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FI
 log = logging.getLogger(__name__)
 
 STATE_FILE = "resume_state.pt"
-# keys that cannot change a run's numbers: a rerun that differs only in these still counts as the same run
-RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min")
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -1,12 +1,15 @@
 """Run dirs for the collector's tests: one real smoke sweep (run once per session) and helpers that
 copy and edit real run dirs (failed, killed, more seeds, hand-made predictions)."""
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import metrics as read_metrics, run_dirs, train  # noqa: F401  (re-exported)
 
@@ -33,6 +36,32 @@ def edit_metrics(run_dir: Path, **values) -> dict:
     metrics = {**read_metrics(run_dir), **values}
     (Path(run_dir) / "metrics.json").write_text(json.dumps(metrics))
     return metrics
+
+
+REMOVE = object()  # edit_config(run, key=REMOVE): a config without that key (an older schema)
+
+
+def edit_config(run_dir: Path, **dotted) -> None:
+    """Sets (or, with REMOVE, deletes) keys of a run's .hydra/config.yaml; dots in keys as `__`."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    for key, value in dotted.items():
+        *parents, leaf = key.split("__")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        if value is REMOVE:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    path.write_text(yaml.safe_dump(config))
+
+
+def age(run_dir: Path, seconds: float) -> None:
+    """Makes a run's files look written `seconds` earlier than now (a copy keeps its source's times)."""
+    when = time.time() - seconds
+    for path in [Path(run_dir), *Path(run_dir).rglob("*")]:
+        os.utime(path, (when, when))
 
 
 def reseed(run_dir: Path, seed: int) -> None:

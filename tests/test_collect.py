@@ -1,6 +1,7 @@
 """sweep/collect.py on real run dirs of a smoke sweep (and copies of them, edited the way crashes,
 kills and hand-made predictions leave them): the cells, the seed statistics, the paired tests, the
 plots, the incomplete runs, and the CLI's errors."""
+import importlib
 import json
 import os
 import shutil
@@ -13,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from collect_fixtures import (copy_tree, edit_metrics, read_metrics, run_dirs, seeds_sweep,  # noqa: F401
-                              write_predictions)
+from collect_fixtures import (REMOVE, age, copy_tree, edit_config, edit_metrics, read_metrics, reseed,  # noqa: F401
+                              run_dirs, seeds_sweep, write_predictions)
 from conftest import REPO
 from sweep.collect import main
 from sweep.stats import MCNEMAR, PINNED_T, SEEDS_T, holm
@@ -210,16 +211,20 @@ def test_no_argument_collects_the_latest_sweep_and_all_collects_every_run(sweep,
     new = copy_tree(sweep, day / "10-00-00")
     for run in run_dirs(old)[:4]:
         shutil.rmtree(run)
+    for run, seconds in [(run, 3600) for run in run_dirs(old)] + [(run, 600) for run in run_dirs(new)]:
+        age(run, seconds)  # the runs finished in the order of their dirs' names, the single run last
     os.utime(old / "multirun.yaml", (1, 1))  # an old sweep, whatever order the copies were made in
-    copy_tree(run_dirs(sweep)[0], tmp_path / "outputs" / "runs" / "2026-01-01" / "08-00-00")  # a single run
+    single = copy_tree(run_dirs(sweep)[0], tmp_path / "outputs" / "runs" / "2026-01-01" / "08-00-00")  # a rerun of one
     monkeypatch.chdir(tmp_path)
     code, result, _ = collect(capsys)
     assert code == 0 and result["out_dir"] == os.path.join("outputs", "multirun", "2026-01-01", "10-00-00")
     assert len(result["runs"]) == 8 and (new / "comparison.md").is_file() and not (old / "comparison.md").exists()
     code, result, _ = collect(capsys, "--all")
     assert code == 0 and (tmp_path / "outputs" / "collected" / "comparison.md").is_file()
+    # each (cell, seed) once, from the run that finished last: the single run replaces its twin in the new sweep
     collected = {row["run_dir"] for row in result["runs"] if row["status"] == "completed"}
-    assert len(collected) == 4 + 8 + 1 and os.path.join("outputs", "runs", "2026-01-01", "08-00-00") in collected
+    assert collected == {os.path.relpath(d, tmp_path) for d in run_dirs(new)[1:] + [single]}
+    assert sum(row["status"] == "duplicate" for row in result["runs"]) == 4 + 1
     assert sum(row["status"] == "missing" for row in result["runs"]) == 4  # the old sweep lost 4 of its 8 jobs
 
 
@@ -261,3 +266,118 @@ def test_runs_as_a_script_without_the_heavy_modules(sweep, tmp_path):
     done = subprocess.run([sys.executable, "sweep/collect.py", str(tmp_path / "nope")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "no such directory" in done.stderr
+
+
+def seed_one(sweep_dir):
+    return [d for d in run_dirs(sweep_dir) if read_metrics(d)["seed"] == 1]
+
+
+def markdown_line(markdown: str, start: str) -> str:
+    return next(line for line in markdown.splitlines() if line.startswith(start))
+
+
+def test_a_rerun_of_the_same_cell_and_seed_counts_once_the_newest(sweep, tmp_path, capsys):
+    """The grid rerun into a new dir, both collected: each (cell, seed) once, from the newer run."""
+    old, new = copy_tree(sweep, tmp_path / "09-00-00"), copy_tree(sweep, tmp_path / "10-00-00")
+    for run in run_dirs(old):
+        age(run, 3600)
+    code, result, _ = collect(capsys, old, new, "--out", tmp_path / "out")
+    assert code == 0
+    assert len(result["cells"]) == 4 and all(c["n"] == 2 and c["seeds"] == "1 2" for c in result["cells"])
+    assert {r["run_dir"] for r in result["runs"] if r["status"] == "completed"} == set(map(str, run_dirs(new)))
+    dropped = result["not_in_table"]
+    assert sorted(r["run_dir"] for r in dropped) == sorted(map(str, run_dirs(old)))
+    assert all(r["status"] == "duplicate" and "10-00-00" in r["error"] for r in dropped)
+    assert all(r["seed_pairs"] == 2 for r in result["significance"])  # not 4: no seed paired twice
+    markdown = (tmp_path / "out" / "comparison.md").read_text()
+    assert "## Runs not in the table (8)" in markdown and "| duplicate | same cell and seed as " in markdown
+
+
+def test_one_setup_is_one_cell_whatever_its_neutral_keys_and_what_auto_resolved_to(sweep, tmp_path, capsys):
+    """trainer.threads, precision=auto that ran fp32 vs fp32, compile=auto that stayed eager vs false,
+    split_seed=${seed} vs the same number: one setup. auto that resolved to bf16 is another."""
+    runner, neutral = importlib.import_module("sweep.runner"), importlib.import_module("sweep.neutral")
+    assert runner.RESULT_NEUTRAL_KEYS is neutral.RESULT_NEUTRAL_KEYS  # one list for the whole project
+    for run in seed_one(sweep):
+        copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
+        twin = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
+        reseed(twin, 2)
+        edit_config(twin, trainer__threads=1, trainer__log_every_n_steps=7, trainer__precision="fp32",
+                    trainer__compile=False, trainer__device="cpu", data__split_seed=2)
+        edit_metrics(copy_tree(run, tmp_path / "runs" / f"c-{run.name}"), precision="bf16")
+    code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out")
+    assert code == 0
+    assert list(result["cells"][0])[:4] == ["model", "pooling", "trainer.precision", "n"]
+    cells = {(c["model"], c["pooling"], c["trainer.precision"]): c for c in result["cells"]}
+    assert len(cells) == 8
+    for (model, pooling, precision), cell in cells.items():
+        assert (cell["n"], cell["seeds"]) == ((2, "1 2") if precision == "fp32" else (1, "1"))
+
+
+def test_a_key_missing_from_some_configs_keeps_their_runs_apart(sweep, tmp_path, capsys):
+    """An older schema without optim.warmup_ratio may have meant another setup: never merged silently."""
+    for run in seed_one(sweep):
+        copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
+        older = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
+        reseed(older, 2)
+        edit_config(older, optim__warmup_ratio=REMOVE)
+    code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out")
+    assert code == 0
+    assert len(result["cells"]) == 8 and all(c["n"] == 1 for c in result["cells"])
+    assert {c["optim.warmup_ratio"] for c in result["cells"]} == {0.0, "(not recorded)"}
+
+
+def test_tuned_view_keeps_each_cells_best_lr_by_validation_only(sweep, tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for run in seed_one(sweep):
+        bert = read_metrics(run)["model"] == "bert"
+        low, high = copy_tree(run, runs / f"low-{run.name}"), copy_tree(run, runs / f"high-{run.name}")
+        edit_config(low, optim__lr=1e-4)
+        # bert is best at the low lr on validation, modernbert at the high one; test says the opposite
+        edit_metrics(low, **{"valid/acc": 0.9 if bert else 0.6, "test/acc": 0.6 if bert else 0.9})
+        edit_metrics(high, **{"valid/acc": 0.6 if bert else 0.9, "test/acc": 0.9 if bert else 0.6})
+    code, result, _ = collect(capsys, runs, "--out", out, "--select", "valid/acc", "--over", "optim.lr")
+    assert code == 0
+    cells = by_cell(result["cells"])
+    assert len(cells) == 4
+    for (model, _), cell in cells.items():
+        assert cell["optim.lr"] == (1e-4 if model == "bert" else 0.002)
+        assert (cell["valid/acc"], cell["test/acc"]) == (0.9, 0.6)
+    markdown = (out / "comparison.md").read_text()
+    assert "optim.lr (selected by valid acc)" in markdown_line(markdown, "| model |")
+    for argv, words in ((["--over", "trainer.epochs"], ["trainer.epochs", "not swept", "optim.lr"]),
+                        (["--select", "test/acc", "--over", "optim.lr"], ["test/acc", "validation"]),
+                        (["--select", "valid/nope", "--over", "optim.lr"], ["valid/nope", "valid/acc"]),
+                        (["--select", "valid/acc"], ["--over"])):
+        assert main([str(runs), "--out", str(out), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and all(word in err for word in words), err
+
+
+def test_the_table_says_what_each_number_is(sweep, tmp_path, capsys):
+    runs = seed_one(sweep)
+    assert collect(capsys, *runs, "--out", tmp_path)[0] == 0
+    markdown = (tmp_path / "comparison.md").read_text()
+    header = markdown_line(markdown, "| model |")
+    for column in ("train acc (running, best epoch)", "train loop (s)", "train loop samples/s", "params (incl. unused)"):
+        assert f"| {column} |" in header + " |"
+    metrics = read_metrics(runs[0])
+    row = markdown_line(markdown, f"| {metrics['model']} | {metrics['pooling']} |")
+    assert f"| {metrics['train_seconds']:.1f} | {metrics['train_samples_per_s']:,.0f} |" in row
+    assert "dropout on" in markdown and "not evaluation, tokenization or compilation" in markdown
+    plot = json.loads((tmp_path / "plots.json").read_text())["test_acc.png"]
+    assert plot["error_bars"] == "95% bootstrap CI over test examples" and plot["error_bars"] in plot["title"]
+
+
+def test_accuracy_chart_has_one_kind_of_error_bar_and_an_axis_that_shows_the_differences(sweep_copy, tmp_path, capsys):
+    for i, run in enumerate(run_dirs(sweep_copy)):  # between 0.83 and 0.93, as on real IMDB
+        edit_metrics(run, **{"test/acc": 0.83 + 0.013 * i})
+    shutil.rmtree(run_dirs(sweep_copy)[0])  # one cell left with one seed: still no CI in a chart of stds
+    assert collect(capsys, sweep_copy, "--out", tmp_path)[0] == 0
+    plot = json.loads((tmp_path / "plots.json").read_text())["test_acc.png"]
+    assert plot["error_bars"] == "std over seeds" and plot["error_bars"] in plot["title"]
+    bars = plot["bars"]
+    assert [(b["err_low"], b["err_high"]) for b in bars if b["n"] == 1] == [(0.0, 0.0)]
+    low, high = plot["xlim"]
+    assert 0.7 < low <= min(b["value"] - b["err_low"] for b in bars)
+    assert max(b["value"] + b["err_high"] for b in bars) <= high < 1.0

@@ -1,0 +1,13 @@
+"""The config keys that cannot change a run's numbers, for the whole project: the runner leaves
+them out of a run's fingerprint (a rerun that differs only in these is the same run) and the
+collector leaves them out of the cell keys (runs that differ only in these are one setup).
+Kept free of heavy imports: the collector reads it without torch or Hydra."""
+
+# a group name stands for every key under it (logger -> logger.name, logger.mode, ...)
+RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min",
+                       "trainer.log_every_n_steps", "trainer.save_best")
+
+
+def is_result_neutral(key: str) -> bool:
+    """key: a dotted config key (trainer.threads)."""
+    return any(key == neutral or key.startswith(neutral + ".") for neutral in RESULT_NEUTRAL_KEYS)
