@@ -73,6 +73,7 @@ def test_a_run_interrupted_in_its_test_pass_resumes_to_the_same_early_stop_and_b
     run_saving_config(EARLY_STOPPING, run_dir)
     resumed, uninterrupted = metrics(run_dir), metrics(stopped_early)
     assert resumed["best_epoch"] < resumed["epochs_run"]  # best/ came from disk, not from the last epoch
+    assert read_json(run_dir / "best" / META_FILE)["epoch"] == resumed["best_epoch"]
     for key in uninterrupted.keys() - TIMING_KEYS - {"compile_seconds"}:
         assert resumed[key] == uninterrupted[key], key
     pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "predictions_test.parquet"),
