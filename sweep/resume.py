@@ -59,7 +59,6 @@ class ResumeState:
     def save(self, path: Path, fingerprint: str) -> None:
         with atomic_path(path) as tmp:
             torch.save({**self.__dict__, "config_hash": fingerprint}, tmp)
-        log.info("resumable state saved after epoch %d", self.epoch)
 
     @classmethod
     def load(cls, path: Path, fingerprint: str) -> Optional["ResumeState"]:

@@ -26,8 +26,8 @@ from sweep.compilation import WarmupBatch, compile_model, reset_compiler
 from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
 from sweep.errors import InputError
 from sweep.loop import build_optimizer, evaluate, resolve_device, resolve_precision, train_epoch
-from sweep.model import (Classifier, encoder_input_names, load_config, load_encoder, load_tokenizer,
-                         max_positions, resolve_source)
+from sweep.model import (META_FILE, Classifier, encoder_input_names, load_config, load_encoder,
+                         load_tokenizer, max_positions, resolve_source)
 from sweep.neutral import RESULT_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
 from sweep.resume import ResumeState
 from sweep.tiny import tiny_config, train_tokenizer
@@ -161,6 +161,7 @@ class Run:
             state.restore(model, optimizer, scheduler, precision.scaler, device)
             log.info("resuming after epoch %d (best valid/acc %.4f at epoch %d)",
                      state.epoch, state.best["valid/acc"], state.best["epoch"])
+            self.reconcile_best(state, job)
         # compiled outside the timed epochs, every shape; after the restore, which it must not disturb
         compiled = compile_model(model, cfg.trainer.compile, device, precision,
                                  warmup_batches(job, cfg.trainer.batch_size, cfg.data.eval_batch_size),
@@ -201,17 +202,16 @@ class Run:
 
     def end_epoch(self, state: ResumeState, row: Dict[str, Any], job: Prepared, optimizer, scheduler,
                   precision) -> None:
-        """After an epoch: keep it if it is the best so far, write the history, log it, and save the
-        resumable state (last, so that everything it refers to is already on disk)."""
+        """After an epoch: keep it if it is the best so far, write the history, log it, save the
+        resumable state, then best/ (a crash between the two leaves the state ahead of best/, which
+        the resume repairs from the state's weights; the other order could leave best/ ahead with
+        no way back to the state's best weights)."""
         cfg, model = self.cfg, job.model
         state.history.append(row)
         improved = state.best is None or row["valid/acc"] > state.best["valid/acc"]
         if improved:
             state.best, state.stale = dict(row), 0
-            if cfg.trainer.save_best:
-                with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
-                    model.save_pretrained(tmp, job.tokenizer, max_len=cfg.data.max_len, model_name=cfg.model.name)
-            else:
+            if not cfg.trainer.save_best:
                 state.best_weights = _cpu_copy(model)
         else:
             state.stale += 1
@@ -223,6 +223,35 @@ class Run:
         state.epoch = row["epoch"]
         state.capture(model, optimizer, scheduler, precision.scaler, self.device)
         state.save(self.path(STATE_FILE), self.fingerprint)
+        if improved and cfg.trainer.save_best:
+            self.save_best(job, row["epoch"])
+        log.info("resumable state saved after epoch %d", state.epoch)  # and best/: all of the epoch is on disk
+
+    def save_best(self, job: Prepared, epoch: int) -> None:
+        """best/ with the epoch it holds, so that a resume can check it against the state's best."""
+        with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
+            job.model.save_pretrained(tmp, job.tokenizer, max_len=self.cfg.data.max_len,
+                                      model_name=self.cfg.model.name, epoch=epoch)
+
+    def reconcile_best(self, state: ResumeState, job: Prepared) -> None:
+        """After a restore: the state is saved before best/, so a crash in between leaves best/ behind
+        the state's best epoch (or missing), never ahead of it. The state's best epoch is then the
+        epoch it was saved at, whose weights the model now holds: write them to best/."""
+        if not self.cfg.trainer.save_best:
+            return
+        meta = read_json(self.path(BEST_DIR) / META_FILE)
+        if meta is not None and "epoch" not in meta:
+            return  # written before best/ recorded its epoch: nothing to check it against
+        held, wanted = (meta or {}).get("epoch"), state.best["epoch"]
+        if held == wanted:
+            return
+        if wanted == state.epoch:
+            log.info("best/ holds epoch %s, not the best epoch %d (a crash before it was written): writing it",
+                     held, wanted)
+            self.save_best(job, wanted)
+        else:
+            log.warning("best/ holds epoch %s, not the best epoch %d, and that epoch's weights are gone; "
+                        "the test pass uses best/ as it is", held, wanted)
 
     def finish(self, best: Dict[str, Any], history: List[Dict[str, Any]], test: Dict[str, Any], step: int) -> None:
         """The test predictions and the final metrics, in the run dir and the tracker."""
