@@ -1,6 +1,7 @@
-"""The config keys that cannot change a run's numbers, for the whole project: the runner leaves
-them out of a run's fingerprint (a rerun that differs only in these is the same run) and the
-collector leaves them out of the cell keys (runs that differ only in these are one setup).
+"""The config keys that cannot change a run's numbers, for the whole project: the collector leaves
+them out of the cell keys (runs that differ only in these are one setup) and the runner out of a
+run's fingerprint (a rerun that differs only in these is the same run), except those that decide
+what a run leaves on disk.
 Kept free of heavy imports: the collector reads it without torch or Hydra."""
 
 # a group name stands for every key under it (logger -> logger.name, logger.mode, ...)
@@ -11,3 +12,8 @@ RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "train
 def is_result_neutral(key: str) -> bool:
     """key: a dotted config key (trainer.threads)."""
     return any(key == neutral or key.startswith(neutral + ".") for neutral in RESULT_NEUTRAL_KEYS)
+
+
+# result-neutral, but a rerun that asks for what the first run did not leave (a checkpoint) must run again
+ARTIFACT_KEYS = ("trainer.save_best",)
+RERUN_NEUTRAL_KEYS = tuple(key for key in RESULT_NEUTRAL_KEYS if key not in ARTIFACT_KEYS)

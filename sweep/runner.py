@@ -28,7 +28,7 @@ from sweep.errors import InputError
 from sweep.loop import build_optimizer, evaluate, resolve_device, resolve_precision, train_epoch
 from sweep.model import (META_FILE, Classifier, encoder_input_names, load_config, load_encoder,
                          load_tokenizer, max_positions, resolve_source)
-from sweep.neutral import RESULT_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
+from sweep.neutral import RERUN_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
 from sweep.resume import ResumeState
 from sweep.tiny import tiny_config, train_tokenizer
 from sweep.tracking import (BEST_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, atomic_path, read_json,
@@ -45,7 +45,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 def config_fingerprint(config: Dict[str, Any]) -> str:
     config = json.loads(json.dumps(config))
-    for dotted in RESULT_NEUTRAL_KEYS:
+    for dotted in RERUN_NEUTRAL_KEYS:
         *parents, leaf = dotted.split(".")
         node = config
         for key in parents:
@@ -231,7 +231,8 @@ class Run:
         """best/ with the epoch it holds, so that a resume can check it against the state's best."""
         with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
             job.model.save_pretrained(tmp, job.tokenizer, max_len=self.cfg.data.max_len,
-                                      model_name=self.cfg.model.name, epoch=epoch)
+                                      model_name=self.cfg.model.name, epoch=epoch,
+                                      label_names=list(job.splits["train"].features["label"].names))
 
     def reconcile_best(self, state: ResumeState, job: Prepared) -> None:
         """After a restore: the state is saved before best/, so a crash in between leaves best/ behind

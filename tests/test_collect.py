@@ -297,7 +297,10 @@ def test_one_setup_is_one_cell_whatever_its_neutral_keys_and_what_auto_resolved_
     """trainer.threads, precision=auto that ran fp32 vs fp32, compile=auto that stayed eager vs false,
     split_seed=${seed} vs the same number: one setup. auto that resolved to bf16 is another."""
     runner, neutral = importlib.import_module("sweep.runner"), importlib.import_module("sweep.neutral")
-    assert runner.RESULT_NEUTRAL_KEYS is neutral.RESULT_NEUTRAL_KEYS  # one list for the whole project
+    # one list for the whole project; the runner's rerun check keeps what decides the files a run leaves
+    assert runner.RERUN_NEUTRAL_KEYS == tuple(k for k in neutral.RESULT_NEUTRAL_KEYS if k not in neutral.ARTIFACT_KEYS)
+    assert runner.config_fingerprint({"trainer": {"threads": 1}}) == runner.config_fingerprint({"trainer": {"threads": 4}})
+    assert runner.config_fingerprint({"trainer": {"save_best": True}}) != runner.config_fingerprint({"trainer": {"save_best": False}})
     for run in seed_one(sweep):
         copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
         twin = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
