@@ -312,9 +312,12 @@ def significance_markdown(sig: pd.DataFrame) -> List[str]:
     counts = sig.test.value_counts()
     parts += [f"- **{test}** ({counts[test]} pair{'s' if counts[test] > 1 else ''} of cells): {TEST_MEANINGS[test]}"
               for test in sig.test.unique()]
-    parts += ["", f"Verdicts (`significant`) use Holm's correction over all {len(sig)} comparisons at {ALPHA} "
+    comparisons = f"{len(sig)} comparison{'s' if len(sig) > 1 else ''}"
+    parts += ["", f"Verdicts (`significant`) use Holm's correction over all {comparisons} at {ALPHA} "
               "(`p_holm`); `p_value` is each test's raw p-value. acc_diff: test accuracy of A minus B, averaged over "
-              "the seed pairs; b (A right, B wrong) and c (the reverse) are summed over them.", ""]
+              "the seed pairs; b (A right, B wrong) and c (the reverse) are summed over them. A \"no\" means these "
+              "runs do not show a difference, not that the cells are equal: with 2 or 3 seed pairs only a large "
+              "difference that every seed agrees on can reach significance.", ""]
     models, configurations = sig[sig.significant & (sig.test == MCNEMAR)], sig[sig.significant & (sig.test != MCNEMAR)]
     for hits, what in ((configurations, "Configurations that differ over seeds"),
                        (models, "Trained models that differ (one run per cell: not evidence that one configuration "
