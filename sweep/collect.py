@@ -16,6 +16,7 @@ minus `seed` (seeds are replicates of one cell), minus a group's sub-keys that j
 compared as resolved (${seed}, and `auto` as metrics.json recorded it); a key a config lacks is
 "(not recorded)" there. Each (cell, seed) counts once: the run that finished last.
 """
+
 import argparse
 import csv
 import itertools
@@ -38,9 +39,16 @@ from sweep.stats import ALPHA, MCNEMAR, TEST_MEANINGS, bootstrap_ci, compare, ho
 
 COMPLETED = "completed"
 # the table's metrics in column order, with their headers in comparison.md (COLUMN_NOTES says what they hold)
-METRICS = {"train/acc": "train acc (running, best epoch)", "valid/acc": "valid acc", "test/acc": "test acc",
-           "test/f1": "test F1", "best_epoch": "best epoch", "train_seconds": "train loop (s)",
-           "train_samples_per_s": "train loop samples/s", "params": "params (incl. unused)"}
+METRICS = {
+    "train/acc": "train acc (running, best epoch)",
+    "valid/acc": "valid acc",
+    "test/acc": "test acc",
+    "test/f1": "test F1",
+    "best_epoch": "best epoch",
+    "train_seconds": "train loop (s)",
+    "train_samples_per_s": "train loop samples/s",
+    "params": "params (incl. unused)",
+}
 DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0}  # shown precision (else 4); CSV and JSON keep every digit
 # what the runner records under those names (sweep/runner.py finish(), Classifier.num_parameters)
 COLUMN_NOTES = (
@@ -148,6 +156,7 @@ def first_line(text: Any) -> str:
 def resolve_references(config: Dict[str, Any]) -> Dict[str, Any]:
     """`split_seed: ${seed}` -> the seed's value, so that it equals a run that wrote the number itself;
     anything else OmegaConf would compute (custom resolvers) stays as written."""
+
     def value(text: Any, depth: int = 0) -> Any:
         match = REFERENCE.fullmatch(text) if isinstance(text, str) else None
         return value(config[match[1]], depth + 1) if match and match[1] in config and depth < 10 else text
@@ -221,8 +230,11 @@ def expected_jobs(sweep_dir: Path) -> List[List[str]]:
 
 def missing_runs(sweep_dir: Path, runs: Sequence[Run]) -> List[Run]:
     have = [set(run.overrides) for run in runs if sweep_dir in run.path.parents]
-    return [Run(None, "missing", "no run dir: not started (the sweep is still running, or stopped early)", overrides=job)
-            for job in expected_jobs(sweep_dir) if not any(set(job) <= h for h in have)]
+    return [
+        Run(None, "missing", "no run dir: not started (the sweep is still running, or stopped early)", overrides=job)
+        for job in expected_jobs(sweep_dir)
+        if not any(set(job) <= h for h in have)
+    ]
 
 
 def cell_keys(runs: Sequence[Run]) -> List[str]:
@@ -230,8 +242,11 @@ def cell_keys(runs: Sequence[Run]) -> List[str]:
     configs = [run.config for run in runs if run.has_config] or [run.config for run in runs]
     keys = sorted({k for cfg in configs for k in cfg})
     # a key some configs lack (an older schema) is NOT_RECORDED there: it may have meant another setup
-    varying = [k for k in keys if k != "seed" and not is_result_neutral(k)
-               and len({repr(cfg.get(k, NOT_RECORDED)) for cfg in configs}) > 1]
+    varying = [
+        k
+        for k in keys
+        if k != "seed" and not is_result_neutral(k) and len({repr(cfg.get(k, NOT_RECORDED)) for cfg in configs}) > 1
+    ]
     if all(cfg.get("data.split_seed") == cfg.get("seed") for cfg in configs):
         varying = [k for k in varying if k != "data.split_seed"]  # the split just follows the seed
 
@@ -306,25 +321,39 @@ def significance_markdown(sig: pd.DataFrame) -> List[str]:
     """The significance table with, next to it, which tests ran, what each one tests, and the verdicts."""
     if sig.empty:
         return ["No two cells share a test set: no paired test."]
-    shown = sig.assign(p_value=sig["p_value"].map(lambda p: f"{p:.4g}"), p_holm=sig["p_holm"].map(lambda p: f"{p:.4g}"),
-                       significant=sig["significant"].map({True: "yes", False: "no"}))
+    shown = sig.assign(
+        p_value=sig["p_value"].map(lambda p: f"{p:.4g}"),
+        p_holm=sig["p_holm"].map(lambda p: f"{p:.4g}"),
+        significant=sig["significant"].map({True: "yes", False: "no"}),
+    )
     parts = [markdown_table(shown), ""]
     counts = sig.test.value_counts()
-    parts += [f"- **{test}** ({counts[test]} pair{'s' if counts[test] > 1 else ''} of cells): {TEST_MEANINGS[test]}"
-              for test in sig.test.unique()]
+    parts += [
+        f"- **{test}** ({counts[test]} pair{'s' if counts[test] > 1 else ''} of cells): {TEST_MEANINGS[test]}"
+        for test in sig.test.unique()
+    ]
     comparisons = f"{len(sig)} comparison{'s' if len(sig) > 1 else ''}"
-    parts += ["", f"Verdicts (`significant`) use Holm's correction over all {comparisons} at {ALPHA} "
-              "(`p_holm`); `p_value` is each test's raw p-value. acc_diff: test accuracy of A minus B, averaged over "
-              "the seed pairs; b (A right, B wrong) and c (the reverse) are summed over them. A \"no\" means these "
-              "runs do not show a difference, not that the cells are equal: with 2 or 3 seed pairs only a large "
-              "difference that every seed agrees on can reach significance.", ""]
+    parts += [
+        "",
+        f"Verdicts (`significant`) use Holm's correction over all {comparisons} at {ALPHA} "
+        "(`p_holm`); `p_value` is each test's raw p-value. acc_diff: test accuracy of A minus B, averaged over "
+        'the seed pairs; b (A right, B wrong) and c (the reverse) are summed over them. A "no" means these '
+        "runs do not show a difference, not that the cells are equal: with 2 or 3 seed pairs only a large "
+        "difference that every seed agrees on can reach significance.",
+        "",
+    ]
     models, configurations = sig[sig.significant & (sig.test == MCNEMAR)], sig[sig.significant & (sig.test != MCNEMAR)]
-    for hits, what in ((configurations, "Configurations that differ over seeds"),
-                       (models, "Trained models that differ (one run per cell: not evidence that one configuration "
-                                "is better)")):
+    for hits, what in (
+        (configurations, "Configurations that differ over seeds"),
+        (models, "Trained models that differ (one run per cell: not evidence that one configuration is better)"),
+    ):
         if len(hits):
-            parts += [f"{what}: " + "; ".join(f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p_holm={r.p_holm:.4g})"
-                                               for r in hits.itertuples()) + ".", ""]
+            parts += [
+                f"{what}: "
+                + "; ".join(f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p_holm={r.p_holm:.4g})" for r in hits.itertuples())
+                + ".",
+                "",
+            ]
     if not sig.significant.any():
         parts.append(f"No difference is significant at {ALPHA} after Holm's correction.")
     return parts
@@ -338,9 +367,18 @@ def plot_curves(plt, runs: Sequence[Run], colors: Dict[str, Any], column: str, t
         x, y = run.history.get("epoch"), run.history.get(column)
         if not x or not y:
             continue
-        ax.plot(x, y, marker="o", alpha=0.8, color=colors[run.label], label="_nolegend_" if run.label in named else run.label)
+        ax.plot(
+            x,
+            y,
+            marker="o",
+            alpha=0.8,
+            color=colors[run.label],
+            label="_nolegend_" if run.label in named else run.label,
+        )
         named.add(run.label)
-        lines.append({"label": run.label, "seed": run.seed, "status": run.status, "run_dir": str(run.path), "x": x, "y": y})
+        lines.append(
+            {"label": run.label, "seed": run.seed, "status": run.status, "run_dir": str(run.path), "x": x, "y": y}
+        )
     ax.set(xlabel="epoch", ylabel=column, title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     if named:  # outside the axes: never hides a line, and no slow loc="best" search over hundreds of them
@@ -387,8 +425,14 @@ def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict
         title += "; one-seed cells have none"
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.4 * max(len(bars), 1)))
     # points, not bars: the axis does not start at 0; cell names of any length stay readable, in table order
-    ax.errorbar([b["value"] for b in bars], range(len(bars)), fmt="o", color="tab:blue", capsize=3,
-                xerr=[[b["err_low"] for b in bars], [b["err_high"] for b in bars]])
+    ax.errorbar(
+        [b["value"] for b in bars],
+        range(len(bars)),
+        fmt="o",
+        color="tab:blue",
+        capsize=3,
+        xerr=[[b["err_low"] for b in bars], [b["err_high"] for b in bars]],
+    )
     ax.set_yticks(range(len(bars)), [b["label"] for b in bars], fontsize="small")
     ax.set_ylim(len(bars) - 0.5, -0.5)
     limits = zoomed_limits(bars)
@@ -403,14 +447,19 @@ def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict
 
 def make_plots(runs: Sequence[Run], summary: pd.DataFrame, labels: List[str], out: Path) -> Dict:
     import matplotlib
+
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
     cycle = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
     colors = {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(labels + [r.label for r in runs]))}
-    return {"valid_acc.png": plot_curves(plt, runs, colors, "valid/acc", "validation accuracy per epoch", out / "valid_acc.png"),
-            "train_loss.png": plot_curves(plt, runs, colors, "train/loss", "train loss per epoch", out / "train_loss.png"),
-            "test_acc.png": plot_bars(plt, summary, labels, out / "test_acc.png")}
+    return {
+        "valid_acc.png": plot_curves(
+            plt, runs, colors, "valid/acc", "validation accuracy per epoch", out / "valid_acc.png"
+        ),
+        "train_loss.png": plot_curves(plt, runs, colors, "train/loss", "train loss per epoch", out / "train_loss.png"),
+        "test_acc.png": plot_bars(plt, summary, labels, out / "test_acc.png"),
+    }
 
 
 def fmt(value: Any) -> str:
@@ -437,26 +486,54 @@ def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame
             shown[header] = [fmt(m) if pd.isna(m) or not float(m).is_integer() else f"{int(m):,}" for m in mean]
         else:
             places = DECIMALS.get(metric, 4)
-            shown[header] = [fmt_fixed(m, places) + (f" ± {fmt_fixed(s, places)}" if k > 1 and not pd.isna(s) else "")
-                             for m, s, k in zip(mean, std, n)]
+            shown[header] = [
+                fmt_fixed(m, places) + (f" ± {fmt_fixed(s, places)}" if k > 1 and not pd.isna(s) else "")
+                for m, s, k in zip(mean, std, n)
+            ]
         if metric == "test/acc" and (n == 1).any():
-            shown["test acc 95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" if k == 1 and not pd.isna(lo) else "" for lo, hi, k
-                                        in zip(summary["test/acc_ci_low"], summary["test/acc_ci_high"], n)]
+            shown["test acc 95% CI"] = [
+                f"[{lo:.4f}, {hi:.4f}]" if k == 1 and not pd.isna(lo) else ""
+                for lo, hi, k in zip(summary["test/acc_ci_low"], summary["test/acc_ci_high"], n)
+            ]
     return shown
 
 
-def render_markdown(shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[Run], out: Path, title: str,
-                    notes: Sequence[str] = ()) -> str:
-    parts = [f"# Comparison: {title}", "", markdown_table(shown), "",
-             "Mean ± sample std over seeds (n runs per cell); with one seed, a 95% bootstrap CI of test accuracy."]
+def render_markdown(
+    shown: pd.DataFrame, sig: pd.DataFrame, problems: Sequence[Run], out: Path, title: str, notes: Sequence[str] = ()
+) -> str:
+    parts = [
+        f"# Comparison: {title}",
+        "",
+        markdown_table(shown),
+        "",
+        "Mean ± sample std over seeds (n runs per cell); with one seed, a 95% bootstrap CI of test accuracy.",
+    ]
     parts += [line for note in notes for line in ("", note)] + [""] + [f"- {note}" for note in COLUMN_NOTES]
     if problems:
-        table = pd.DataFrame([{"run": os.path.relpath(r.path, out) if r.path else "", "cell": r.label,
-                               "status": r.status, "error": r.error} for r in problems])
+        table = pd.DataFrame(
+            [
+                {
+                    "run": os.path.relpath(r.path, out) if r.path else "",
+                    "cell": r.label,
+                    "status": r.status,
+                    "error": r.error,
+                }
+                for r in problems
+            ]
+        )
         parts += ["", f"## Runs not in the table ({len(problems)})", "", markdown_table(table)]
     parts += ["", "## Paired significance", "", *significance_markdown(sig)]
-    parts += ["", "## Plots", "", "![validation accuracy per epoch](valid_acc.png)", "",
-              "![train loss per epoch](train_loss.png)", "", "![test accuracy per cell](test_acc.png)", ""]
+    parts += [
+        "",
+        "## Plots",
+        "",
+        "![validation accuracy per epoch](valid_acc.png)",
+        "",
+        "![train loss per epoch](train_loss.png)",
+        "",
+        "![test accuracy per cell](test_acc.png)",
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -468,8 +545,9 @@ def latest(root: Path) -> Path:
     singles = scan(root / "runs")[0] if (root / "runs").is_dir() else []
     if singles:
         return max(singles, key=lambda p: p.stat().st_mtime)
-    raise CollectError(f"nothing to collect: no sweep in {(root / 'multirun').resolve()} "
-                       f"and no run in {(root / 'runs').resolve()}")
+    raise CollectError(
+        f"nothing to collect: no sweep in {(root / 'multirun').resolve()} and no run in {(root / 'runs').resolve()}"
+    )
 
 
 def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[Run], Path, str]:
@@ -488,8 +566,10 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[Run]
         runs += [load_run(p) for p in fresh]
         missing += [run for sweep_dir in sweep_dirs for run in missing_runs(sweep_dir, runs)]
     if not runs and not missing:
-        raise CollectError("nothing to collect: no run dir (one with .hydra/ or metrics.json) in "
-                           + ", ".join(str(p.resolve()) for p in paths))
+        raise CollectError(
+            "nothing to collect: no run dir (one with .hydra/ or metrics.json) in "
+            + ", ".join(str(p.resolve()) for p in paths)
+        )
     if len(paths) == 1 and not all_runs:
         return runs + missing, paths[0], str(paths[0])
     return runs + missing, root / "collected", f"all runs under {root}" if all_runs else ", ".join(map(str, paths))
@@ -526,6 +606,7 @@ def group_cells(runs: List[Run]) -> Tuple[List[str], Dict[tuple, List[Run]]]:
 @dataclass
 class Selection:
     """The tuned view: for each cell of the other keys, the value of `over` with the best `metric`."""
+
     metric: str  # a validation metric of summary.csv (valid/acc)
     over: str  # a cell column (optim.lr)
     candidates: List[Any]  # the values of `over` that ran
@@ -536,18 +617,25 @@ class Selection:
 
     def note(self) -> str:
         values = ", ".join(map(str, self.candidates))
-        return (f"Tuned view: for each cell, the {self.over} with the best mean {METRICS[self.metric]} over its "
-                f"seeds (of {values}), chosen on validation only, with that setting's test figures; "
-                "every run is in comparison.csv and every cell in summary.csv.")
+        return (
+            f"Tuned view: for each cell, the {self.over} with the best mean {METRICS[self.metric]} over its "
+            f"seeds (of {values}), chosen on validation only, with that setting's test figures; "
+            "every run is in comparison.csv and every cell in summary.csv."
+        )
 
 
 def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: str) -> Selection:
     """--select METRIC --over KEY checked against what ran: a user-facing error for anything else."""
     if not metric.startswith("valid/"):
-        raise CollectError(f"--select {metric}: select by a validation metric (valid/acc), never by a test figure", code=2)
+        raise CollectError(
+            f"--select {metric}: select by a validation metric (valid/acc), never by a test figure", code=2
+        )
     if metric not in METRICS:
-        raise CollectError(f"--select {metric}: no such metric; validation metrics: "
-                           + ", ".join(m for m in METRICS if m.startswith("valid/")), code=2)
+        raise CollectError(
+            f"--select {metric}: no such metric; validation metrics: "
+            + ", ".join(m for m in METRICS if m.startswith("valid/")),
+            code=2,
+        )
     column = column_name(over)
     if column not in key_columns or summary[column].nunique(dropna=False) < 2:
         swept = [c for c in key_columns if summary[c].nunique(dropna=False) > 1]
@@ -589,21 +677,37 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, help="sweep dirs and/or run dirs (default: the latest sweep)")
     parser.add_argument("--all", action="store_true", help="collect every run under --outputs")
-    parser.add_argument("--outputs", type=Path, default=Path("outputs"), help="where Hydra writes runs (default: outputs)")
-    parser.add_argument("--out", type=Path, help="where tables and plots go (default: the one sweep or run dir "
-                                                 "collected, else OUTPUTS/collected)")
+    parser.add_argument(
+        "--outputs", type=Path, default=Path("outputs"), help="where Hydra writes runs (default: outputs)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where tables and plots go (default: the one sweep or run dir collected, else OUTPUTS/collected)",
+    )
     parser.add_argument("--format", choices=("md", "csv", "json"), default="md", help="what goes to stdout")
-    parser.add_argument("--sort", metavar="COLUMN", help="sort the cells by a column of summary.csv; "
-                                                         "--sort=-COLUMN sorts descending")
-    parser.add_argument("--over", metavar="KEY", help="tuned view: for each cell of the other keys, keep the value of "
-                                                      "this swept key (optim.lr) with the best --select metric")
-    parser.add_argument("--select", metavar="METRIC",
-                        help="the validation metric --over maximises (default: valid/acc)")
+    parser.add_argument(
+        "--sort", metavar="COLUMN", help="sort the cells by a column of summary.csv; --sort=-COLUMN sorts descending"
+    )
+    parser.add_argument(
+        "--over",
+        metavar="KEY",
+        help="tuned view: for each cell of the other keys, keep the value of "
+        "this swept key (optim.lr) with the best --select metric",
+    )
+    parser.add_argument(
+        "--select", metavar="METRIC", help="the validation metric --over maximises (default: valid/acc)"
+    )
     return parser.parse_args(argv)
 
 
-def tuned(cells: Dict[tuple, List[Run]], summary: pd.DataFrame, labels: List[str], key_columns: List[str],
-          args: argparse.Namespace) -> Tuple[Dict[tuple, List[Run]], pd.DataFrame, List[str], Optional[Selection]]:
+def tuned(
+    cells: Dict[tuple, List[Run]],
+    summary: pd.DataFrame,
+    labels: List[str],
+    key_columns: List[str],
+    args: argparse.Namespace,
+) -> Tuple[Dict[tuple, List[Run]], pd.DataFrame, List[str], Optional[Selection]]:
     """The cells the table shows: all of them, or with --over only each one's selected setting."""
     if not args.over:
         if args.select:
@@ -612,8 +716,12 @@ def tuned(cells: Dict[tuple, List[Run]], summary: pd.DataFrame, labels: List[str
     chosen = selection(summary, key_columns, args.select or "valid/acc", args.over)
     rows = select_best(summary, labels, key_columns, chosen)
     cell_items = list(cells.items())
-    return (dict(cell_items[i] for i in rows), summary.loc[rows].reset_index(drop=True), [labels[i] for i in rows],
-            chosen)
+    return (
+        dict(cell_items[i] for i in rows),
+        summary.loc[rows].reset_index(drop=True),
+        [labels[i] for i in rows],
+        chosen,
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -646,12 +754,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(summary.to_csv(index=False), end="")
     else:
         selected = {"metric": chosen.metric, "over": chosen.over, "candidates": chosen.candidates} if chosen else None
-        print(json.dumps({"out_dir": str(out), "selection": selected, "cells": records(summary), "runs": records(table),
-                          "significance": records(sig), "not_in_table": records(table[table.status != COMPLETED])},
-                         indent=1, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
+        print(
+            json.dumps(
+                {
+                    "out_dir": str(out),
+                    "selection": selected,
+                    "cells": records(summary),
+                    "runs": records(table),
+                    "significance": records(sig),
+                    "not_in_table": records(table[table.status != COMPLETED]),
+                },
+                indent=1,
+                default=lambda value: value.item() if hasattr(value, "item") else str(value),
+            )
+        )
     if problems:
-        print(f"collect: {len(problems)} of {len(runs)} runs not in the table (listed in comparison.md): "
-              + ", ".join(sorted({r.status for r in problems})), file=sys.stderr)
+        print(
+            f"collect: {len(problems)} of {len(runs)} runs not in the table (listed in comparison.md): "
+            + ", ".join(sorted({r.status for r in problems})),
+            file=sys.stderr,
+        )
     print(f"collect: {len(cells)} cells from {len(runs) - len(problems)} completed runs -> {out}", file=sys.stderr)
     return 0
 

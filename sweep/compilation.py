@@ -3,6 +3,7 @@ before the timed epochs, fall back to eager where compile=auto and the compiler 
 truthfully afterwards what ran compiled (dynamo's own counters).
 
 Importable with torch and transformers alone (the benchmark uses it on machines without hydra)."""
+
 import logging
 import time
 from contextlib import ExitStack
@@ -39,13 +40,17 @@ def compile_mode(setting, device: torch.device, padding: str = "max_length") -> 
     if not explicit:
         setting = "true" if compiles_by_default(device) else "false"
     if setting not in COMPILE_SETTINGS:
-        raise InputError(f"trainer.compile={setting!r} is not a compile setting; use auto, true, false or reduce-overhead")
+        raise InputError(
+            f"trainer.compile={setting!r} is not a compile setting; use auto, true, false or reduce-overhead"
+        )
     mode = COMPILE_SETTINGS[setting]
     if mode == "reduce-overhead" and padding == "dynamic":
         # CUDA graphs are recorded once per input shape: dynamic padding has one shape per length
-        raise InputError("trainer.compile=reduce-overhead records a CUDA graph for every input shape, and "
-                         "data.padding=dynamic makes one per length; use data.padding=max_length with it, "
-                         "or trainer.compile=true with dynamic padding")
+        raise InputError(
+            "trainer.compile=reduce-overhead records a CUDA graph for every input shape, and "
+            "data.padding=dynamic makes one per length; use data.padding=max_length with it, "
+            "or trainer.compile=true with dynamic padding"
+        )
     return mode, not explicit
 
 
@@ -53,8 +58,12 @@ def dynamo_counts() -> Dict[str, int]:
     """Frames dynamo tried to compile, those it compiled (the others ran eagerly), and graph breaks
     (each splits the forward into more graphs: slower, and fatal to CUDA graphs at inference)."""
     from torch._dynamo.utils import counters
-    return {"frames": int(counters["frames"]["total"]), "compiled": int(counters["frames"]["ok"]),
-            "graph_breaks": int(sum(counters["graph_break"].values()))}
+
+    return {
+        "frames": int(counters["frames"]["total"]),
+        "compiled": int(counters["frames"]["ok"]),
+        "graph_breaks": int(sum(counters["graph_break"].values())),
+    }
 
 
 def reset_compiler() -> None:
@@ -62,6 +71,7 @@ def reset_compiler() -> None:
     workers) would otherwise pile their cache entries on Classifier.forward until dynamo's
     recompile limit makes later jobs run eagerly."""
     from torch._dynamo.utils import counters
+
     torch._dynamo.reset()
     counters.clear()
     torch._dynamo.config.suppress_errors = _SUPPRESS_ERRORS_DEFAULT
@@ -70,6 +80,7 @@ def reset_compiler() -> None:
 @dataclass
 class WarmupBatch:
     """One input shape the run will use: a train step (forward + backward) or an evaluation."""
+
     batch: Dict[str, torch.Tensor]
     train: bool
 
@@ -77,6 +88,7 @@ class WarmupBatch:
 @dataclass
 class Compiled:
     """What the run calls, and the record of how it was compiled."""
+
     forward: nn.Module
     mode: Optional[str]
     fallback_allowed: bool
@@ -90,19 +102,31 @@ class Compiled:
 
     def record(self) -> Dict[str, object]:
         """For metrics.json: compiled is true only if nothing ran eagerly after the warm-up."""
-        record = {"compile_mode": self.mode, "compile_seconds": self.seconds if self.compiled else None,
-                  "compile_error": self.error}
+        record = {
+            "compile_mode": self.mode,
+            "compile_seconds": self.seconds if self.compiled else None,
+            "compile_error": self.error,
+        }
         if not self.compiled:
             return {**record, "compiled": False, "recompiles": None, "graph_breaks": None}
         now = dynamo_counts()
         recompiles = now["frames"] - self.after_warmup["frames"]
         eager = recompiles - (now["compiled"] - self.after_warmup["compiled"])
-        return {**record, "compiled": eager == 0, "recompiles": recompiles,
-                "graph_breaks": self.after_warmup["graph_breaks"]}
+        return {
+            **record,
+            "compiled": eager == 0,
+            "recompiles": recompiles,
+            "graph_breaks": self.after_warmup["graph_breaks"],
+        }
 
 
-def warm_up(forward: nn.Module, batches: Sequence[WarmupBatch], device: torch.device, precision: Precision,
-            dynamic_batch: bool = True) -> None:
+def warm_up(
+    forward: nn.Module,
+    batches: Sequence[WarmupBatch],
+    device: torch.device,
+    precision: Precision,
+    dynamic_batch: bool = True,
+) -> None:
     """Runs every shape once, so that compilation happens here and not in the timed epochs (the
     batch dimension is dynamic from the start: one train and one eval graph for all sizes). No
     gradient and no trace in the random state is left (dropout), so the run matches an eager one
@@ -137,8 +161,15 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
-def compile_model(model: nn.Module, setting, device: torch.device, precision: Precision,
-                  warmup: Sequence[WarmupBatch], padding: str = "max_length", backend: str = "inductor") -> Compiled:
+def compile_model(
+    model: nn.Module,
+    setting,
+    device: torch.device,
+    precision: Precision,
+    warmup: Sequence[WarmupBatch],
+    padding: str = "max_length",
+    backend: str = "inductor",
+) -> Compiled:
     """Compiles `model` for every shape in `warmup`. Parameters are shared with the compiled
     module, so `model` is what gets saved. With dynamic padding the lengths are dynamic (one
     graph, not one per length); fixed shapes compile once each."""
@@ -148,20 +179,28 @@ def compile_model(model: nn.Module, setting, device: torch.device, precision: Pr
     started = time.perf_counter()
     try:
         # CUDA graphs need the forward in one graph: a graph break fails here, in one line, not mid-run
-        forward = torch.compile(model, mode=mode, backend=backend, dynamic=True if padding == "dynamic" else None,
-                                fullgraph=mode == "reduce-overhead")
+        forward = torch.compile(
+            model,
+            mode=mode,
+            backend=backend,
+            dynamic=True if padding == "dynamic" else None,
+            fullgraph=mode == "reduce-overhead",
+        )
         warm_up(forward, warmup, device, precision, dynamic_batch=mode != "reduce-overhead")
     except Exception as error:  # a GPU too old for Triton, no Triton, no C compiler, ...
         model.zero_grad(set_to_none=True)
         reset_compiler()
         reason = _one_line(error)
         if not fallback_allowed:
-            raise CompileError(f"torch.compile failed before training ({reason}); set trainer.compile=false, "
-                               f"or auto to fall back to eager when compiling fails") from None
+            raise CompileError(
+                f"torch.compile failed before training ({reason}); set trainer.compile=false, "
+                f"or auto to fall back to eager when compiling fails"
+            ) from None
         log.warning("torch.compile failed (%s); this run goes on eagerly (trainer.compile=auto)", reason)
         return Compiled(model, mode, fallback_allowed, error=reason)
-    compiled = Compiled(forward, mode, fallback_allowed, seconds=time.perf_counter() - started,
-                        after_warmup=dynamo_counts())
+    compiled = Compiled(
+        forward, mode, fallback_allowed, seconds=time.perf_counter() - started, after_warmup=dynamo_counts()
+    )
     if fallback_allowed:  # a later recompile that fails runs that frame eagerly instead of ending the run
         torch._dynamo.config.suppress_errors = True
     log.info("compiled the model (%s) for %d input shapes in %.1fs", mode, len(warmup), compiled.seconds)

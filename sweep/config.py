@@ -1,5 +1,6 @@
 """The config schema (so a typo in a key or a wrong type fails at compose time) and the resolvers
 the config uses: a job's run-dir name from its overrides, joblib's default number of jobs."""
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 

@@ -1,4 +1,5 @@
 """Data: load -> dedup -> stratified seeded split -> cap -> tokenize (cached) -> DataLoaders."""
+
 import hashlib
 import logging
 import math
@@ -27,13 +28,16 @@ class DataError(InputError):
 
 # ---------------------------------------------------------------- loading
 
+
 def load_imdb(hub_id: Optional[str], local_dir: Optional[str]) -> Dataset:
     """IMDB's labeled train and test merged into one dataset, from a local dir of parquet files
     (the hub's schema) or from the hub, through the same `datasets` path."""
     if local_dir:
         directory = Path(local_dir).expanduser()
         if not directory.is_dir():
-            raise DataError(f"data.local_dir={local_dir!r} does not exist; point it at a dir holding train.parquet and test.parquet")
+            raise DataError(
+                f"data.local_dir={local_dir!r} does not exist; point it at a dir holding train.parquet and test.parquet"
+            )
         files = {split: directory / f"{split}.parquet" for split in ("train", "test")}
         missing = [f.name for f in files.values() if not f.is_file()]
         if missing:
@@ -59,8 +63,9 @@ def load_imdb(hub_id: Optional[str], local_dir: Optional[str]) -> Dataset:
             raise DataError(
                 f"{source!r} {split} split lacks column(s) {absent}; found {parts[split].column_names}, need text (string) and label (0 = neg, 1 = pos)"
             )
-    merged = concatenate_datasets([parts["train"].select_columns(list(REQUIRED_COLUMNS)),
-                                   parts["test"].select_columns(list(REQUIRED_COLUMNS))])
+    merged = concatenate_datasets(
+        [parts["train"].select_columns(list(REQUIRED_COLUMNS)), parts["test"].select_columns(list(REQUIRED_COLUMNS))]
+    )
     return merged.cast_column("label", ClassLabel(names=LABEL_NAMES))
 
 
@@ -69,8 +74,15 @@ def load_imdb(hub_id: Optional[str], local_dir: Optional[str]) -> Dataset:
 _POSITIVE = ["great", "wonderful", "superb", "moving", "brilliant", "charming", "gripping", "delightful"]
 _NEGATIVE = ["awful", "boring", "dull", "terrible", "clumsy", "tedious", "bland", "painful"]
 _ASPECTS = ["acting", "plot", "script", "music", "ending", "cast", "pacing", "dialogue", "camera work", "story"]
-_FILLER = ["i saw this film last week .", "my friends wanted to watch it .", "it runs about two hours .",
-           "the cinema was half empty .", "it is based on a novel .", "we went on a sunday .", ""]
+_FILLER = [
+    "i saw this film last week .",
+    "my friends wanted to watch it .",
+    "it runs about two hours .",
+    "the cinema was half empty .",
+    "it is based on a novel .",
+    "we went on a sunday .",
+    "",
+]
 _NEGATORS = ["not", "never", "hardly"]
 _NEGATION_RATE = 0.15
 
@@ -113,6 +125,7 @@ def load_raw(data_cfg) -> Dataset:
 
 # ---------------------------------------------------------------- dedup, split, caps
 
+
 def drop_duplicates(ds: Dataset) -> Dataset:
     """Keep the first occurrence of each exact text, so no review sits in two splits."""
     seen, keep = set(), []
@@ -129,7 +142,9 @@ def split_dataset(ds: Dataset, fractions: Sequence[float], seed: int) -> Dataset
     """Stratified by label, shuffled with the seed (the raw data is ordered by label)."""
     train_f, valid_f, test_f = fractions
     if min(fractions) <= 0 or abs(train_f + valid_f + test_f - 1) > 1e-6:
-        raise DataError(f"data.split={list(fractions)} must be three positive fractions summing to 1, e.g. [0.8, 0.1, 0.1]")
+        raise DataError(
+            f"data.split={list(fractions)} must be three positive fractions summing to 1, e.g. [0.8, 0.1, 0.1]"
+        )
     rest, test = _stratified_split(ds, valid_f + test_f, seed)
     valid, test = _stratified_split(test, test_f / (valid_f + test_f), seed)
     return DatasetDict(train=rest, valid=valid, test=test)
@@ -140,18 +155,21 @@ def _stratified_split(ds: Dataset, test_size: float, seed: int):
     datasets reads the label column row by row there (4 s of a cold start on IMDB)."""
     n_test = math.ceil(test_size * len(ds))
     labels = ds.select_columns(["label"]).with_format("numpy")[:]["label"]  # one batch read
-    keep, held_out = next(stratified_shuffle_split_generate_indices(
-        labels, len(ds) - n_test, n_test, rng=np.random.default_rng(seed)))
+    keep, held_out = next(
+        stratified_shuffle_split_generate_indices(labels, len(ds) - n_test, n_test, rng=np.random.default_rng(seed))
+    )
     return ds.select(keep), ds.select(held_out)
 
 
 def cap(splits: DatasetDict, max_train: Optional[int], max_eval: Optional[int]) -> DatasetDict:
     """Debug caps; the splits are already shuffled, so the first rows are a fair sample."""
     limits = {"train": max_train, "valid": max_eval, "test": max_eval}
-    return DatasetDict({
-        name: ds.select(range(min(limits[name], len(ds)))) if limits[name] is not None else ds
-        for name, ds in splits.items()
-    })
+    return DatasetDict(
+        {
+            name: ds.select(range(min(limits[name], len(ds)))) if limits[name] is not None else ds
+            for name, ds in splits.items()
+        }
+    )
 
 
 def prepare_splits(data_cfg) -> DatasetDict:
@@ -165,6 +183,7 @@ def prepare_splits(data_cfg) -> DatasetDict:
 
 
 # ---------------------------------------------------------------- tokenization
+
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """What decides the token ids: the tokenizer's full definition, less the truncation and padding
@@ -207,12 +226,19 @@ def tokenize(splits: DatasetDict, tokenizer, max_len: int, input_names: List[str
     out = {}
     for name, ds in splits.items():
         fingerprint = hashlib.sha256(f"{ds._fingerprint}-{key}".encode()).hexdigest()[:16]
-        out[name] = ds.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
-                           new_fingerprint=fingerprint, desc=f"tokenize {name}")
+        out[name] = ds.map(
+            encode,
+            batched=True,
+            batch_size=1000,
+            remove_columns=["text"],
+            new_fingerprint=fingerprint,
+            desc=f"tokenize {name}",
+        )
     return DatasetDict(out)
 
 
 # ---------------------------------------------------------------- batches
+
 
 class Collator:
     """Dict of token-id lists -> padded tensors; pads to max_len (the seed's) or to the batch's longest."""
@@ -247,13 +273,20 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, g
     window = batch_size * group
     batches = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: -lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        chunk = sorted(order[start : start + window], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-def make_loader(ds: Dataset, collator: Collator, batch_size: int, shuffle_seed: Optional[int] = None,
-                group_by_length: bool = False, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    ds: Dataset,
+    collator: Collator,
+    batch_size: int,
+    shuffle_seed: Optional[int] = None,
+    group_by_length: bool = False,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """Whole batches are read from arrow in one call (ds[list_of_rows]), not row by row.
     shuffle_seed=None keeps the order; the train loader is rebuilt each epoch with seed + epoch,
     which makes the batch order of any epoch reproducible on resume."""
@@ -264,5 +297,6 @@ def make_loader(ds: Dataset, collator: Collator, batch_size: int, shuffle_seed: 
     else:
         order = RandomSampler(ds, generator=torch.Generator().manual_seed(shuffle_seed))
         batches = BatchSampler(order, batch_size, drop_last=False)
-    return DataLoader(ds, sampler=batches, batch_size=None, collate_fn=collator,
-                      num_workers=num_workers, pin_memory=pin_memory)
+    return DataLoader(
+        ds, sampler=batches, batch_size=None, collate_fn=collator, num_workers=num_workers, pin_memory=pin_memory
+    )

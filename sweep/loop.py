@@ -1,5 +1,6 @@
 """The training step, one epoch, evaluation, and the optimizer. Importable with torch and
 transformers alone (the benchmark uses train_step on machines without hydra or datasets)."""
+
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ def model_inputs(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 class Precision:
     """Mixed precision of the forward pass: autocast to `dtype` (None = plain fp32), with a grad
     scaler for fp16, whose small range would underflow gradients."""
+
     name: str
     device_type: str
     dtype: Optional[torch.dtype] = None
@@ -90,8 +92,14 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return Precision("fp16", device.type, torch.float16, torch.amp.GradScaler(device.type))
 
 
-def train_step(model: nn.Module, inputs: Dict[str, torch.Tensor], labels: torch.Tensor,
-               optimizer: torch.optim.Optimizer, scheduler=None, precision: Optional[Precision] = None):
+def train_step(
+    model: nn.Module,
+    inputs: Dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler=None,
+    precision: Optional[Precision] = None,
+):
     """Forward, loss, backward, optimizer step. Returns the loss and the number of correct
     predictions as device tensors: nothing here waits for the device."""
     torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (reduce-overhead): a new step, the last one's outputs are done
@@ -120,9 +128,19 @@ class EpochResult:
     steps: int
 
 
-def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.device, *, epoch: int,
-                global_step: int, log_every: int, on_log: Callable[[Dict[str, float], int], None],
-                precision: Optional[Precision] = None) -> EpochResult:
+def train_epoch(
+    model: nn.Module,
+    loader,
+    optimizer,
+    scheduler,
+    device: torch.device,
+    *,
+    epoch: int,
+    global_step: int,
+    log_every: int,
+    on_log: Callable[[Dict[str, float], int], None],
+    precision: Optional[Precision] = None,
+) -> EpochResult:
     """One pass over the loader. Loss and accuracy accumulate on the device; the host syncs only
     every `log_every` steps (to log the running loss and check it is finite)."""
     model.train()
@@ -142,7 +160,9 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.de
         if (global_step + steps) % log_every == 0:
             value = (window_loss / window_steps).item()
             check_finite(value, epoch, global_step + steps)
-            on_log({"train/loss_step": value, "train/lr": scheduler.get_last_lr()[0], "epoch": epoch}, global_step + steps)
+            on_log(
+                {"train/loss_step": value, "train/lr": scheduler.get_last_lr()[0], "epoch": epoch}, global_step + steps
+            )
             bar.set_postfix(loss=f"{value:.4f}")
             window_loss.zero_()
             window_steps = 0
@@ -153,12 +173,15 @@ def train_epoch(model: nn.Module, loader, optimizer, scheduler, device: torch.de
 
 def check_finite(loss: float, epoch: int, step: int) -> None:
     if not math.isfinite(loss):
-        raise NonFiniteLossError(f"train loss is {loss} at epoch {epoch}, step {step}; lower optim.lr or check the data")
+        raise NonFiniteLossError(
+            f"train loss is {loss} at epoch {epoch}, step {step}; lower optim.lr or check the data"
+        )
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader, device: torch.device, desc: str = "eval",
-             precision: Optional[Precision] = None) -> Dict[str, object]:
+def evaluate(
+    model: nn.Module, loader, device: torch.device, desc: str = "eval", precision: Optional[Precision] = None
+) -> Dict[str, object]:
     """Loss, accuracy, F1 of the positive class, and per-example predictions."""
     model.eval()
     losses, labels, preds, probs, idx = [], [], [], [], []
@@ -187,4 +210,3 @@ def evaluate(model: nn.Module, loader, device: torch.device, desc: str = "eval",
         "prob_pos": torch.cat(probs).cpu().numpy(),
         "idx": torch.cat(idx).cpu().numpy(),
     }
-

@@ -2,6 +2,7 @@
 
 Importable with torch and transformers alone (no hydra, datasets or wandb), so the benchmark runs
 on machines that have only those."""
+
 import importlib
 import inspect
 import json
@@ -21,9 +22,14 @@ from sweep.pooling import get_pooler
 try:  # transformers >= 5: one mask builder per attention kind, with a switch for the no-padding shortcut
     from transformers import BertModel, ModernBertModel
     from transformers.masking_utils import create_bidirectional_mask, create_bidirectional_sliding_window_mask
-    _MASK_BUILDERS: Dict[str, Callable] = {"full_attention": create_bidirectional_mask,
-                                          "sliding_attention": create_bidirectional_sliding_window_mask}
-    if not all("allow_is_bidirectional_skip" in inspect.signature(build).parameters for build in _MASK_BUILDERS.values()):
+
+    _MASK_BUILDERS: Dict[str, Callable] = {
+        "full_attention": create_bidirectional_mask,
+        "sliding_attention": create_bidirectional_sliding_window_mask,
+    }
+    if not all(
+        "allow_is_bidirectional_skip" in inspect.signature(build).parameters for build in _MASK_BUILDERS.values()
+    ):
         _MASK_BUILDERS = {}
 except ImportError:
     _MASK_BUILDERS = {}
@@ -52,6 +58,7 @@ def resolve_source(model_id: str, offline_package: Optional[str] = None, bundled
 
 def _in_hub_cache(model_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
+
     return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
 
 
@@ -131,8 +138,9 @@ def encoder_attention_mask(encoder: PreTrainedModel, attention_mask: torch.Tenso
     embeddings = attention_mask.new_empty((batch, length, 0), dtype=encoder.get_input_embeddings().weight.dtype)
 
     def build(layer_type: str) -> torch.Tensor:
-        mask = _MASK_BUILDERS[layer_type](config=config, inputs_embeds=embeddings, attention_mask=attention_mask,
-                                          allow_is_bidirectional_skip=False)
+        mask = _MASK_BUILDERS[layer_type](
+            config=config, inputs_embeds=embeddings, attention_mask=attention_mask, allow_is_bidirectional_skip=False
+        )
         return unmask_empty_rows(mask)
 
     if layer_types is None:
@@ -196,10 +204,11 @@ class Classifier(nn.Module):
     def from_pretrained(cls, directory) -> "Classifier":
         directory = Path(directory)
         if not (directory / META_FILE).is_file():
-            raise ModelLoadError(f"{str(directory)!r} is not a saved Classifier (no {META_FILE}); pass a run's best/ dir")
+            raise ModelLoadError(
+                f"{str(directory)!r} is not a saved Classifier (no {META_FILE}); pass a run's best/ dir"
+            )
         info = json.loads((directory / META_FILE).read_text())
         model = cls(load_encoder(str(directory)), info["pooling"], info["num_labels"], info["head_dropout"])
         head = load_file(directory / HEAD_FILE)
         model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
         return model.eval()
-

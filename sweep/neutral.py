@@ -5,8 +5,15 @@ what a run leaves on disk.
 Kept free of heavy imports: the collector reads it without torch or Hydra."""
 
 # a group name stands for every key under it (logger -> logger.name, logger.mode, ...)
-RESULT_NEUTRAL_KEYS = ("logger", "trainer.resume", "trainer.num_workers", "trainer.threads", "trainer.gpu_wait_min",
-                       "trainer.log_every_n_steps", "trainer.save_best")
+RESULT_NEUTRAL_KEYS = (
+    "logger",
+    "trainer.resume",
+    "trainer.num_workers",
+    "trainer.threads",
+    "trainer.gpu_wait_min",
+    "trainer.log_every_n_steps",
+    "trainer.save_best",
+)
 
 
 def is_result_neutral(key: str) -> bool:

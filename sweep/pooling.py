@@ -1,5 +1,6 @@
 """Sentence vectors from token states. Every pooler takes the attention mask, so padding never
 changes the result."""
+
 from typing import Callable, Dict
 
 import torch

@@ -10,6 +10,7 @@ line). One row per text, in input order: the predicted label's name, its class i
 probability of every class, as CSV or JSON Lines, to standard output or --out. Uses the GPU (bf16
 where the card has it) when there is one; truncates to the max_len the run trained with.
 """
+
 import argparse
 import json
 import sys
@@ -32,26 +33,36 @@ class PredictError(InputError):
 def checkpoint_dir(path: Path) -> Path:
     """The saved classifier: `path` itself or its best/."""
     from sweep.model import META_FILE
+
     for candidate in (path / "best", path):
         if (candidate / META_FILE).is_file():
             return candidate
     if not path.exists():
         raise PredictError(f"no such run dir: {str(path)!r}")
-    raise PredictError(f"{str(path)!r} holds no saved classifier (no best/{META_FILE}); pass a run dir of a "
-                       f"completed run trained with trainer.save_best=true, or its best/ dir")
+    raise PredictError(
+        f"{str(path)!r} holds no saved classifier (no best/{META_FILE}); pass a run dir of a "
+        f"completed run trained with trainer.save_best=true, or its best/ dir"
+    )
 
 
 def read_table_column(path: Path, column: str) -> List[str]:
     import pandas as pd
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet,
-               ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": lambda p: pd.read_json(p, lines=True)}
+
+    readers = {
+        ".csv": pd.read_csv,
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+        ".json": lambda p: pd.read_json(p, lines=True),
+    }
     try:
         table = readers[path.suffix.lower()](path)
     except ValueError as error:  # pandas' parsers say what is wrong with the file
         raise PredictError(f"cannot read {str(path)!r} as {path.suffix.lower()[1:]}: {error}") from None
     if column not in table.columns:
-        raise PredictError(f"{str(path)!r} has no column {column!r}; its columns are {list(table.columns)}; "
-                           f"name the text column with --text-column")
+        raise PredictError(
+            f"{str(path)!r} has no column {column!r}; its columns are {list(table.columns)}; "
+            f"name the text column with --text-column"
+        )
     return table[column].astype(str).tolist()
 
 
@@ -82,6 +93,7 @@ def label_names(meta: dict, num_labels: int) -> List[str]:
     """The class names saved with the checkpoint; checkpoints saved before they were recorded come
     from the project's binary datasets (IMDB, generated reviews), labelled neg/pos."""
     from sweep.data import LABEL_NAMES
+
     if meta.get("label_names"):
         return list(meta["label_names"])
     return list(LABEL_NAMES) if num_labels == len(LABEL_NAMES) else [f"class_{i}" for i in range(num_labels)]
@@ -101,8 +113,13 @@ def class_probabilities(model, tokenizer, texts: List[str], max_len: int, batch_
     out = []
     with torch.inference_mode():
         for start in tqdm(starts, desc="predict", unit="batch", disable=shown, file=sys.stderr):
-            encoded = tokenizer(texts[start:start + batch_size], truncation=True, max_length=max_len,
-                                padding=True, return_tensors="pt")
+            encoded = tokenizer(
+                texts[start : start + batch_size],
+                truncation=True,
+                max_length=max_len,
+                padding=True,
+                return_tensors="pt",
+            )
             inputs = {name: encoded[name].to(device) for name in names}
             with precision.autocast():
                 logits = model(**inputs)
@@ -113,11 +130,11 @@ def class_probabilities(model, tokenizer, texts: List[str], max_len: int, batch_
 def predict(run_dir: str, texts: List[str], batch_size: int = 64, device: str = "auto"):
     """A DataFrame with label, class_id and prob_<label> per text, in input order."""
     import pandas as pd
+    from transformers.utils import logging as transformers_logging
 
     from sweep.loop import resolve_device, resolve_precision
     from sweep.model import META_FILE, Classifier, load_tokenizer
 
-    from transformers.utils import logging as transformers_logging
     transformers_logging.disable_progress_bar()  # "Loading weights" bars: predict.py's own bar is the one to show
 
     directory = checkpoint_dir(Path(run_dir))

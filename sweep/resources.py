@@ -1,6 +1,7 @@
 """One job's share of the machine: its torch threads on CPU and, where the job itself picks among
 several GPUs (joblib on a multi-GPU machine), a GPU of its own. Parallel jobs must not fight over
 cores or land two on one GPU."""
+
 import fcntl
 import logging
 import os
@@ -94,10 +95,18 @@ class GpuClaim:
     `with GpuClaim(...) as device` gives "cuda:<logical index>" of the claimed card, or None where
     nothing was claimed (trainer.device decides)."""
 
-    def __init__(self, job_num: int = 0, lock_dir: Optional[Path] = None, device: str = "auto",
-                 wait_min: float = 0.0, poll_s: float = 5.0):
+    def __init__(
+        self,
+        job_num: int = 0,
+        lock_dir: Optional[Path] = None,
+        device: str = "auto",
+        wait_min: float = 0.0,
+        poll_s: float = 5.0,
+    ):
         self.job_num, self.device, self.wait_min, self.poll_s = job_num, device, wait_min, poll_s
-        self.lock_dir = Path(lock_dir or tempfile.gettempdir())  # shared by every user: /tmp unless TMPDIR says otherwise
+        self.lock_dir = Path(
+            lock_dir or tempfile.gettempdir()
+        )  # shared by every user: /tmp unless TMPDIR says otherwise
         self.fd: Optional[int] = None
 
     def __enter__(self) -> Optional[str]:
@@ -115,18 +124,29 @@ class GpuClaim:
         while True:
             index = self._lock_one(uuids)
             if index is not None:
-                log.info("job %d runs on cuda:%d (GPU %s)%s", self.job_num, index, uuids[index],
-                         " after waiting" if waiting else "")
+                log.info(
+                    "job %d runs on cuda:%d (GPU %s)%s",
+                    self.job_num,
+                    index,
+                    uuids[index],
+                    " after waiting" if waiting else "",
+                )
                 return f"cuda:{index}"
             left = deadline - time.monotonic()
             if left <= 0:
                 raise GpuUnavailableError(
                     f"no free GPU for job {self.job_num} after waiting trainer.gpu_wait_min={self.wait_min:g} min: "
                     f"all {len(uuids)} GPUs are locked by other jobs (lock files in {self.lock_dir}); "
-                    f"lower hydra.launcher.n_jobs or raise trainer.gpu_wait_min")
+                    f"lower hydra.launcher.n_jobs or raise trainer.gpu_wait_min"
+                )
             if not waiting:
-                log.warning("all %d GPUs (%s) are locked by other jobs; job %d waits up to trainer.gpu_wait_min=%g min",
-                            len(uuids), ", ".join(uuids), self.job_num, self.wait_min)
+                log.warning(
+                    "all %d GPUs (%s) are locked by other jobs; job %d waits up to trainer.gpu_wait_min=%g min",
+                    len(uuids),
+                    ", ".join(uuids),
+                    self.job_num,
+                    self.wait_min,
+                )
                 waiting = True
             time.sleep(min(self.poll_s, left))
 

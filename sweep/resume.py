@@ -1,6 +1,7 @@
 """The resumable state of a run after an epoch: what a killed, pre-empted or requeued job needs to
 go on exactly where it stopped (weights, optimizer, schedule, grad scaler, random streams, the
 epoch history and the best epoch so far), saved atomically and restored as one object."""
+
 import logging
 import random
 from dataclasses import dataclass, field
@@ -34,18 +35,22 @@ def set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
 
 @dataclass
 class ResumeState:
-    epoch: int = 0                      # epochs completed
+    epoch: int = 0  # epochs completed
     global_step: int = 0
-    stale: int = 0                      # epochs since the best valid/acc (early stopping)
+    stale: int = 0  # epochs since the best valid/acc (early stopping)
     history: List[Dict[str, Any]] = field(default_factory=list)
     best: Optional[Dict[str, Any]] = None  # the best epoch's history row
     best_weights: Optional[Dict[str, torch.Tensor]] = None  # kept here only when best/ is not written
     training: Dict[str, Any] = field(default_factory=dict)  # model, optimizer, scheduler, scaler, rng
 
     def capture(self, model, optimizer, scheduler, scaler, device: torch.device) -> None:
-        self.training = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": rng_state(device),
-                         "scaler": scaler.state_dict() if scaler is not None else None}
+        self.training = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(device),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        }
 
     def restore(self, model, optimizer, scheduler, scaler, device: torch.device) -> None:
         t = self.training

@@ -2,6 +2,7 @@
 fail before any training (model, data, tokenizer), fit with the best checkpoint and a resumable
 state per epoch, test on the best checkpoint, and write the run-dir files. A failure or an
 interrupt is written into metrics.json before it propagates; the tracker is always finished."""
+
 import contextlib
 import gc
 import hashlib
@@ -26,13 +27,31 @@ from sweep.compilation import WarmupBatch, compile_model, reset_compiler
 from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
 from sweep.errors import InputError
 from sweep.loop import build_optimizer, evaluate, resolve_device, resolve_precision, train_epoch
-from sweep.model import (META_FILE, Classifier, encoder_input_names, load_config, load_encoder,
-                         load_tokenizer, max_positions, resolve_source)
+from sweep.model import (
+    META_FILE,
+    Classifier,
+    encoder_input_names,
+    load_config,
+    load_encoder,
+    load_tokenizer,
+    max_positions,
+    resolve_source,
+)
 from sweep.neutral import RERUN_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
 from sweep.resume import ResumeState
 from sweep.tiny import tiny_config, train_tokenizer
-from sweep.tracking import (BEST_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, atomic_path, read_json,
-                            start_tracker, write_history, write_json, write_predictions)
+from sweep.tracking import (
+    BEST_DIR,
+    HISTORY_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    atomic_path,
+    read_json,
+    start_tracker,
+    write_history,
+    write_json,
+    write_predictions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +91,9 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
         tokenizer = load_tokenizer(source)
         limit = max_positions(load_config(source))
     if dcfg.max_len > limit or dcfg.max_len < 8:
-        raise DataError(f"data.max_len={dcfg.max_len} does not fit model {mcfg.name!r}: use 8 <= data.max_len <= {limit}")
+        raise DataError(
+            f"data.max_len={dcfg.max_len} does not fit model {mcfg.name!r}: use 8 <= data.max_len <= {limit}"
+        )
     splits = prepare_splits(dcfg)
     set_seed(cfg.seed)
     if mcfg.tiny:
@@ -118,7 +139,10 @@ class Run:
         self.fingerprint = config_fingerprint(self.config)
         self.tracker = None
         self.metrics: Dict[str, Any] = {
-            "model": cfg.model.name, "pooling": cfg.pooling.name, "seed": cfg.seed, "status": "running",
+            "model": cfg.model.name,
+            "pooling": cfg.pooling.name,
+            "seed": cfg.seed,
+            "status": "running",
             "config_hash": self.fingerprint,
         }
 
@@ -148,24 +172,44 @@ class Run:
         model, splits = job.model, job.splits
         train_ds = splits["train"]
         pin = device.type == "cuda"
-        eval_loader = lambda ds: make_loader(ds, job.collator, cfg.data.eval_batch_size,
-                                             num_workers=cfg.trainer.num_workers, pin_memory=pin)
+
+        def eval_loader(ds):
+            return make_loader(
+                ds, job.collator, cfg.data.eval_batch_size, num_workers=cfg.trainer.num_workers, pin_memory=pin
+            )
+
         precision = resolve_precision(cfg.trainer.precision, device)
         steps_per_epoch = math.ceil(len(train_ds) / cfg.trainer.batch_size)
         optimizer, scheduler = build_optimizer(model, cfg.optim, steps_per_epoch * cfg.trainer.epochs)
-        self.write_metrics(params=model.num_parameters(), device=str(device), precision=precision.name,
-                           train_samples=len(train_ds), valid_samples=len(splits["valid"]), test_samples=len(splits["test"]))
+        self.write_metrics(
+            params=model.num_parameters(),
+            device=str(device),
+            precision=precision.name,
+            train_samples=len(train_ds),
+            valid_samples=len(splits["valid"]),
+            test_samples=len(splits["test"]),
+        )
 
         state = self.load_state()
         if state.epoch:
             state.restore(model, optimizer, scheduler, precision.scaler, device)
-            log.info("resuming after epoch %d (best valid/acc %.4f at epoch %d)",
-                     state.epoch, state.best["valid/acc"], state.best["epoch"])
+            log.info(
+                "resuming after epoch %d (best valid/acc %.4f at epoch %d)",
+                state.epoch,
+                state.best["valid/acc"],
+                state.best["epoch"],
+            )
             self.reconcile_best(state, job)
         # compiled outside the timed epochs, every shape; after the restore, which it must not disturb
-        compiled = compile_model(model, cfg.trainer.compile, device, precision,
-                                 warmup_batches(job, cfg.trainer.batch_size, cfg.data.eval_batch_size),
-                                 padding=cfg.data.padding, backend=cfg.trainer.compile_backend)
+        compiled = compile_model(
+            model,
+            cfg.trainer.compile,
+            device,
+            precision,
+            warmup_batches(job, cfg.trainer.batch_size, cfg.data.eval_batch_size),
+            padding=cfg.data.padding,
+            backend=cfg.trainer.compile_backend,
+        )
         forward = compiled.forward
         self.write_metrics(**compiled.record())
 
@@ -174,19 +218,41 @@ class Run:
         for epoch in range(state.epoch + 1, cfg.trainer.epochs + 1):
             if patience is not None and state.stale >= patience:
                 break  # a resumed run stops where the uninterrupted one stopped
-            loader = make_loader(train_ds, job.collator, cfg.trainer.batch_size, shuffle_seed=cfg.seed + epoch,
-                                 group_by_length=cfg.data.group_by_length,
-                                 num_workers=cfg.trainer.num_workers, pin_memory=pin)
+            loader = make_loader(
+                train_ds,
+                job.collator,
+                cfg.trainer.batch_size,
+                shuffle_seed=cfg.seed + epoch,
+                group_by_length=cfg.data.group_by_length,
+                num_workers=cfg.trainer.num_workers,
+                pin_memory=pin,
+            )
             started = time.perf_counter()
-            trained = train_epoch(forward, loader, optimizer, scheduler, device, epoch=epoch,
-                                  global_step=state.global_step, log_every=cfg.trainer.log_every_n_steps,
-                                  on_log=self.tracker.log, precision=precision)
+            trained = train_epoch(
+                forward,
+                loader,
+                optimizer,
+                scheduler,
+                device,
+                epoch=epoch,
+                global_step=state.global_step,
+                log_every=cfg.trainer.log_every_n_steps,
+                on_log=self.tracker.log,
+                precision=precision,
+            )
             seconds = time.perf_counter() - started
             state.global_step += trained.steps
             valid = evaluate(forward, valid_loader, device, desc=f"epoch {epoch} valid", precision=precision)
-            row = {"epoch": epoch, "train/loss": trained.loss, "train/acc": trained.acc, "valid/loss": valid["loss"],
-                   "valid/acc": valid["acc"], "seconds": seconds, "samples": trained.samples,
-                   "lr": scheduler.get_last_lr()[0]}
+            row = {
+                "epoch": epoch,
+                "train/loss": trained.loss,
+                "train/acc": trained.acc,
+                "valid/loss": valid["loss"],
+                "valid/acc": valid["acc"],
+                "seconds": seconds,
+                "samples": trained.samples,
+                "lr": scheduler.get_last_lr()[0],
+            }
             self.end_epoch(state, row, job, optimizer, scheduler, precision)
             if patience is not None and state.stale >= patience:
                 log.info("early stop: no better valid/acc for %d epochs", state.stale)
@@ -195,13 +261,16 @@ class Run:
         if best_weights is None:  # the best checkpoint is on disk
             best_weights = Classifier.from_pretrained(self.path(BEST_DIR)).state_dict()
         model.load_state_dict(best_weights)
-        test = evaluate(forward, eval_loader(splits["test"]), device, desc="test (best checkpoint)", precision=precision)
+        test = evaluate(
+            forward, eval_loader(splits["test"]), device, desc="test (best checkpoint)", precision=precision
+        )
         self.write_metrics(**compiled.record())  # what ran compiled, now that everything has run
         self.finish(state.best, state.history, test, state.global_step)
         return state.best["valid/acc"]
 
-    def end_epoch(self, state: ResumeState, row: Dict[str, Any], job: Prepared, optimizer, scheduler,
-                  precision) -> None:
+    def end_epoch(
+        self, state: ResumeState, row: Dict[str, Any], job: Prepared, optimizer, scheduler, precision
+    ) -> None:
         """After an epoch: keep it if it is the best so far, write the history, log it, save the
         resumable state, then best/ (a crash between the two leaves the state ahead of best/, which
         the resume repairs from the state's weights; the other order could leave best/ ahead with
@@ -217,9 +286,17 @@ class Run:
             state.stale += 1
         write_history(self.path(HISTORY_FILE), state.history)
         self.tracker.log({k: v for k, v in row.items() if k != "samples"}, state.global_step)
-        log.info("epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
-                 row["epoch"], cfg.trainer.epochs, row["train/loss"], row["train/acc"], row["valid/loss"],
-                 row["valid/acc"], row["seconds"], "  (best)" if improved else "")
+        log.info(
+            "epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
+            row["epoch"],
+            cfg.trainer.epochs,
+            row["train/loss"],
+            row["train/acc"],
+            row["valid/loss"],
+            row["valid/acc"],
+            row["seconds"],
+            "  (best)" if improved else "",
+        )
         state.epoch = row["epoch"]
         state.capture(model, optimizer, scheduler, precision.scaler, self.device)
         state.save(self.path(STATE_FILE), self.fingerprint)
@@ -230,9 +307,14 @@ class Run:
     def save_best(self, job: Prepared, epoch: int) -> None:
         """best/ with the epoch it holds, so that a resume can check it against the state's best."""
         with atomic_path(self.path(BEST_DIR), is_dir=True) as tmp:
-            job.model.save_pretrained(tmp, job.tokenizer, max_len=self.cfg.data.max_len,
-                                      model_name=self.cfg.model.name, epoch=epoch,
-                                      label_names=list(job.splits["train"].features["label"].names))
+            job.model.save_pretrained(
+                tmp,
+                job.tokenizer,
+                max_len=self.cfg.data.max_len,
+                model_name=self.cfg.model.name,
+                epoch=epoch,
+                label_names=list(job.splits["train"].features["label"].names),
+            )
 
     def reconcile_best(self, state: ResumeState, job: Prepared) -> None:
         """After a restore: the state is saved before best/, so a crash in between leaves best/ behind
@@ -247,23 +329,36 @@ class Run:
         if held == wanted:
             return
         if wanted == state.epoch:
-            log.info("best/ holds epoch %s, not the best epoch %d (a crash before it was written): writing it",
-                     held, wanted)
+            log.info(
+                "best/ holds epoch %s, not the best epoch %d (a crash before it was written): writing it", held, wanted
+            )
             self.save_best(job, wanted)
         else:
-            log.warning("best/ holds epoch %s, not the best epoch %d, and that epoch's weights are gone; "
-                        "the test pass uses best/ as it is", held, wanted)
+            log.warning(
+                "best/ holds epoch %s, not the best epoch %d, and that epoch's weights are gone; "
+                "the test pass uses best/ as it is",
+                held,
+                wanted,
+            )
 
     def finish(self, best: Dict[str, Any], history: List[Dict[str, Any]], test: Dict[str, Any], step: int) -> None:
         """The test predictions and the final metrics, in the run dir and the tracker."""
-        write_predictions(self.path(PREDICTIONS_FILE), {
-            "index": test["idx"], "label": test["labels"], "pred": test["preds"], "prob_pos": test["prob_pos"]})
+        write_predictions(
+            self.path(PREDICTIONS_FILE),
+            {"index": test["idx"], "label": test["labels"], "pred": test["preds"], "prob_pos": test["prob_pos"]},
+        )
         train_seconds = sum(r["seconds"] for r in history)
         final = {
-            "status": "completed", "best_epoch": best["epoch"], "epochs_run": len(history),
-            "train/acc": best["train/acc"], "train/loss": best["train/loss"],
-            "valid/acc": best["valid/acc"], "valid/loss": best["valid/loss"],
-            "test/acc": test["acc"], "test/f1": test["f1"], "test/loss": test["loss"],
+            "status": "completed",
+            "best_epoch": best["epoch"],
+            "epochs_run": len(history),
+            "train/acc": best["train/acc"],
+            "train/loss": best["train/loss"],
+            "valid/acc": best["valid/acc"],
+            "valid/loss": best["valid/loss"],
+            "test/acc": test["acc"],
+            "test/f1": test["f1"],
+            "test/loss": test["loss"],
             "train_seconds": train_seconds,
             "train_samples_per_s": sum(r["samples"] for r in history) / train_seconds if train_seconds else None,
             "error": None,
@@ -272,16 +367,26 @@ class Run:
         self.tracker.summary(final)
         self.write_metrics(**final)
         self.path(STATE_FILE).unlink(missing_ok=True)  # a finished run keeps best/, not optimizer states
-        log.info("test on the best checkpoint (epoch %d): test/acc %.4f  test/f1 %.4f",
-                 best["epoch"], test["acc"], test["f1"])
+        log.info(
+            "test on the best checkpoint (epoch %d): test/acc %.4f  test/f1 %.4f",
+            best["epoch"],
+            test["acc"],
+            test["f1"],
+        )
 
 
 def _raise_interrupt(signum, frame):
     raise RunInterrupted(f"received {signal.Signals(signum).name}")
 
 
-def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device: Optional[str] = None,
-        gpu_claim: Optional[ContextManager[Optional[str]]] = None) -> float:
+def run(
+    cfg: DictConfig,
+    run_dir: Path,
+    group: str = "",
+    name: str = "",
+    device: Optional[str] = None,
+    gpu_claim: Optional[ContextManager[Optional[str]]] = None,
+) -> float:
     """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises).
     device: where to train, when the caller chose it (else trainer.device decides).
     gpu_claim: entered once the run dir says "running", held until the run ends; the device it
@@ -293,7 +398,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device:
     job.run_dir.mkdir(parents=True, exist_ok=True)
     previous = job.completed_before() if cfg.trainer.resume else None
     if previous is not None:
-        log.info("skipped %s: completed before with the same config (valid/acc %.4f)", job.run_dir, previous["valid/acc"])
+        log.info(
+            "skipped %s: completed before with the same config (valid/acc %.4f)", job.run_dir, previous["valid/acc"]
+        )
         return previous["valid/acc"]
     log.info("run dir %s\nresolved config:\n%s", job.run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     job.write_metrics()
@@ -304,8 +411,14 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "", name: str = "", device:
         claimed = held.enter_context(gpu_claim) if gpu_claim is not None else None
         if claimed:
             job.device = torch.device(claimed)
-        job.tracker = start_tracker(cfg.logger, job.run_dir, job.config, group, job.name,
-                                    [f"model:{cfg.model.name}", f"pooling:{cfg.pooling.name}"])
+        job.tracker = start_tracker(
+            cfg.logger,
+            job.run_dir,
+            job.config,
+            group,
+            job.name,
+            [f"model:{cfg.model.name}", f"pooling:{cfg.pooling.name}"],
+        )
         valid_acc = job.execute()
         exit_code = 0
         return valid_acc

@@ -6,6 +6,7 @@ Launcher side: launchers that collect every job however it ended, and never wait
 that left no result, even on a cluster without accounting (sacct has no data there): they read the
 job's state from squeue instead. A job without a result is collected as None and reported by
 sweep.callbacks.FailedJobs from its run dir."""
+
 import logging
 import os
 import re
@@ -23,12 +24,23 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 # squeue states after which a job runs no more (a requeued job is PENDING again)
-ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
-POLL_S = 2.0    # seconds between two looks at the jobs that have not ended
+ENDED = {
+    "BOOT_FAIL",
+    "CANCELLED",
+    "COMPLETED",
+    "DEADLINE",
+    "FAILED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "TIMEOUT",
+}
+POLL_S = 2.0  # seconds between two looks at the jobs that have not ended
 GRACE_S = 30.0  # seconds a job must stay out of the running states before it counts as ended without a result
 
 
 # ---------------------------------------------------------------- job side
+
 
 def under_submitit() -> bool:
     return "SUBMITIT_EXECUTOR" in os.environ
@@ -53,12 +65,14 @@ def slurm_requeues_this_job() -> bool:
 
 # ---------------------------------------------------------------- launcher side
 
+
 def slurm_state(job_id: str) -> Optional[str]:
     """The job's state as squeue shows it; "GONE" once SLURM has forgotten it (MinJobAge); None when
     SLURM cannot be asked right now."""
     try:
-        result = subprocess.run(["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"],
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            ["squeue", "-h", "--states=all", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if result.returncode != 0:
@@ -109,8 +123,12 @@ def collect(jobs: Sequence[Any], overrides: Sequence[Sequence[str]]) -> List[Job
             elif time.time() - ended_since.setdefault(i, time.time()) < GRACE_S:
                 continue  # the result file may be on its way, or the job about to be requeued
             else:  # job.results() would wait for it, asking sacct forever where it has no data
-                reason = f"state {state_of(job)}; killed before it could write one (SIGKILL, out of memory, node failure)"
-            log.error("job %s (%s) ended without a result: %s", job.job_id, " ".join(filter_overrides(overrides[i])), reason)
+                reason = (
+                    f"state {state_of(job)}; killed before it could write one (SIGKILL, out of memory, node failure)"
+                )
+            log.error(
+                "job %s (%s) ended without a result: %s", job.job_id, " ".join(filter_overrides(overrides[i])), reason
+            )
             returns[i] = JobReturn(overrides=list(overrides[i]), status=JobStatus.COMPLETED, _return_value=None)
         if any(r is None for r in returns):
             time.sleep(POLL_S)
@@ -129,11 +147,15 @@ class CollectingLauncher(submitit_launcher.BaseSubmititLauncher):
         assert self.config is not None and len(job_overrides) > 0
         params = self.params
         init_keys = {"max_num_timeout", "submitit_folder"}
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"],
-                                         **{f"{self._EXECUTOR}_{k}": v for k, v in params.items() if k == "max_num_timeout"})
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR,
+            folder=params["submitit_folder"],
+            **{f"{self._EXECUTOR}_{k}": v for k, v in params.items() if k == "max_num_timeout"},
+        )
         baseparams = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{k if k in baseparams else f"{self._EXECUTOR}_{k}": v
-                                      for k, v in params.items() if k not in init_keys})
+        executor.update_parameters(
+            **{k if k in baseparams else f"{self._EXECUTOR}_{k}": v for k, v in params.items() if k not in init_keys}
+        )
         log.info("Submitit '%s' sweep output dir : %s", self._EXECUTOR, self.config.hydra.sweep.dir)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ Which test compares two cells depends on what was repeated:
 
 Only numpy and scipy.special (cheap to import), so collect.py stays fast.
 """
+
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -25,14 +26,14 @@ MCNEMAR, SEEDS_T, PINNED_T = "mcnemar (models)", "paired t over seeds", "paired 
 # what each test tests, in the words comparison.md puts next to the table
 TEST_MEANINGS = {
     MCNEMAR: "McNemar's exact test on the test predictions of one run per cell. It asks whether these two "
-             "trained models differ on this test set; another seed can give another answer, so it does not "
-             "test the configurations.",
+    "trained models differ on this test set; another seed can give another answer, so it does not "
+    "test the configurations.",
     SEEDS_T: "paired t-test over the seed-matched differences in test accuracy (df = seed pairs - 1), each seed "
-             "with its own test split. It tests the configurations: whether one is better on average over "
-             "seeds and test sets.",
+    "with its own test split. It tests the configurations: whether one is better on average over "
+    "seeds and test sets.",
     PINNED_T: "paired t-test over the seed-matched differences in test accuracy (df = seed pairs - 1) on one "
-              "pinned test set, its variance widened by the per-example differences that persist across seeds. "
-              "It tests the configurations: whether one is better on average over seeds and test sets.",
+    "pinned test set, its variance widened by the per-example differences that persist across seeds. "
+    "It tests the configurations: whether one is better on average over seeds and test sets.",
 }
 
 
@@ -91,7 +92,7 @@ def pinned_test_set_t(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     ms_seeds = n * np.sum((per_seed - grand) ** 2) / (k - 1)
     ms_examples = k * np.sum((per_example - grand) ** 2) / (n - 1)
     residual = d - per_seed[:, None] - per_example[None, :] + grand
-    ms_residual = np.sum(residual ** 2) / ((k - 1) * (n - 1))
+    ms_residual = np.sum(residual**2) / ((k - 1) * (n - 1))
     persistent = max(0.0, ms_examples - ms_residual)  # estimated k * var(per-example effect), never negative
     return t_p_value(grand, (ms_seeds + persistent) / (k * n), k - 1)
 
@@ -121,11 +122,17 @@ def paired_correct(runs_a: Sequence[Any], runs_b: Sequence[Any]) -> List[Tuple[A
     for run in runs_b:
         by_seed.setdefault(run.seed, run)
     pairs = [(a, by_seed[a.seed]) for a in runs_a if a.seed in by_seed]
-    if len(pairs) < 2 and len(with_predictions) == len(runs_a) + len(runs_b) \
-            and len({r.predictions[0] for r in with_predictions}) == 1:
+    if (
+        len(pairs) < 2
+        and len(with_predictions) == len(runs_a) + len(runs_b)
+        and len({r.predictions[0] for r in with_predictions}) == 1
+    ):
         pairs = list(zip(sorted(runs_a, key=lambda r: str(r.seed)), sorted(runs_b, key=lambda r: str(r.seed))))
-    return [(a.predictions[0], a.predictions[1], b.predictions[1]) for a, b in pairs
-            if a.predictions and b.predictions and a.predictions[0] == b.predictions[0]]
+    return [
+        (a.predictions[0], a.predictions[1], b.predictions[1])
+        for a, b in pairs
+        if a.predictions and b.predictions and a.predictions[0] == b.predictions[0]
+    ]
 
 
 def compare(pairs: List[Tuple[Any, np.ndarray, np.ndarray]]) -> Optional[Dict[str, Any]]:
@@ -142,5 +149,12 @@ def compare(pairs: List[Tuple[Any, np.ndarray, np.ndarray]]) -> Optional[Dict[st
     else:
         test, p = SEEDS_T, paired_t([a.mean() - b.mean() for a, b in zip(correct_a, correct_b)])
     acc_diff = float(np.mean([a.mean() - b.mean() for a, b in zip(correct_a, correct_b)]))
-    return {"test": test, "seed_pairs": len(pairs), "examples": len(correct_a[0]), "acc_diff": acc_diff,
-            "b": b, "c": c, "p_value": p}
+    return {
+        "test": test,
+        "seed_pairs": len(pairs),
+        "examples": len(correct_a[0]),
+        "acc_diff": acc_diff,
+        "b": b,
+        "c": c,
+        "p_value": p,
+    }

@@ -1,6 +1,7 @@
 """Random-init tiny models of the real families, with tokenizers trained offline on the training
 texts: the smoke test and CI exercise the same code paths as BERT-base and ModernBERT-base
 without any download."""
+
 from collections import Counter
 from typing import Any, Dict, Iterable
 
@@ -18,8 +19,7 @@ def _wordpiece_vocab(texts: Iterable[str], vocab_size: int) -> Dict[str, int]:
     word splits into known pieces. Built by counting rather than with WordPieceTrainer, whose
     choice among tied merges changes from one process to the next (runs would not reproduce)."""
     normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    counts = Counter(word for text in texts
-                     for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    counts = Counter(word for text in texts for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
     chars = sorted({c for word in counts for c in word})
     pieces = SPECIAL_TOKENS + chars + [f"##{c}" for c in chars]
     words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in pieces]

@@ -1,5 +1,6 @@
 """The experiment tracker (a wandb run per job, or none) and the files of a run dir, each written
 atomically: a killed run never leaves a half-written file that looks complete."""
+
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ os.umask(_UMASK)
 
 
 # ---------------------------------------------------------------- atomic files
+
 
 @contextmanager
 def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
@@ -86,6 +88,7 @@ def write_predictions(path: Path, columns: Dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- tracker
 
+
 class NullTracker:
     """logger=none: nothing leaves the run dir."""
 
@@ -115,15 +118,26 @@ class WandbTracker:
     """One wandb run per run dir, resumed when the job resumes (one continuous history however
     often it restarts); offline by default (`wandb sync` uploads it later)."""
 
-    def __init__(self, run_dir: Path, config: Dict[str, Any], project: str, entity: Optional[str], mode: str,
-                 group: str, name: str, tags: List[str]):
+    def __init__(
+        self,
+        run_dir: Path,
+        config: Dict[str, Any],
+        project: str,
+        entity: Optional[str],
+        mode: str,
+        group: str,
+        name: str,
+        tags: List[str],
+    ):
         import wandb  # only when the logger is used: model code and the bench run without wandb
 
         self._wandb = wandb
         self.run = wandb.init(
             project=project,
             entity=entity,
-            mode=os.environ.get("WANDB_MODE", mode),  # the env var wins, so WANDB_MODE=online works with the default config
+            mode=os.environ.get(
+                "WANDB_MODE", mode
+            ),  # the env var wins, so WANDB_MODE=online works with the default config
             dir=str(run_dir),
             id=wandb_run_id(run_dir, config.get("trainer", {}).get("resume", True)),
             resume="allow",  # continue the run if it exists (online), else start it
@@ -153,7 +167,12 @@ class WandbTracker:
         try:
             self.run.finish(exit_code=exit_code)
         except Exception as error:  # e.g. its service killed with the job: must not replace the run's own outcome
-            log.warning("the wandb run did not finish cleanly (%s: %s); what it logged is in %s", type(error).__name__, error, self.run.dir)
+            log.warning(
+                "the wandb run did not finish cleanly (%s: %s); what it logged is in %s",
+                type(error).__name__,
+                error,
+                self.run.dir,
+            )
 
 
 def start_tracker(logger_cfg, run_dir: Path, config: Dict[str, Any], group: str, name: str, tags: List[str]):

@@ -4,6 +4,7 @@ best validation accuracy (the value a Hydra sweeper optimises).
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean experiment=smoke
 """
+
 import sys
 import warnings
 from pathlib import Path
@@ -42,8 +43,9 @@ def main(cfg: DictConfig) -> Optional[float]:
     set_threads(job_threads(cfg.trainer.threads, hydra_cfg.launcher if multirun else {}))
     # run() takes the GPU (if this job picks one itself) after the run dir says "running", so a job
     # that gets none fails in its metrics.json like any other
-    gpu_claim = GpuClaim(hydra_cfg.job.num if multirun else 0, device=cfg.trainer.device,
-                         wait_min=cfg.trainer.gpu_wait_min)
+    gpu_claim = GpuClaim(
+        hydra_cfg.job.num if multirun else 0, device=cfg.trainer.device, wait_min=cfg.trainer.gpu_wait_min
+    )
     try:
         return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim)
     except (Exception, RunInterrupted) as error:

@@ -1,5 +1,6 @@
 """Run dirs for the collector's tests: one real smoke sweep (run once per session) and helpers that
 copy and edit real run dirs (failed, killed, more seeds, hand-made predictions)."""
+
 import json
 import os
 import shutil
@@ -11,11 +12,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import metrics as read_metrics, run_dirs, train  # noqa: F401  (re-exported)
+from conftest import metrics as read_metrics  # noqa: F401  (re-exported)
+from conftest import run_dirs, train
 
 # 2 models x 2 poolings x 2 seeds, short: 4 cells of 2 seeds each, with 2-epoch curves
-SEEDS_GRID = ["model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", "logger=none", "seed=1,2",
-              "trainer.epochs=2", "data.n_samples=1000", "trainer.save_best=false"]
+SEEDS_GRID = [
+    "model=bert,modernbert",
+    "pooling=cls,mean",
+    "experiment=smoke",
+    "logger=none",
+    "seed=1,2",
+    "trainer.epochs=2",
+    "data.n_samples=1000",
+    "trainer.save_best=false",
+]
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +77,17 @@ def age(run_dir: Path, seconds: float) -> None:
 def reseed(run_dir: Path, seed: int) -> None:
     """A copied run that claims another seed everywhere the contract records it."""
     config = Path(run_dir) / ".hydra" / "config.yaml"
-    config.write_text("\n".join(f"seed: {seed}" if line.startswith("seed:") else line
-                                for line in config.read_text().splitlines()) + "\n")
+    config.write_text(
+        "\n".join(f"seed: {seed}" if line.startswith("seed:") else line for line in config.read_text().splitlines())
+        + "\n"
+    )
     overrides = Path(run_dir) / ".hydra" / "overrides.yaml"
-    overrides.write_text("\n".join(f"- seed={seed}" if line.startswith("- seed=") else line
-                                   for line in overrides.read_text().splitlines()) + "\n")
+    overrides.write_text(
+        "\n".join(
+            f"- seed={seed}" if line.startswith("- seed=") else line for line in overrides.read_text().splitlines()
+        )
+        + "\n"
+    )
     edit_metrics(run_dir, seed=seed)
 
 
@@ -93,5 +109,6 @@ def many_runs(sweep_dir: Path, dst: Path, count: int = 200) -> Path:
 
 def write_predictions(run_dir: Path, label, pred) -> None:
     label, pred = np.asarray(label), np.asarray(pred)
-    pd.DataFrame({"index": np.arange(len(label)), "label": label, "pred": pred,
-                  "prob_pos": pred.astype("float32")}).to_parquet(Path(run_dir) / "predictions_test.parquet", index=False)
+    pd.DataFrame(
+        {"index": np.arange(len(label)), "label": label, "pred": pred, "prob_pos": pred.astype("float32")}
+    ).to_parquet(Path(run_dir) / "predictions_test.parquet", index=False)

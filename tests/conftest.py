@@ -1,5 +1,6 @@
 """Shared test helpers: the repo paths, the train app as a real subprocess, and one smoke sweep
 that several test modules read."""
+
 import json
 import os
 import signal
@@ -26,8 +27,14 @@ needs_imdb = pytest.mark.skipif(
 
 
 def app_env(**extra) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           "TOKENIZERS_PARALLELISM": "false", **extra}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+        **extra,
+    }
     return env
 
 
@@ -36,7 +43,9 @@ def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: i
     cmd = [sys.executable, str(REPO / "sweep" / "train.py")] + (["-m"] if multirun else []) + list(overrides)
     result = subprocess.run(cmd, cwd=REPO, env=env or app_env(), capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

@@ -1,5 +1,6 @@
 """Bad input fails before any training, in one line that names the bad value and what would work,
 and the run dir says so (status failed) without a history of epochs that never ran."""
+
 import pandas as pd
 import pytest
 
@@ -55,8 +56,16 @@ def test_hub_model_that_cannot_be_reached(tmp_path):
 
 
 def test_the_cli_prints_one_line_and_exits_non_zero(tmp_path):
-    result = train("experiment=smoke", "logger=none", "data=imdb", f"data.local_dir={tmp_path}/nowhere",
-                   f"hydra.run.dir={tmp_path}/run", multirun=False, check=False, timeout=180)
+    result = train(
+        "experiment=smoke",
+        "logger=none",
+        "data=imdb",
+        f"data.local_dir={tmp_path}/nowhere",
+        f"hydra.run.dir={tmp_path}/run",
+        multirun=False,
+        check=False,
+        timeout=180,
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

@@ -1,5 +1,6 @@
 """The throughput benchmark runs as a script and prints both sides and their ratio; its imports stay
 within torch + transformers (the GPU machines it targets have no datasets, hydra or wandb)."""
+
 import os
 import re
 import subprocess
@@ -14,9 +15,26 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 @pytest.mark.parametrize("model", ["bert-tiny", "modernbert-tiny"])
 def test_quick_bench_prints_both_sides_and_their_ratio(model):
-    proc = subprocess.run([sys.executable, "sweep/bench.py", "--quick", "--model", model, "--device", "cpu",
-                           "--batch-size", "8", "--max-len", "64"],
-                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "sweep/bench.py",
+            "--quick",
+            "--model",
+            model,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "8",
+            "--max-len",
+            "64",
+        ],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert f"bench {model}" in out
@@ -31,8 +49,10 @@ def test_quick_bench_prints_both_sides_and_their_ratio(model):
 
 
 def test_bench_and_model_imports_need_only_torch_and_transformers():
-    code = ("import sys, sweep.bench, sweep.model, sweep.loop, sweep.pooling, sweep.tiny\n"
-            "heavy = [m for m in ('datasets', 'hydra', 'omegaconf', 'wandb', 'pandas') if m in sys.modules]\n"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, sweep.bench, sweep.model, sweep.loop, sweep.pooling, sweep.tiny\n"
+        "heavy = [m for m in ('datasets', 'hydra', 'omegaconf', 'wandb', 'pandas') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

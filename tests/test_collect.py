@@ -1,6 +1,7 @@
 """sweep/collect.py on real run dirs of a smoke sweep (and copies of them, edited the way crashes,
 kills and hand-made predictions leave them): the cells, the seed statistics, the paired tests, the
 plots, the incomplete runs, and the CLI's errors."""
+
 import importlib
 import json
 import os
@@ -14,14 +15,32 @@ import pandas as pd
 import pytest
 import yaml
 
-from collect_fixtures import (REMOVE, age, copy_tree, edit_config, edit_metrics, read_metrics, reseed,  # noqa: F401
-                              run_dirs, seeds_sweep, write_predictions)
+from collect_fixtures import (  # noqa: F401
+    REMOVE,
+    age,
+    copy_tree,
+    edit_config,
+    edit_metrics,
+    read_metrics,
+    reseed,
+    run_dirs,
+    seeds_sweep,
+    write_predictions,
+)
 from conftest import REPO
 from sweep.collect import main
 from sweep.stats import MCNEMAR, PINNED_T, SEEDS_T, holm
 
-METRIC_KEYS = ["train/acc", "valid/acc", "test/acc", "test/f1", "best_epoch", "train_seconds",
-               "train_samples_per_s", "params"]
+METRIC_KEYS = [
+    "train/acc",
+    "valid/acc",
+    "test/acc",
+    "test/f1",
+    "best_epoch",
+    "train_seconds",
+    "train_samples_per_s",
+    "params",
+]
 
 
 def collect(capsys, *argv):
@@ -36,7 +55,7 @@ def by_cell(records):
 
 
 @pytest.fixture(scope="module")
-def sweep(seeds_sweep):
+def sweep(seeds_sweep):  # noqa: F811  the session fixture imported above, under this module's name
     return seeds_sweep
 
 
@@ -68,7 +87,10 @@ def test_one_seed_each_gives_four_cells_with_the_values_of_metrics_json(sweep, t
         assert cell["test/acc_ci_low"] < metrics["test/acc"] < cell["test/acc_ci_high"]
     markdown = (tmp_path / "comparison.md").read_text()
     first = read_metrics(runs[0])
-    assert f"| {first['model']} | {first['pooling']} | 1 | {first['train/acc']:.4f} | {first['valid/acc']:.4f} |" in markdown
+    assert (
+        f"| {first['model']} | {first['pooling']} | 1 | {first['train/acc']:.4f} | {first['valid/acc']:.4f} |"
+        in markdown
+    )
 
 
 def test_seeds_fold_into_one_cell_with_mean_and_sample_std(sweep_copy, capsys):
@@ -78,8 +100,11 @@ def test_seeds_fold_into_one_cell_with_mean_and_sample_std(sweep_copy, capsys):
     cells = by_cell(result["cells"])
     assert len(cells) == 4
     for (model, pooling), cell in cells.items():
-        values = [read_metrics(d) for d in run_dirs(sweep)
-                  if read_metrics(d)["model"] == model and read_metrics(d)["pooling"] == pooling]
+        values = [
+            read_metrics(d)
+            for d in run_dirs(sweep)
+            if read_metrics(d)["model"] == model and read_metrics(d)["pooling"] == pooling
+        ]
         assert cell["n"] == 2 and sorted(m["seed"] for m in values) == [1, 2]
         for key in ("test/acc", "valid/acc", "train_seconds"):
             column = [m[key] for m in values]
@@ -112,7 +137,8 @@ def test_cells_come_from_the_configs_not_from_dir_names(sweep, tmp_path, capsys)
     assert code == 0
     assert list(result["cells"][0])[:4] == ["model", "pooling", "optim.lr", "n"]  # the cell keys, then the numbers
     assert {(c["model"], c["pooling"], c["optim.lr"]) for c in result["cells"]} == {
-        (m, p, lr) for m in ("bert", "modernbert") for p in ("cls", "mean") for lr in (0.002, 1e-4)}
+        (m, p, lr) for m in ("bert", "modernbert") for p in ("cls", "mean") for lr in (0.002, 1e-4)
+    }
     assert not any(k.startswith(("logger", "trainer", "model.", "data.")) for k in result["cells"][0])
 
 
@@ -121,7 +147,9 @@ def test_one_run_per_cell_compares_trained_models_with_mcnemar_and_says_so(sweep
     label = np.arange(100) % 2
     wrong_on_10 = label.copy()
     wrong_on_10[:10] = 1 - wrong_on_10[:10]
-    for run, pred in zip(runs, [label, wrong_on_10, label, label]):  # bert/cls, bert/mean, modernbert/cls, modernbert/mean
+    for run, pred in zip(
+        runs, [label, wrong_on_10, label, label]
+    ):  # bert/cls, bert/mean, modernbert/cls, modernbert/mean
         write_predictions(run, label, pred)
     code, result, _ = collect(capsys, *runs, "--out", tmp_path)
     assert code == 0
@@ -136,8 +164,10 @@ def test_one_run_per_cell_compares_trained_models_with_mcnemar_and_says_so(sweep
     assert (same["b"], same["c"], same["p_value"], same["p_holm"], same["significant"]) == (0, 0, 1.0, 1.0, False)
     markdown = (tmp_path / "comparison.md").read_text()
     assert "these two trained models differ" in markdown and "does not test the configurations" in markdown
-    assert ("Trained models that differ (one run per cell: not evidence that one configuration is better): "
-            "model=bert, pooling=cls vs model=bert, pooling=mean (+0.1000, p_holm=0.01172)") in markdown
+    assert (
+        "Trained models that differ (one run per cell: not evidence that one configuration is better): "
+        "model=bert, pooling=cls vs model=bert, pooling=mean (+0.1000, p_holm=0.01172)"
+    ) in markdown
     assert "Configurations that differ" not in markdown
     assert pd.read_csv(tmp_path / "significance.csv").columns[:3].tolist() == ["A", "B", "test"]
 
@@ -178,7 +208,9 @@ def test_plots_exist_and_hold_one_line_per_run(sweep, tmp_path, capsys):
     assert len(bars) == 4
     for cell in result["cells"]:
         bar = bars[f"model={cell['model']}, pooling={cell['pooling']}"]
-        assert bar["value"] == pytest.approx(cell["test/acc"]) and bar["err_high"] == pytest.approx(cell["test/acc_std"])
+        assert bar["value"] == pytest.approx(cell["test/acc"]) and bar["err_high"] == pytest.approx(
+            cell["test/acc_std"]
+        )
 
 
 def test_failed_killed_and_missing_runs_are_listed_and_the_rest_collected(sweep_copy, capsys):
@@ -186,15 +218,20 @@ def test_failed_killed_and_missing_runs_are_listed_and_the_rest_collected(sweep_
     failed, killed, never_started = runs[0], runs[3], runs[5]
     edit_metrics(failed, status="failed", error="RuntimeError: CUDA out of memory\nTraceback ...")
     (killed / "metrics.json").unlink()
-    swept = [o for o in (never_started / ".hydra" / "overrides.yaml").read_text().split()
-             if o.startswith(("model=", "pooling=", "seed="))]
+    swept = [
+        o
+        for o in (never_started / ".hydra" / "overrides.yaml").read_text().split()
+        if o.startswith(("model=", "pooling=", "seed="))
+    ]
     shutil.rmtree(never_started)
     code, result, err = collect(capsys, sweep_copy)
     assert code == 0
     assert sum(cell["n"] for cell in result["cells"]) == 5 and len(result["cells"]) == 4
     listed = {row["status"]: row for row in result["not_in_table"]}
     assert set(listed) == {"failed", "incomplete", "missing"}
-    assert listed["failed"]["run_dir"] == str(failed) and listed["failed"]["error"] == "RuntimeError: CUDA out of memory"
+    assert (
+        listed["failed"]["run_dir"] == str(failed) and listed["failed"]["error"] == "RuntimeError: CUDA out of memory"
+    )
     assert listed["incomplete"]["run_dir"] == str(killed) and "no metrics.json" in listed["incomplete"]["error"]
     assert sorted(listed["missing"]["overrides"].split()) == sorted(swept)  # named by multirun.yaml's grid
     assert "3 of 8 runs not in the table" in err
@@ -254,17 +291,24 @@ def test_sort_and_stdout_formats(sweep, tmp_path, capsys):
 
 
 def test_runs_as_a_script_without_the_heavy_modules(sweep, tmp_path):
-    probe = ("import runpy, sys\n"
-             f"sys.argv = ['sweep/collect.py', {str(sweep)!r}, '--out', {str(tmp_path)!r}, '--format', 'json']\n"
-             "try:\n    runpy.run_path('sweep/collect.py', run_name='__main__')\n"
-             "except SystemExit as stop:\n    code = stop.code\n"
-             "heavy = [m for m in ('torch', 'transformers', 'sweep.runner', 'sweep.model', 'sweep.train') if m in sys.modules]\n"
-             "print('PROBE', code, heavy, file=sys.stderr)\n")
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['sweep/collect.py', {str(sweep)!r}, '--out', {str(tmp_path)!r}, '--format', 'json']\n"
+        "try:\n    runpy.run_path('sweep/collect.py', run_name='__main__')\n"
+        "except SystemExit as stop:\n    code = stop.code\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sweep.runner', 'sweep.model', 'sweep.train') if m in sys.modules]\n"
+        "print('PROBE', code, heavy, file=sys.stderr)\n"
+    )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "PROBE 0 []" in done.stderr, done.stderr[-2000:]
     assert len(json.loads(done.stdout)["cells"]) == 4
-    done = subprocess.run([sys.executable, "sweep/collect.py", str(tmp_path / "nope")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "sweep/collect.py", str(tmp_path / "nope")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and "no such directory" in done.stderr
 
 
@@ -299,21 +343,32 @@ def test_one_setup_is_one_cell_whatever_its_neutral_keys_and_what_auto_resolved_
     runner, neutral = importlib.import_module("sweep.runner"), importlib.import_module("sweep.neutral")
     # one list for the whole project; the runner's rerun check keeps what decides the files a run leaves
     assert runner.RERUN_NEUTRAL_KEYS == tuple(k for k in neutral.RESULT_NEUTRAL_KEYS if k not in neutral.ARTIFACT_KEYS)
-    assert runner.config_fingerprint({"trainer": {"threads": 1}}) == runner.config_fingerprint({"trainer": {"threads": 4}})
-    assert runner.config_fingerprint({"trainer": {"save_best": True}}) != runner.config_fingerprint({"trainer": {"save_best": False}})
+    assert runner.config_fingerprint({"trainer": {"threads": 1}}) == runner.config_fingerprint(
+        {"trainer": {"threads": 4}}
+    )
+    assert runner.config_fingerprint({"trainer": {"save_best": True}}) != runner.config_fingerprint(
+        {"trainer": {"save_best": False}}
+    )
     for run in seed_one(sweep):
         copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
         twin = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
         reseed(twin, 2)
-        edit_config(twin, trainer__threads=1, trainer__log_every_n_steps=7, trainer__precision="fp32",
-                    trainer__compile=False, trainer__device="cpu", data__split_seed=2)
+        edit_config(
+            twin,
+            trainer__threads=1,
+            trainer__log_every_n_steps=7,
+            trainer__precision="fp32",
+            trainer__compile=False,
+            trainer__device="cpu",
+            data__split_seed=2,
+        )
         edit_metrics(copy_tree(run, tmp_path / "runs" / f"c-{run.name}"), precision="bf16")
     code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out")
     assert code == 0
     assert list(result["cells"][0])[:4] == ["model", "pooling", "trainer.precision", "n"]
     cells = {(c["model"], c["pooling"], c["trainer.precision"]): c for c in result["cells"]}
     assert len(cells) == 8
-    for (model, pooling, precision), cell in cells.items():
+    for (_, _, precision), cell in cells.items():
         assert (cell["n"], cell["seeds"]) == ((2, "1 2") if precision == "fp32" else (1, "1"))
 
 
@@ -348,10 +403,12 @@ def test_tuned_view_keeps_each_cells_best_lr_by_validation_only(sweep, tmp_path,
         assert (cell["valid/acc"], cell["test/acc"]) == (0.9, 0.6)
     markdown = (out / "comparison.md").read_text()
     assert "optim.lr (selected by valid acc)" in markdown_line(markdown, "| model |")
-    for argv, words in ((["--over", "trainer.epochs"], ["trainer.epochs", "not swept", "optim.lr"]),
-                        (["--select", "test/acc", "--over", "optim.lr"], ["test/acc", "validation"]),
-                        (["--select", "valid/nope", "--over", "optim.lr"], ["valid/nope", "valid/acc"]),
-                        (["--select", "valid/acc"], ["--over"])):
+    for argv, words in (
+        (["--over", "trainer.epochs"], ["trainer.epochs", "not swept", "optim.lr"]),
+        (["--select", "test/acc", "--over", "optim.lr"], ["test/acc", "validation"]),
+        (["--select", "valid/nope", "--over", "optim.lr"], ["valid/nope", "valid/acc"]),
+        (["--select", "valid/acc"], ["--over"]),
+    ):
         assert main([str(runs), "--out", str(out), *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and all(word in err for word in words), err
@@ -362,7 +419,12 @@ def test_the_table_says_what_each_number_is(sweep, tmp_path, capsys):
     assert collect(capsys, *runs, "--out", tmp_path)[0] == 0
     markdown = (tmp_path / "comparison.md").read_text()
     header = markdown_line(markdown, "| model |")
-    for column in ("train acc (running, best epoch)", "train loop (s)", "train loop samples/s", "params (incl. unused)"):
+    for column in (
+        "train acc (running, best epoch)",
+        "train loop (s)",
+        "train loop samples/s",
+        "params (incl. unused)",
+    ):
         assert f"| {column} |" in header + " |"
     metrics = read_metrics(runs[0])
     row = markdown_line(markdown, f"| {metrics['model']} | {metrics['pooling']} |")

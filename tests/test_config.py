@@ -1,4 +1,5 @@
 """Every config composes; the grid composes to distinct jobs and dirs; typos fail at compose time."""
+
 import itertools
 
 import pytest
@@ -12,8 +13,6 @@ CONF = REPO / "conf"
 
 def options(group: str):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
 
 
 def job_dir(*overrides: str) -> str:
@@ -46,8 +45,12 @@ def test_grid_composes_to_distinct_jobs_and_dirs():
     jobs = [compose_config(f"model={m}", f"pooling={p}") for m, p in grid]
     assert {(j.model.name, j.pooling.name) for j in jobs} == set(grid)
     dirs = {job_dir(f"model={m}", f"pooling={p}") for m, p in grid}
-    assert dirs == {"model=bert,pooling=cls", "model=bert,pooling=mean",
-                    "model=modernbert,pooling=cls", "model=modernbert,pooling=mean"}
+    assert dirs == {
+        "model=bert,pooling=cls",
+        "model=bert,pooling=mean",
+        "model=modernbert,pooling=cls",
+        "model=modernbert,pooling=mean",
+    }
 
 
 def test_swept_learning_rates_get_distinct_dirs():

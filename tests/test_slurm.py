@@ -2,6 +2,7 @@
 tests/slurm/, which .ci/run starts): an array of jobs, a requeue, a time limit, SIGTERM to one job,
 a failing job, and one wandb run per cell however often it restarts. Skipped where SLURM is not
 installed; under CI (the CI env var) they fail instead when the cluster is not up."""
+
 import os
 import re
 import shutil
@@ -18,8 +19,14 @@ from wandb_records import summarize
 pytestmark = pytest.mark.slurm
 
 # the commands of the README's cluster section: CPU jobs of one core on the debug partition
-SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
-         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]
+SLURM = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=10",
+]
 CELL = ["experiment=smoke", "data.n_samples=1000", "trainer.epochs=4"]  # ~2 s an epoch on one core
 BERT_CLS = "data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=4"
 TIMEOUT = 240  # seconds any one sweep of this module may take
@@ -67,7 +74,7 @@ def finish(process, output, timeout=TIMEOUT):
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        raise AssertionError(f"the sweep ran past {timeout} s:\n{output.read_text()[-3000:]}")
+        raise AssertionError(f"the sweep ran past {timeout} s:\n{output.read_text()[-3000:]}") from None
     return output.read_text() + stderr
 
 
@@ -105,10 +112,18 @@ def epochs_logged(run_dir):
 
 # ---------------------------------------------------------------- 1. the grid as an array
 
+
 def test_the_smoke_grid_runs_as_an_array_with_the_basic_launchers_numbers(tmp_path, reference):
     sweep_dir = tmp_path / "sweep"
-    train(*SLURM, *CELL, "model=bert,modernbert", "pooling=cls,mean", "logger=none", f"hydra.sweep.dir={sweep_dir}",
-          timeout=TIMEOUT)
+    train(
+        *SLURM,
+        *CELL,
+        "model=bert,modernbert",
+        "pooling=cls,mean",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=TIMEOUT,
+    )
     dirs = run_dirs(sweep_dir)
     assert len(dirs) == 4
     ids = {str(OmegaConf.load(d / ".hydra/hydra.yaml").hydra.job.id) for d in dirs}
@@ -117,14 +132,21 @@ def test_the_smoke_grid_runs_as_an_array_with_the_basic_launchers_numbers(tmp_pa
         assert metrics(run_dir)["status"] == "completed", run_dir.name
         assert "torch threads: 1 (" in (run_dir / "train.log").read_text()  # cpus_per_task=1
     same_numbers(sweep_dir / BERT_CLS, reference)
-    table = subprocess.run([sys.executable, "sweep/collect.py", str(sweep_dir), "--out", str(tmp_path / "table")],
-                           cwd=REPO, env=app_env(), capture_output=True, text=True, timeout=120)
+    table = subprocess.run(
+        [sys.executable, "sweep/collect.py", str(sweep_dir), "--out", str(tmp_path / "table")],
+        cwd=REPO,
+        env=app_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert table.returncode == 0, table.stderr[-3000:]
     rows = [line for line in table.stdout.splitlines() if re.match(r"\|\s*(bert|modernbert)\s*\|", line)]
     assert len(rows) == 4, table.stdout
 
 
 # ---------------------------------------------------------------- 2. scontrol requeue
+
 
 @pytest.fixture(scope="module")
 def requeued(tmp_path_factory):
@@ -152,6 +174,7 @@ def test_a_requeued_job_resumes_from_its_last_epoch_with_the_uninterrupted_numbe
 
 # ---------------------------------------------------------------- 3. the time limit
 
+
 @pytest.fixture(scope="module")
 def timed_out(tmp_path_factory):
     """bert/cls, with wandb (offline), told twice that its time limit is near: SIGUSR2, what SLURM
@@ -162,9 +185,17 @@ def timed_out(tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("timed_out") / "sweep"
     output = sweep_dir.parent / "launcher.out"
     with ReleaseRequeued() as releaser:
-        process = start(*SLURM, *CELL, "model=bert", "pooling=cls", "hydra.launcher.timeout_min=5",
-                        "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=2",
-                        f"hydra.sweep.dir={sweep_dir}", stdout=output)
+        process = start(
+            *SLURM,
+            *CELL,
+            "model=bert",
+            "pooling=cls",
+            "hydra.launcher.timeout_min=5",
+            "hydra.launcher.signal_delay_s=30",
+            "hydra.launcher.max_num_timeout=2",
+            f"hydra.sweep.dir={sweep_dir}",
+            stdout=output,
+        )
         run_dir = sweep_dir / BERT_CLS
         job = job_id(run_dir, process)
         for epoch in (1, 3):
@@ -185,6 +216,7 @@ def test_a_job_at_its_time_limit_is_requeued_by_submitit_and_completes(timed_out
 
 
 # ---------------------------------------------------------------- 4. SIGTERM to one job of two
+
 
 def test_sigterm_to_one_job_of_an_array_and_the_rerun_completes_it(tmp_path, reference):
     sweep_dir = tmp_path / "sweep"
@@ -211,14 +243,28 @@ def test_sigterm_to_one_job_of_an_array_and_the_rerun_completes_it(tmp_path, ref
 
 # ---------------------------------------------------------------- 5. a failing job
 
+
 def test_a_failing_job_fails_alone_with_its_error(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = train(*SLURM, "experiment=smoke", "data.n_samples=1000", "trainer.epochs=1", "model=bert", "pooling=cls",
-                   "data.max_len=64,4096", "logger=none", f"hydra.sweep.dir={sweep_dir}", check=False, timeout=TIMEOUT)
+    result = train(
+        *SLURM,
+        "experiment=smoke",
+        "data.n_samples=1000",
+        "trainer.epochs=1",
+        "model=bert",
+        "pooling=cls",
+        "data.max_len=64,4096",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+        check=False,
+        timeout=TIMEOUT,
+    )
     said = result.stdout + result.stderr
     assert result.returncode != 0 and "Traceback" not in said, said[-3000:]
-    good, bad = (sweep_dir / f"data.max_len={n},data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1"
-                 for n in (64, 4096))
+    good, bad = (
+        sweep_dir / f"data.max_len={n},data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1"
+        for n in (64, 4096)
+    )
     assert metrics(good)["status"] == "completed"
     failed = metrics(bad)
     assert failed["status"] == "failed" and "data.max_len=4096" in failed["error"]
@@ -226,6 +272,7 @@ def test_a_failing_job_fails_alone_with_its_error(tmp_path):
 
 
 # ---------------------------------------------------------------- 6. one wandb run per cell
+
 
 def test_each_restarted_cell_is_one_wandb_run_holding_every_epoch_once(requeued, timed_out):
     assert epochs_logged(requeued) == [1, 2, 3, 4]
@@ -236,13 +283,15 @@ def test_each_restarted_cell_is_one_wandb_run_holding_every_epoch_once(requeued,
 
 # ---------------------------------------------------------------- a job killed without warning
 
+
 def test_a_job_killed_without_a_result_is_collected_not_waited_for_forever(tmp_path):
     """SIGKILL leaves no result, and this cluster has no accounting (sacct): the launcher reads the
     job's end from squeue, reports it, and the sweep exits non-zero instead of polling forever."""
     sweep_dir = tmp_path / "sweep"
     output = tmp_path / "launcher.out"
-    process = start(*SLURM, *CELL, "model=bert", "pooling=cls", "logger=none", f"hydra.sweep.dir={sweep_dir}",
-                    stdout=output)
+    process = start(
+        *SLURM, *CELL, "model=bert", "pooling=cls", "logger=none", f"hydra.sweep.dir={sweep_dir}", stdout=output
+    )
     run_dir = sweep_dir / BERT_CLS
     job = job_id(run_dir, process)
     wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process, timeout=TIMEOUT)

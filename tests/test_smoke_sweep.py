@@ -1,6 +1,7 @@
 """The README's smoke grid as a real multirun subprocess: one dir per job with every contract file,
 runs that learn, a best checkpoint that reloads to the same test accuracy, wandb runs that logged
 what they should, and the same numbers when run again."""
+
 import json
 
 import pandas as pd
@@ -12,10 +13,26 @@ from conftest import TIMING_KEYS, evaluate_best, metrics, run_dirs, train
 from sweep.model import Classifier, encoder_input_names
 from wandb_records import summarize
 
-CONTRACT = [".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "metrics.json", "history.csv",
-            "predictions_test.parquet", "best/classifier.json", "best/head.safetensors", "best/model.safetensors",
-            "best/config.json", "best/tokenizer.json", "train.log"]
-CELLS = {"model=bert,pooling=cls", "model=bert,pooling=mean", "model=modernbert,pooling=cls", "model=modernbert,pooling=mean"}
+CONTRACT = [
+    ".hydra/config.yaml",
+    ".hydra/overrides.yaml",
+    ".hydra/hydra.yaml",
+    "metrics.json",
+    "history.csv",
+    "predictions_test.parquet",
+    "best/classifier.json",
+    "best/head.safetensors",
+    "best/model.safetensors",
+    "best/config.json",
+    "best/tokenizer.json",
+    "train.log",
+]
+CELLS = {
+    "model=bert,pooling=cls",
+    "model=bert,pooling=mean",
+    "model=modernbert,pooling=cls",
+    "model=modernbert,pooling=mean",
+}
 
 
 def test_grid_leaves_one_complete_run_dir_per_cell(smoke_sweep):
@@ -60,7 +77,7 @@ def test_wandb_run_logged_config_steps_epochs_test_and_finished(smoke_sweep):
 
 
 def test_best_checkpoint_reloads_to_the_same_test_accuracy(smoke_sweep):
-    for run_dir in run_dirs(smoke_sweep)[:: 2]:  # one run of each family
+    for run_dir in run_dirs(smoke_sweep)[::2]:  # one run of each family
         result = evaluate_best(run_dir, "test")
         saved = pd.read_parquet(run_dir / "predictions_test.parquet")
         assert result["acc"] == metrics(run_dir)["test/acc"]

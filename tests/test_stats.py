@@ -1,12 +1,23 @@
 """sweep.stats on textbook examples and simulated experiments: numpy only, no training, a few seconds."""
+
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy.special import expit
 
-from sweep.stats import (MCNEMAR, PINNED_T, SEEDS_T, compare, holm, mcnemar, paired_correct, paired_t,
-                         pinned_test_set_t, t_p_value)
+from sweep.stats import (
+    MCNEMAR,
+    PINNED_T,
+    SEEDS_T,
+    compare,
+    holm,
+    mcnemar,
+    paired_correct,
+    paired_t,
+    pinned_test_set_t,
+    t_p_value,
+)
 
 
 def test_mcnemar_ten_discordant_pairs_all_one_way():
@@ -76,7 +87,9 @@ def test_runs_pair_by_seed_and_on_a_pinned_split_in_seed_order():
     a = [run(1, "split1", [1, 1, 0]), run(2, "split2", [1, 0, 0])]
     b = [run(2, "split2", [0, 0, 0]), run(1, "split1", [1, 1, 1]), run(3, "split3", [1, 1, 1])]
     assert [(key, list(x), list(y)) for key, x, y in paired_correct(a, b)] == [
-        ("split1", [1, 1, 0], [1, 1, 1]), ("split2", [1, 0, 0], [0, 0, 0])]
+        ("split1", [1, 1, 0], [1, 1, 1]),
+        ("split2", [1, 0, 0], [0, 0, 0]),
+    ]
     # seeds 1, 2 against 3, 4 on one pinned test set: independent runs, paired in seed order
     pinned = paired_correct([run(2, "p", [0, 1]), run(1, "p", [1, 1])], [run(3, "p", [0, 0]), run(4, "p", [1, 0])])
     assert [(list(x), list(y)) for _, x, y in pinned] == [([1, 1], [0, 0]), ([0, 1], [1, 0])]
@@ -121,9 +134,11 @@ def false_positive_rates(experiments=300, **scenario):
     return hits / experiments
 
 
-@pytest.mark.parametrize("scenario", [dict(seeds=3), dict(seeds=2), dict(seeds=5),
-                                      dict(seeds=3, preference=1.5, seed_shift=0.0)],
-                         ids=["3 seeds", "2 seeds", "5 seeds", "strong preferences, no seed shift"])
+@pytest.mark.parametrize(
+    "scenario",
+    [dict(seeds=3), dict(seeds=2), dict(seeds=5), dict(seeds=3, preference=1.5, seed_shift=0.0)],
+    ids=["3 seeds", "2 seeds", "5 seeds", "strong preferences, no seed shift"],
+)
 def test_null_experiments_keep_the_false_positive_rate_where_pooled_mcnemar_does_not(scenario):
     """The defect of issue #10: pooling seeds into one McNemar test counts each example's persistent
     preference once per seed; on equally good cells it calls many experiments significant

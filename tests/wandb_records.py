@@ -1,6 +1,7 @@
 """Reads the records of an offline wandb run file (`run-*.wandb`), so tests can check what a run
 logged without a server. The file is a 7-byte W&B header followed by LevelDB-log blocks of 32 KiB,
 each record a protobuf `Record`."""
+
 import struct
 from pathlib import Path
 from typing import Dict, List
@@ -21,8 +22,8 @@ def read_records(path: Path) -> List[pb.Record]:
         if room < 7:  # the tail of a block too small for a chunk header is padding
             pos += room
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
             break
@@ -48,9 +49,15 @@ def summarize(run_dir: Path) -> Dict[str, object]:
     order), its summary keys, its exit code (of the last part), the number of parts."""
     runs = run_files(run_dir)
     assert len(runs) == 1, f"expected one wandb run in {run_dir}, found {runs}"
-    (run_id, files), = runs.items()
-    out: Dict[str, object] = {"id": run_id, "parts": len(files), "history": [], "summary": set(), "config": set(),
-                              "exit_code": None}
+    ((run_id, files),) = runs.items()
+    out: Dict[str, object] = {
+        "id": run_id,
+        "parts": len(files),
+        "history": [],
+        "summary": set(),
+        "config": set(),
+        "exit_code": None,
+    }
     for record in (record for path in files for record in read_records(path)):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -60,7 +67,9 @@ def summarize(run_dir: Path) -> Dict[str, object]:
         elif kind == "config":
             out["config"] |= {item.key for item in record.config.update}
         elif kind == "history":
-            out["history"].append({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
+            out["history"].append(
+                {item.key or "/".join(item.nested_key): item.value_json for item in record.history.item}
+            )
         elif kind == "summary":
             out["summary"] |= {item.key or "/".join(item.nested_key) for item in record.summary.update}
         elif kind == "exit":

@@ -1,5 +1,6 @@
 """encoder-sweep's launchers (sweep/scheduler.py), here because Hydra loads launcher plugins only
 from classes defined in the hydra_plugins package: hydra/launcher=slurm names them."""
+
 from sweep import scheduler
 
 
