@@ -1,6 +1,7 @@
 """The config schema (so a typo in a key or a wrong type fails at compose time) and the resolvers
 the config uses: a job's run-dir name from its overrides, joblib's default number of jobs."""
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -16,7 +17,7 @@ class ModelConfig:
     id: str = MISSING
     offline_package: Optional[str] = None
     offline_id: Optional[str] = None
-    family: str = MISSING
+    family: Optional[str] = MISSING  # null where only tiny=true would need it (model=hf)
     tiny: bool = False
     tiny_config: Dict[str, Any] = field(default_factory=dict)
 
@@ -91,10 +92,19 @@ class Config:
     logger: LoggerConfig = MISSING
 
 
+MAX_DIRNAME_BYTES = 200  # file systems take 255 bytes per path component; room left for the hash
+
+
 def run_dirname(override_dirname: str) -> str:
-    """A job's overrides as one path component: readable, stable, unique per combination."""
-    name = override_dirname.replace("/", "_").replace("\\", "_")
-    return name or "default"
+    """A job's overrides as one path component: readable, stable, unique per combination. A name
+    too long for a file system (a model.id that is a deep local path) is cut and ends in a hash of
+    the whole, so it stays unique."""
+    name = override_dirname.replace("/", "_").replace("\\", "_") or "default"
+    encoded = name.encode()
+    if len(encoded) <= MAX_DIRNAME_BYTES:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    return encoded[: MAX_DIRNAME_BYTES - len(digest) - 1].decode(errors="ignore") + "-" + digest
 
 
 def register() -> None:

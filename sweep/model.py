@@ -92,8 +92,28 @@ def load_encoder(source: str) -> PreTrainedModel:
     return _open(AutoModel.from_pretrained, source, "weights").float()
 
 
-def max_positions(config: PretrainedConfig) -> int:
-    return int(config.max_position_embeddings)
+# tokenizers that set no limit report this huge model_max_length (transformers' VERY_LARGE_INTEGER)
+NO_TOKENIZER_LIMIT = 10**9
+
+
+def max_positions(config: PretrainedConfig, tokenizer: Optional[PreTrainedTokenizerBase] = None) -> Optional[int]:
+    """The longest input the model takes: the smaller of its position table and its tokenizer's
+    model_max_length. Both count: RoBERTa's table has 514 rows but positions start after the
+    padding id, so only its tokenizer's 512 is safe. None when neither says (relative positions)."""
+    limits = [getattr(config, "max_position_embeddings", None)]
+    if tokenizer is not None:
+        limits.append(tokenizer.model_max_length)
+    known = [int(limit) for limit in limits if limit is not None and limit < NO_TOKENIZER_LIMIT]
+    return min(known) if known else None
+
+
+def require_padding(tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """Batches are padded: a tokenizer without a padding token cannot make them."""
+    if tokenizer.pad_token_id is None:
+        raise ModelLoadError(
+            f"the tokenizer of model.id={source!r} has no padding token; use an encoder whose tokenizer "
+            f"defines pad_token (BERT, RoBERTa, DeBERTa, E5 and ModernBERT do)"
+        )
 
 
 def encoder_input_names(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> List[str]:

@@ -35,6 +35,7 @@ from sweep.model import (
     load_encoder,
     load_tokenizer,
     max_positions,
+    require_padding,
     resolve_source,
 )
 from sweep.neutral import RERUN_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
@@ -89,11 +90,9 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     else:
         source = resolve_source(mcfg.id, mcfg.offline_package, mcfg.offline_id)
         tokenizer = load_tokenizer(source)
-        limit = max_positions(load_config(source))
-    if dcfg.max_len > limit or dcfg.max_len < 8:
-        raise DataError(
-            f"data.max_len={dcfg.max_len} does not fit model {mcfg.name!r}: use 8 <= data.max_len <= {limit}"
-        )
+        require_padding(tokenizer, source)
+        limit = max_positions(load_config(source), tokenizer)
+    check_max_len(dcfg.max_len, limit, mcfg.name)
     splits = prepare_splits(dcfg)
     set_seed(cfg.seed)
     if mcfg.tiny:
@@ -105,6 +104,22 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     input_names = encoder_input_names(encoder, tokenizer)
     collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding)
     return Prepared(model, tokenizer, tokenize(splits, tokenizer, dcfg.max_len, input_names), collator)
+
+
+def check_max_len(max_len: int, limit: Optional[int], model_name: str) -> None:
+    """limit: the model's longest input, None where the model sets none (relative positions)."""
+    if max_len < 8 or (limit is not None and max_len > limit):
+        accepted = f"8 <= data.max_len <= {limit}" if limit is not None else "data.max_len >= 8"
+        raise DataError(f"data.max_len={max_len} does not fit model {model_name!r}: use {accepted}")
+
+
+def require_model_identity(model_cfg: DictConfig) -> None:
+    """model=hf leaves model.id (what to load) and model.name (what names the run's cells in the
+    table, run dirs and wandb) to the user."""
+    needed = [("name", "roberta")] + ([] if model_cfg.tiny else [("id", "FacebookAI/roberta-base or a local dir")])
+    for key, example in needed:
+        if OmegaConf.is_missing(model_cfg, key):
+            raise InputError(f"model.{key} is not set: add model.{key}=... (e.g. {example}) to the command")
 
 
 def _cpu_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -139,7 +154,7 @@ class Run:
         self.fingerprint = config_fingerprint(self.config)
         self.tracker = None
         self.metrics: Dict[str, Any] = {
-            "model": cfg.model.name,
+            "model": OmegaConf.select(cfg, "model.name", throw_on_missing=False),  # checked in run()
             "pooling": cfg.pooling.name,
             "seed": cfg.seed,
             "status": "running",
@@ -408,6 +423,7 @@ def run(
     exit_code = 1
     held = contextlib.ExitStack()
     try:
+        require_model_identity(cfg.model)
         claimed = held.enter_context(gpu_claim) if gpu_claim is not None else None
         if claimed:
             job.device = torch.device(claimed)
