@@ -47,15 +47,26 @@ METRICS = {
     "best_epoch": "best epoch",
     "train_seconds": "train loop (s)",
     "train_samples_per_s": "train loop samples/s",
+    "test_samples_per_s": "inference samples/s (test)",
+    "peak_memory_mb": "inference peak memory (MiB)",
     "params": "params (incl. unused)",
 }
-DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0}  # shown precision (else 4); CSV and JSON keep every digit
+# shown precision (else 4); CSV and JSON keep every digit
+DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0, "test_samples_per_s": 0, "peak_memory_mb": 0}
 # what the runner records under those names (sweep/runner.py finish(), Classifier.num_parameters)
 COLUMN_NOTES = (
     "train acc (running, best epoch): the accuracy over the best epoch's training batches while they were "
     "trained, with dropout on and the weights changing; not the best checkpoint evaluated on the train split.",
     "train loop: the training epochs only (batches, forward, backward, optimizer steps), summed over the "
     "epochs run; not evaluation, tokenization or compilation.",
+    "inference samples/s (test): the test pass on the best checkpoint at data.eval_batch_size, the first "
+    "(warm-up) batch excluded, batch loading, forward and metrics included, in the run's precision and "
+    "compile mode; the device is synchronized around the timed span.",
+    "inference peak memory (MiB): on a GPU the most memory held by tensors during the test pass "
+    "(torch.cuda.max_memory_allocated, weights included, optimizer state freed before); on CPU the process's "
+    "peak resident set size during it (everything the process holds, data-loader workers not counted). "
+    "metrics.json's peak_memory_kind says which: cuda_allocated, host_rss, or host_rss_process_lifetime "
+    "where the peak could not be reset.",
     "params (incl. unused): every weight of encoder and head, including those the forward pass never uses "
     "(BERT's pooler, 590,592 in BERT-base).",
 )

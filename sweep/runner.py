@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModel, set_seed
 
 from sweep.compilation import WarmupBatch, compile_model, reset_compiler
+from sweep.cost import TimedLoader, inference_cost, peak_memory
 from sweep.data import Collator, DataError, make_loader, prepare_splits, tokenize
 from sweep.errors import InputError
 from sweep.loop import build_optimizer, evaluate, resolve_device, resolve_precision, train_epoch
@@ -276,11 +277,15 @@ class Run:
         if best_weights is None:  # the best checkpoint is on disk
             best_weights = Classifier.from_pretrained(self.path(BEST_DIR)).state_dict()
         model.load_state_dict(best_weights)
-        test = evaluate(
-            forward, eval_loader(splits["test"]), device, desc="test (best checkpoint)", precision=precision
-        )
+        # what training holds on the device (optimizer moments) is no cost of inference: free it first
+        state.training = {}
+        del optimizer, scheduler
+        test_loader = TimedLoader(eval_loader(splits["test"]), device)
+        with peak_memory(device) as memory:
+            test = evaluate(forward, test_loader, device, desc="test (best checkpoint)", precision=precision)
+            test_loader.stop()
         self.write_metrics(**compiled.record())  # what ran compiled, now that everything has run
-        self.finish(state.best, state.history, test, state.global_step)
+        self.finish(state.best, state.history, test, state.global_step, inference_cost(test_loader, memory))
         return state.best["valid/acc"]
 
     def end_epoch(
@@ -356,8 +361,15 @@ class Run:
                 wanted,
             )
 
-    def finish(self, best: Dict[str, Any], history: List[Dict[str, Any]], test: Dict[str, Any], step: int) -> None:
-        """The test predictions and the final metrics, in the run dir and the tracker."""
+    def finish(
+        self,
+        best: Dict[str, Any],
+        history: List[Dict[str, Any]],
+        test: Dict[str, Any],
+        step: int,
+        inference: Dict[str, Any],
+    ) -> None:
+        """The test predictions and the final metrics (inference cost included), in the run dir and the tracker."""
         write_predictions(
             self.path(PREDICTIONS_FILE),
             {"index": test["idx"], "label": test["labels"], "pred": test["preds"], "prob_pos": test["prob_pos"]},
@@ -376,6 +388,7 @@ class Run:
             "test/loss": test["loss"],
             "train_seconds": train_seconds,
             "train_samples_per_s": sum(r["samples"] for r in history) / train_seconds if train_seconds else None,
+            **inference,
             "error": None,
         }
         self.tracker.log({k: final[k] for k in ("test/acc", "test/f1", "test/loss")}, step)

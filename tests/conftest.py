@@ -17,7 +17,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB_DIR = REPO.parent / "shared" / "data" / "imdb"
-TIMING_KEYS = {"train_seconds", "train_samples_per_s"}  # the only metrics that differ between identical runs
+# the only metrics that differ between identical runs
+TIMING_KEYS = {"train_seconds", "train_samples_per_s", "test_samples_per_s", "peak_memory_mb"}
 SMOKE_GRID = ["model=bert,modernbert", "pooling=cls,mean", "experiment=smoke"]
 
 needs_imdb = pytest.mark.skipif(

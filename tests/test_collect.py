@@ -39,6 +39,8 @@ METRIC_KEYS = [
     "best_epoch",
     "train_seconds",
     "train_samples_per_s",
+    "test_samples_per_s",
+    "peak_memory_mb",
     "params",
 ]
 

@@ -1,0 +1,71 @@
+"""Inference cost: every run records test-set throughput and peak memory, and the table shows them
+beside the training cost."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import metrics, run_dirs, train
+from sweep.collect import main as collect_main
+from sweep.cost import TimedLoader, peak_memory
+
+# a tiny BERT on generated data, one epoch: seconds on 2 CPU cores; 120 test rows in batches of 16
+QUICK = [
+    "experiment=smoke",
+    "model=bert",
+    "logger=none",
+    "data.n_samples=1200",
+    "trainer.batch_size=28",
+    "data.eval_batch_size=16",
+    "trainer.epochs=1",
+    "trainer.save_best=false",
+]
+
+
+def batches(*sizes):
+    return [{"labels": torch.zeros(size, dtype=torch.long)} for size in sizes]
+
+
+def test_the_timed_span_leaves_out_the_warm_up_batch():
+    timed = TimedLoader(batches(16, 16, 16, 7), torch.device("cpu"))
+    assert sum(len(b["labels"]) for b in timed) == 55
+    timed.stop()
+    assert timed.samples == 16 + 16 + 7 and timed.seconds > 0 and timed.samples_per_s() > 0
+    single = TimedLoader(batches(5), torch.device("cpu"))
+    list(single)
+    single.stop()
+    assert single.samples_per_s() is None  # nothing after the warm-up batch to time
+
+
+def test_host_peak_memory_sees_what_the_block_allocates():
+    with peak_memory(torch.device("cpu")) as quiet:
+        pass
+    with peak_memory(torch.device("cpu")) as busy:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del block
+    assert quiet.kind == busy.kind == "host_rss"
+    assert busy.mb >= quiet.mb + 50, (quiet, busy)
+
+
+def test_a_run_records_its_inference_cost_and_the_table_shows_it(tmp_path, capsys):
+    sweep_dir = tmp_path / "sweep"
+    train(*QUICK, f"hydra.sweep.dir={sweep_dir}")
+    (run_dir,) = run_dirs(sweep_dir)
+    m = metrics(run_dir)
+    assert m["status"] == "completed"
+    # a 2-layer, 64-wide BERT on CPU: far more than 10 samples/s, far less than 10 million
+    assert 10 < m["test_samples_per_s"] < 1e7, m["test_samples_per_s"]
+    # the whole process (torch, the data, the model) resident, below the machine's memory
+    assert m["peak_memory_kind"] == "host_rss" and 100 < m["peak_memory_mb"] < 64_000, m["peak_memory_mb"]
+
+    assert collect_main([str(sweep_dir), "--out", str(tmp_path / "table"), "--format", "json"]) == 0
+    (cell,) = json.loads(capsys.readouterr().out)["cells"]
+    assert cell["test_samples_per_s"] == pytest.approx(m["test_samples_per_s"])
+    assert cell["peak_memory_mb"] == pytest.approx(m["peak_memory_mb"])
+    markdown = (tmp_path / "table" / "comparison.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| model |"))
+    assert "| train loop samples/s | inference samples/s (test) | inference peak memory (MiB) |" in header
+    row = next(line for line in markdown.splitlines() if line.startswith("| bert |"))
+    assert f"| {m['test_samples_per_s']:,.0f} | {m['peak_memory_mb']:,.0f} |" in row
+    assert "the first (warm-up) batch excluded" in markdown and "peak_memory_kind" in markdown
