@@ -69,3 +69,20 @@ def test_a_run_records_its_inference_cost_and_the_table_shows_it(tmp_path, capsy
     row = next(line for line in markdown.splitlines() if line.startswith("| bert |"))
     assert f"| {m['test_samples_per_s']:,.0f} | {m['peak_memory_mb']:,.0f} |" in row
     assert "the first (warm-up) batch excluded" in markdown and "peak_memory_kind" in markdown
+
+
+def test_on_a_gpu_the_device_waits_at_the_ends_of_the_span_only(monkeypatch):
+    """The CUDA calls, recorded on CPU: the timed span starts and ends with a synchronize, never
+    one per batch, and the peak is read after the last kernel, from a reset counter."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset"))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: calls.append("read") or 3 * 2**20)
+    gpu = torch.device("cuda")
+    with peak_memory(gpu) as memory:
+        timed = TimedLoader(batches(16, 16, 16, 16, 16), gpu)
+        for _ in timed:
+            calls.append("batch")
+        timed.stop()
+    assert calls == ["sync", "reset", "batch", "sync"] + ["batch"] * 4 + ["sync", "sync", "read"]
+    assert (memory.mb, memory.kind) == (3.0, "cuda_allocated") and timed.samples == 64
