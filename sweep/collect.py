@@ -48,11 +48,11 @@ METRICS = {
     "train_seconds": "train loop (s)",
     "train_samples_per_s": "train loop samples/s",
     "test_samples_per_s": "inference samples/s (test)",
-    "peak_memory_mb": "inference peak memory (MiB)",
+    "peak_memory_mib": "inference peak memory (MiB)",
     "params": "params (incl. unused)",
 }
 # shown precision (else 4); CSV and JSON keep every digit
-DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0, "test_samples_per_s": 0, "peak_memory_mb": 0}
+DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0, "test_samples_per_s": 0, "peak_memory_mib": 0}
 # what the runner records under those names (sweep/runner.py finish(), Classifier.num_parameters)
 COLUMN_NOTES = (
     "train acc (running, best epoch): the accuracy over the best epoch's training batches while they were "

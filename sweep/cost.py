@@ -60,7 +60,7 @@ class TimedLoader:
 
 @dataclass
 class PeakMemory:
-    mb: Optional[float] = None
+    mib: Optional[float] = None
     kind: Optional[str] = None
 
 
@@ -72,7 +72,7 @@ def _reset_host_peak() -> bool:
         return False
 
 
-def _host_peak_mb(reset: bool) -> PeakMemory:
+def _host_peak_mib(reset: bool) -> PeakMemory:
     """VmHWM after a reset is the pass's own peak; without one, the process's lifetime peak (which
     training may have set), named as such."""
     if reset:
@@ -93,18 +93,18 @@ def peak_memory(device: torch.device) -> Iterator[PeakMemory]:
         torch.cuda.reset_peak_memory_stats(device)
         yield result
         synchronize(device)
-        result.mb, result.kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocated"
+        result.mib, result.kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocated"
     else:
         reset = _reset_host_peak()
         yield result
-        peak = _host_peak_mb(reset)
-        result.mb, result.kind = peak.mb, peak.kind
+        peak = _host_peak_mib(reset)
+        result.mib, result.kind = peak.mib, peak.kind
 
 
 def inference_cost(timed: TimedLoader, memory: PeakMemory) -> Dict[str, Any]:
     """The metrics.json fields."""
     return {
         "test_samples_per_s": timed.samples_per_s(),
-        "peak_memory_mb": memory.mb,
+        "peak_memory_mib": memory.mib,
         "peak_memory_kind": memory.kind,
     }

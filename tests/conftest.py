@@ -18,7 +18,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 REPO = Path(__file__).resolve().parents[1]
 IMDB_DIR = REPO.parent / "shared" / "data" / "imdb"
 # the only metrics that differ between identical runs
-TIMING_KEYS = {"train_seconds", "train_samples_per_s", "test_samples_per_s", "peak_memory_mb"}
+TIMING_KEYS = {"train_seconds", "train_samples_per_s", "test_samples_per_s", "peak_memory_mib"}
 SMOKE_GRID = ["model=bert,modernbert", "pooling=cls,mean", "experiment=smoke"]
 
 needs_imdb = pytest.mark.skipif(

@@ -40,7 +40,7 @@ METRIC_KEYS = [
     "train_seconds",
     "train_samples_per_s",
     "test_samples_per_s",
-    "peak_memory_mb",
+    "peak_memory_mib",
     "params",
 ]
 

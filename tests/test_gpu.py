@@ -53,7 +53,7 @@ def test_every_precision_learns_and_stays_compiled(tmp_path, compile_setting):
                     "test/acc",
                     "train_samples_per_s",
                     "test_samples_per_s",
-                    "peak_memory_mb",
+                    "peak_memory_mib",
                     "compile_seconds",
                     "recompiles",
                     "graph_breaks",
@@ -65,7 +65,7 @@ def test_every_precision_learns_and_stays_compiled(tmp_path, compile_setting):
         assert m["compile_mode"] == mode and m["compiled"] is (mode is not None), (precision, m)
         assert m["recompiles"] == (0 if mode else None), (precision, m)
         # inference cost on the GPU: tensors allocated on it, a tiny model's weights and activations
-        assert m["peak_memory_kind"] == "cuda_allocated" and 0 < m["peak_memory_mb"] < 4096, (precision, m)
+        assert m["peak_memory_kind"] == "cuda_allocated" and 0 < m["peak_memory_mib"] < 4096, (precision, m)
         assert m["test_samples_per_s"] > 0, (precision, m)
     # bf16 against fp32 (TF32): a random-init model at lr 2e-3 amplifies rounding into another
     # trajectory, and 346 test examples make a point 3.5 answers. Measured on an H200: 0.9, 2.3 and 0.6

@@ -45,7 +45,7 @@ def test_host_peak_memory_sees_what_the_block_allocates():
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
         del block
     assert quiet.kind == busy.kind == "host_rss"
-    assert busy.mb >= quiet.mb + 50, (quiet, busy)
+    assert busy.mib >= quiet.mib + 50, (quiet, busy)
 
 
 def test_a_run_records_its_inference_cost_and_the_table_shows_it(tmp_path, capsys):
@@ -57,17 +57,17 @@ def test_a_run_records_its_inference_cost_and_the_table_shows_it(tmp_path, capsy
     # a 2-layer, 64-wide BERT on CPU: far more than 10 samples/s, far less than 10 million
     assert 10 < m["test_samples_per_s"] < 1e7, m["test_samples_per_s"]
     # the whole process (torch, the data, the model) resident, below the machine's memory
-    assert m["peak_memory_kind"] == "host_rss" and 100 < m["peak_memory_mb"] < 64_000, m["peak_memory_mb"]
+    assert m["peak_memory_kind"] == "host_rss" and 100 < m["peak_memory_mib"] < 64_000, m["peak_memory_mib"]
 
     assert collect_main([str(sweep_dir), "--out", str(tmp_path / "table"), "--format", "json"]) == 0
     (cell,) = json.loads(capsys.readouterr().out)["cells"]
     assert cell["test_samples_per_s"] == pytest.approx(m["test_samples_per_s"])
-    assert cell["peak_memory_mb"] == pytest.approx(m["peak_memory_mb"])
+    assert cell["peak_memory_mib"] == pytest.approx(m["peak_memory_mib"])
     markdown = (tmp_path / "table" / "comparison.md").read_text()
     header = next(line for line in markdown.splitlines() if line.startswith("| model |"))
     assert "| train loop samples/s | inference samples/s (test) | inference peak memory (MiB) |" in header
     row = next(line for line in markdown.splitlines() if line.startswith("| bert |"))
-    assert f"| {m['test_samples_per_s']:,.0f} | {m['peak_memory_mb']:,.0f} |" in row
+    assert f"| {m['test_samples_per_s']:,.0f} | {m['peak_memory_mib']:,.0f} |" in row
     assert "the first (warm-up) batch excluded" in markdown and "peak_memory_kind" in markdown
 
 
@@ -85,4 +85,4 @@ def test_on_a_gpu_the_device_waits_at_the_ends_of_the_span_only(monkeypatch):
             calls.append("batch")
         timed.stop()
     assert calls == ["sync", "reset", "batch", "sync"] + ["batch"] * 4 + ["sync", "sync", "read"]
-    assert (memory.mb, memory.kind) == (3.0, "cuda_allocated") and timed.samples == 64
+    assert (memory.mib, memory.kind) == (3.0, "cuda_allocated") and timed.samples == 64
