@@ -60,15 +60,8 @@ def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sw
 
 def test_a_failing_job_does_not_stop_the_others(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = train(
-        "experiment=smoke",
-        "model=bert",
-        "pooling=cls",
-        "data.max_len=64,4096",
-        "trainer.epochs=1",
-        f"hydra.sweep.dir={sweep_dir}",
-        check=False,
-    )
+    grid = ["experiment=smoke", "model=bert", "pooling=cls", "data.max_len=64,4096", "trainer.epochs=1"]
+    result = train(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert result.returncode != 0
     bad, good = (
         sweep_dir / "data.max_len=4096,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
@@ -79,15 +72,7 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
     assert failed["status"] == "failed" and "data.max_len=4096" in failed["error"]
     assert "data.max_len=4096" in (bad / "train.log").read_text()
     assert "did not complete" in result.stderr + result.stdout and bad.name in result.stderr + result.stdout
-    rerun = train(
-        "experiment=smoke",
-        "model=bert",
-        "pooling=cls",
-        "data.max_len=64,4096",
-        "trainer.epochs=1",
-        f"hydra.sweep.dir={sweep_dir}",
-        check=False,
-    )
+    rerun = train(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert rerun.returncode != 0  # the failed job ran again (and failed again); the completed one was skipped
     assert "skipped" in (good / "train.log").read_text()
 
