@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from omegaconf import OmegaConf
@@ -304,3 +305,70 @@ def test_a_job_killed_without_a_result_is_collected_not_waited_for_forever(tmp_p
     assert process.returncode != 0 and "Traceback" not in said, said[-3000:]
     assert "ended without a result" in said and run_dir.name in said.split("did not complete")[1]
     assert metrics(run_dir)["status"] == "running" and (run_dir / "resume_state.pt").is_file()
+
+
+# ---------------------------------------------------------------- the cluster itself
+
+START = REPO / "tests" / "slurm" / "start.sh"
+
+
+def node_state():
+    return subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def queued_jobs():
+    return subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, timeout=30).stdout.split()
+
+
+def start_cluster():
+    return subprocess.run([str(START)], capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture
+def as_root():
+    if os.geteuid() != 0:
+        pytest.skip("restarting the cluster's daemons needs root, as tests/slurm/start.sh does")
+    yield
+    # whatever the test did, the tests after it get a running cluster with a free node
+    subprocess.run(["scancel", "--user=root"], capture_output=True, timeout=30)
+    start_cluster()
+
+
+def test_start_frees_the_node_of_jobs_a_run_that_died_with_its_machine_left(as_root, tmp_path):
+    """A CI or a session stopped mid-test stops every process at once; the controller's saved state
+    brings the jobs back as running (or requeued) on the next start, and they held the node:
+    start.sh failed after 60 s with the node `alloc`, and CI with it. It cancels them."""
+    sleeper = "sleep 3171"  # a command no other process runs
+    job = subprocess.run(
+        ["sbatch", "--parsable", "-J", "left-behind", "-p", "debug", "-c", "1", "--mem=100M"]
+        + ["-o", str(tmp_path / "job.out"), "--wrap", sleeper],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    for _ in range(60):
+        if (
+            subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+            == "RUNNING"
+        ):
+            break
+        time.sleep(1)
+    time.sleep(2)  # the controller saves its state a moment after a change
+    for daemon in ("slurmctld", "slurmd", "slurmstepd"):  # the machine stops: everything dies at once
+        subprocess.run(["pkill", "-KILL", "-x", daemon], timeout=30)
+    subprocess.run(["pkill", "-KILL", "-f", sleeper], timeout=30)
+
+    started = start_cluster()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert f"cancelling jobs left by an earlier run: {job}" in started.stdout
+    assert node_state() == "idle" and job not in queued_jobs()
+
+
+def test_start_resumes_a_node_drained_by_a_job_it_could_not_kill(as_root):
+    """A job whose processes outlive its end drains the node (`Kill task failed`); the node would
+    stay closed to every job after it."""
+    subprocess.run(["scontrol", "update", "NodeName=ALL", "State=DRAIN", "Reason=a test"], check=True, timeout=30)
+    started = start_cluster()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert node_state() == "idle"

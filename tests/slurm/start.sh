@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Starts the single-node SLURM cluster of tests/slurm/slurm.conf.template (as root): munged as the
 # munge user, then slurmctld and slurmd, and waits until the node is idle. Idempotent: daemons that
-# already run are left alone, existing state dirs are reused.
+# already run are left alone, existing state dirs are reused. The cluster is the tests' alone and no
+# test runs while it starts, so any job in its queue was left by a run that died (a CI or a session
+# stopped mid-test, whose jobs the controller's saved state brings back as running or requeued): it
+# is cancelled, and a node drained by such a job's end is resumed.
 # Needs: apt-get install slurm-wlm munge.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,7 +13,8 @@ conf=/etc/slurm/slurm.conf
 host="$(hostname -s)"
 memory_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
 
-running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive and not a zombie: a daemon killed in a container whose init reaps late keeps its pid a while
+running() { [ -f "$1" ] && ps -o stat= -p "$(cat "$1")" 2>/dev/null | grep -qv '^Z'; }
 
 mkdir -p "$state/ctld" "$state/d" /run/munge /var/log/munge
 chown munge:munge /run/munge /var/log/munge
@@ -33,9 +37,13 @@ running "$state/slurmctld.pid" || /usr/sbin/slurmctld
 running "$state/slurmd.pid" || /usr/sbin/slurmd
 
 for _ in $(seq 60); do
-    if [ "$(sinfo -h -n "$host" -o %t 2>/dev/null)" = idle ]; then
-        sinfo
-        exit 0
+    if left="$(squeue -h -o %A 2>/dev/null)"; then
+        # shellcheck disable=SC2086  # one id per word
+        [ -z "$left" ] || { echo "cancelling jobs left by an earlier run: $(echo $left)"; scancel $left; }
+        case "$(sinfo -h -n "$host" -o %t)" in
+        idle) sinfo; exit 0 ;;
+        drain* | drng) scontrol update NodeName="$host" State=RESUME ;;
+        esac
     fi
     sleep 1
 done
