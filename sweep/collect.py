@@ -44,6 +44,7 @@ METRICS = {
     "valid/acc": "valid acc",
     "test/acc": "test acc",
     "test/f1": "test F1",
+    "test/macro_f1": "test macro-F1",
     "best_epoch": "best epoch",
     "train_seconds": "train loop (s)",
     "train_samples_per_s": "train loop samples/s",
@@ -56,6 +57,8 @@ COLUMN_NOTES = (
     "trained, with dropout on and the weights changing; not the best checkpoint evaluated on the train split.",
     "train loop: the training epochs only (batches, forward, backward, optimizer steps), summed over the "
     "epochs run; not evaluation, tokenization or compilation.",
+    "test F1: the F1 of the positive class (label 1), two-class data only; test macro-F1: the mean of "
+    "every class's F1, for any number of classes (metrics.json older than it leave the column empty).",
     "params (incl. unused): every weight of encoder and head, including those the forward pass never uses "
     "(BERT's pooler, 590,592 in BERT-base).",
 )
