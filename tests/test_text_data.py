@@ -2,13 +2,14 @@
 number, the imdb and synthetic data unchanged by them."""
 
 import hashlib
+import json
 
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
 import sweep.config  # noqa: F401  (registers the config schema that config.yaml names)
-from conftest import IMDB_DIR, REPO, needs_imdb
+from conftest import IMDB_DIR, REPO, needs_imdb, train
 from sweep.data import DataError, generate_synthetic, load_raw, prepare_splits, tokenize
 from sweep.tiny import train_tokenizer
 
@@ -181,3 +182,34 @@ def test_bad_sources_name_the_bad_value(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"cannot load data.hub_id='fancyzhx/ag_news' .*data.local_dir=DIR") as error:
         prepare_splits(data_config("ag_news"))
     assert "\n" not in str(error.value)
+
+
+def test_a_run_on_local_sentence_pairs_with_string_labels(tmp_path):
+    """The whole run on data=text: given splits kept, 3 string classes -> head of 3, names in best/."""
+    data = tmp_path / "data"
+    data.mkdir()
+    names = ["neutral", "entailment", "contradiction"]
+    for split, n, offset in (("train", 240, 0), ("validation", 30, 1000), ("test", 36, 2000)):
+        rows = labelled_rows(n, names, offset)
+        write(rows.assign(hypothesis=rows["label"].map(lambda name: f"it is {name}")), data / f"{split}.jsonl")
+    run_dir = tmp_path / "run"
+    train(
+        "data=text",
+        f"data.local_dir={data}",
+        "data.use_given_splits=true",
+        "data.text_pair_column=hypothesis",
+        "data.max_len=32",
+        "model.tiny=true",
+        "trainer.epochs=1",
+        "trainer.batch_size=32",
+        "optim.lr=2e-3",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        multirun=False,
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test_samples"] == 36 and metrics["test/f1"] is None
+    best = json.loads((run_dir / "best" / "classifier.json").read_text())
+    assert best["num_labels"] == 3 and best["label_names"] == sorted(names)
+    predictions = pd.read_parquet(run_dir / "predictions_test.parquet")
+    assert list(predictions.columns) == ["index", "label", "pred", "prob_0", "prob_1", "prob_2"]
