@@ -85,11 +85,15 @@ def load_given(data_cfg) -> DatasetDict:
         raw = _load_files(files_in_dir(data_cfg.local_dir))
     elif data_cfg.hub_id:
         raw = load_hub(data_cfg.hub_id, data_cfg.get("hub_config"))
+        extra = [name for name in raw if name not in SPLIT_ALIASES]  # e.g. imdb's unlabelled "unsupervised"
+        if extra:
+            log.info("data.hub_id=%s: ignoring split(s) %s", data_cfg.hub_id, extra)
+            raw = DatasetDict({name: ds for name, ds in raw.items() if name in SPLIT_ALIASES})
     else:
         raise DataError("data=text needs data.local_dir=DIR, data.files={train: a.csv, ...} or data.hub_id=ID")
     unknown = [name for name in raw if name not in SPLIT_ALIASES]
     if unknown:
-        raise DataError(f"split(s) {unknown} are not known; use {', '.join(SPLIT_ALIASES)}")
+        raise DataError(f"data.files names split(s) {unknown}; use {', '.join(SPLIT_ALIASES)}")
     return DatasetDict({SPLIT_ALIASES[name]: ds for name, ds in raw.items()})
 
 
@@ -119,7 +123,11 @@ def drop_unlabelled(parts: DatasetDict) -> DatasetDict:
     a split with none left is dropped (sst2's test split)."""
     out = {}
     for name, ds in parts.items():
-        kept = ds.filter(lambda row: row["label"] is not None and row["label"] != UNLABELLED, desc=f"labelled {name}")
+        kept = ds.filter(
+            lambda batch: [label is not None and label != UNLABELLED for label in batch["label"]],
+            batched=True,
+            desc=f"labelled {name}",
+        )
         if len(kept) < len(ds):
             log.info("%s split: dropped %d of %d rows without a label", name, len(ds) - len(kept), len(ds))
         if len(kept):
@@ -159,7 +167,9 @@ def encode_labels(parts: DatasetDict) -> DatasetDict:
     feature = ClassLabel(names=names)
     out = {}
     for name, ds in parts.items():
-        ds = ds.map(lambda row: {"label": ids[str(row["label"])]}, desc=f"label ids {name}")
+        ds = ds.map(
+            lambda batch: {"label": [ids[str(v)] for v in batch["label"]]}, batched=True, desc=f"label ids {name}"
+        )
         out[name] = ds.cast_column("label", Value("int64")).cast_column("label", feature)
     log.info("labels: %s", ", ".join(f"{i} = {n}" for i, n in enumerate(names)))
     return DatasetDict(out)

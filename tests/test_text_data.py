@@ -176,6 +176,9 @@ def test_bad_sources_name_the_bad_value(tmp_path, monkeypatch):
         prepare_splits(data_config("text", f"data.local_dir={tmp_path}"))
     with pytest.raises(DataError, match=r"data file '.*train.txt' has an unknown format; use one of .csv"):
         prepare_splits(data_config("text", f"data.files={{train: {tmp_path / 'train.txt'}}}"))
+    with pytest.raises(DataError, match=r"data.files names split\(s\) \['training'\]; use train, validation"):
+        write(labelled_rows(4, [0, 1]), tmp_path / "a.csv")
+        prepare_splits(data_config("text", f"data.files={{training: {tmp_path / 'a.csv'}}}"))
     with pytest.raises(DataError, match=r"data=text needs data.local_dir=DIR"):
         prepare_splits(data_config("text"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -213,3 +216,25 @@ def test_a_run_on_local_sentence_pairs_with_string_labels(tmp_path):
     assert best["num_labels"] == 3 and best["label_names"] == sorted(names)
     predictions = pd.read_parquet(run_dir / "predictions_test.parquet")
     assert list(predictions.columns) == ["index", "label", "pred", "prob_0", "prob_1", "prob_2"]
+
+
+def test_hub_path_keeps_a_classlabels_names_and_ignores_other_splits(monkeypatch):
+    """The hub is unreachable here: load_dataset stands in with ag_news's schema (a ClassLabel of 4
+    names) plus an unlabelled extra split, as imdb's `unsupervised` on the hub."""
+    from datasets import ClassLabel, Dataset, DatasetDict
+
+    import sweep.text_data
+
+    names = ["World", "Sports", "Business", "Sci/Tech"]
+
+    def part(n, offset):
+        rows = labelled_rows(n, [0, 1, 2, 3], offset)
+        return Dataset.from_pandas(rows).cast_column("label", ClassLabel(names=names))
+
+    fake = DatasetDict(train=part(120, 0), test=part(20, 500), unsupervised=part(8, 900))
+    asked = []
+    monkeypatch.setattr(sweep.text_data, "load_dataset", lambda *args: asked.append(args) or fake)
+    splits = prepare_splits(data_config("ag_news"))
+    assert asked == [("fancyzhx/ag_news", None)]
+    assert splits["train"].features["label"].names == names  # the hub's own order, not sorted
+    assert [len(splits[k]) for k in ("train", "valid", "test")] == [100, 20, 20]
