@@ -44,6 +44,7 @@ METRICS = {
     "valid/acc": "valid acc",
     "test/acc": "test acc",
     "test/f1": "test F1",
+    "test/macro_f1": "test macro-F1",
     "best_epoch": "best epoch",
     "train_seconds": "train loop (s)",
     "train_samples_per_s": "train loop samples/s",
@@ -67,6 +68,8 @@ COLUMN_NOTES = (
     "peak resident set size during it (everything the process holds, data-loader workers not counted). "
     "metrics.json's peak_memory_kind says which: cuda_allocated, host_rss, or host_rss_process_lifetime "
     "where the peak could not be reset.",
+    "test F1: the F1 of the positive class (label 1), two-class data only; test macro-F1: the mean of "
+    "every class's F1, for any number of classes (metrics.json older than it leave the column empty).",
     "params (incl. unused): every weight of encoder and head, including those the forward pass never uses "
     "(BERT's pooler, 590,592 in BERT-base).",
 )

@@ -31,8 +31,15 @@ class PoolingConfig:
 class DataConfig:
     name: str = MISSING
     hub_id: Optional[str] = None
+    hub_config: Optional[str] = None
     local_dir: Optional[str] = None
+    files: Any = None  # {split: path}; Any: Hydra can neither merge a dict override into a null Dict nor add keys to {}
+    text_column: Optional[str] = None
+    text_pair_column: Optional[str] = None
+    label_column: str = "label"
+    use_given_splits: bool = False
     n_samples: Optional[int] = None
+    n_classes: int = 2
     dedup: bool = True
     split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     split_seed: int = MISSING

@@ -14,16 +14,12 @@ from datasets.utils.stratify import stratified_shuffle_split_generate_indices
 from tokenizers import Tokenizer
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-from sweep.errors import InputError
+from sweep.text_data import DataError, load_text  # DataError lives beside the text loader, which raises it too
 
 log = logging.getLogger(__name__)
 
 LABEL_NAMES = ["neg", "pos"]
 REQUIRED_COLUMNS = ("text", "label")
-
-
-class DataError(InputError):
-    """Data that cannot be loaded or does not fit."""
 
 
 # ---------------------------------------------------------------- loading
@@ -109,17 +105,61 @@ def generate_synthetic(n_samples: int, seed: int = 0) -> Dataset:
     return ds.cast_column("label", ClassLabel(names=LABEL_NAMES))
 
 
+# Generated topic reviews (data.n_classes > 2): the label is the topic of the review's aspects;
+# each review also carries opinion phrases of both polarities as distractors.
+_TOPICS = {
+    "film": ["acting", "plot", "script", "cast", "camera work"],
+    "food": ["soup", "dessert", "service", "menu", "wine list"],
+    "hotel": ["room", "bed", "lobby", "breakfast", "pool"],
+    "phone": ["battery", "screen", "camera app", "charger", "keyboard"],
+    "car": ["engine", "brakes", "seats", "gearbox", "headlights"],
+    "book": ["prose", "chapters", "cover", "index", "footnotes"],
+    "game": ["levels", "controls", "soundtrack", "boss fights", "multiplayer"],
+    "flight": ["crew", "legroom", "boarding", "snacks", "landing"],
+}
+MAX_SYNTHETIC_CLASSES = len(_TOPICS)
+
+
+def generate_topics(n_samples: int, n_classes: int, seed: int = 0) -> Dataset:
+    """Seeded reviews of n_classes topics: two to three aspect phrases of the topic, each with an
+    opinion of either polarity, plus filler."""
+    if not 2 <= n_classes <= MAX_SYNTHETIC_CLASSES:
+        raise DataError(f"data.n_classes={n_classes} is not supported; use 2 to {MAX_SYNTHETIC_CLASSES}")
+    topics = list(_TOPICS)[:n_classes]
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n_samples):
+        label = rng.randrange(n_classes)
+        aspects = rng.sample(_TOPICS[topics[label]], rng.choice([2, 3]))
+        sentences = [f"the {a} was {rng.choice(_POSITIVE + _NEGATIVE)} ." for a in aspects] + [rng.choice(_FILLER)]
+        rng.shuffle(sentences)
+        texts.append(" ".join(s for s in sentences if s))
+        labels.append(label)
+    return Dataset.from_dict({"text": texts, "label": labels}).cast_column("label", ClassLabel(names=topics))
+
+
+def generate(data_cfg) -> Dataset:
+    """data=synthetic: sentiment reviews for 2 classes (the smoke data), topic reviews for more."""
+    n_classes = int(data_cfg.get("n_classes") or 2)
+    if n_classes == 2:
+        return generate_synthetic(int(data_cfg.n_samples))
+    return generate_topics(int(data_cfg.n_samples), n_classes)
+
+
 def load_raw(data_cfg) -> Dataset:
     """The whole labeled dataset (before dedup and split) with a stable row index `idx`."""
     if data_cfg.name == "synthetic":
-        ds = generate_synthetic(int(data_cfg.n_samples))
+        ds = generate(data_cfg)
     elif data_cfg.name == "imdb":
         ds = load_imdb(data_cfg.hub_id, data_cfg.local_dir)
+        bad = set(ds.unique("label")) - {0, 1}
+        if bad:
+            raise DataError(f"labels {sorted(bad)} found; labels must be 0 (neg) or 1 (pos)")
+    elif data_cfg.get("text_column"):  # data=text and its presets (sst2, ag_news, ...): all given splits merged
+        parts = load_text(data_cfg)
+        return concatenate_datasets([parts[name] for name in parts])
     else:
-        raise DataError(f"data.name={data_cfg.name!r} is not a known dataset; use imdb or synthetic")
-    bad = set(ds.unique("label")) - {0, 1}
-    if bad:
-        raise DataError(f"labels {sorted(bad)} found; labels must be 0 (neg) or 1 (pos)")
+        raise DataError(f"data.name={data_cfg.name!r} is not a known dataset; use imdb, synthetic or text")
     return ds.add_column("idx", list(range(len(ds))))
 
 
@@ -127,9 +167,10 @@ def load_raw(data_cfg) -> Dataset:
 
 
 def drop_duplicates(ds: Dataset) -> Dataset:
-    """Keep the first occurrence of each exact text, so no review sits in two splits."""
+    """Keep the first occurrence of each exact text (or text pair), so no example sits in two splits."""
     seen, keep = set(), []
-    for i, text in enumerate(ds["text"]):
+    texts = zip(ds["text"], ds["text_pair"]) if "text_pair" in ds.column_names else ds["text"]
+    for i, text in enumerate(texts):
         if text not in seen:
             seen.add(text)
             keep.append(i)
@@ -172,11 +213,33 @@ def cap(splits: DatasetDict, max_train: Optional[int], max_eval: Optional[int]) 
     )
 
 
+def given_splits(data_cfg) -> Optional[DatasetDict]:
+    """data.use_given_splits: the data's own train / valid / test. A missing valid or test split is
+    carved from train (stratified, seeded) at the size of the other (sst2: its test labels are
+    withheld, so its test is carved from train at the size of its validation split). None when the
+    data has no train split or neither valid nor test: then all of it is merged and split 8:1:1."""
+    if not data_cfg.get("use_given_splits") or not data_cfg.get("text_column"):
+        return None
+    parts = load_text(data_cfg)
+    if "train" not in parts or ("valid" not in parts and "test" not in parts):
+        log.info("data.use_given_splits: only %s given, merging and splitting 8:1:1", sorted(parts))
+        return None
+    missing = "test" if "test" not in parts else "valid" if "valid" not in parts else None
+    if missing:
+        given = parts["valid" if missing == "test" else "test"]
+        train, carved = _stratified_split(parts["train"], len(given) / len(parts["train"]), int(data_cfg.split_seed))
+        log.info("data.use_given_splits: no %s split given, carved %d rows from train", missing, len(carved))
+        parts = DatasetDict({**parts, "train": train, missing: carved})
+    return DatasetDict({name: parts[name] for name in ("train", "valid", "test")})
+
+
 def prepare_splits(data_cfg) -> DatasetDict:
-    ds = load_raw(data_cfg)
-    if data_cfg.dedup:
-        ds = drop_duplicates(ds)
-    splits = split_dataset(ds, list(data_cfg.split), int(data_cfg.split_seed))
+    splits = given_splits(data_cfg)  # the data's own splits are kept as given (no dedup across them)
+    if splits is None:
+        ds = load_raw(data_cfg)
+        if data_cfg.dedup:
+            ds = drop_duplicates(ds)
+        splits = split_dataset(ds, list(data_cfg.split), int(data_cfg.split_seed))
     splits = cap(splits, data_cfg.max_train_samples, data_cfg.max_eval_samples)
     log.info("splits: %s", ", ".join(f"{k} {len(v):,}" for k, v in splits.items()))
     return splits
@@ -220,7 +283,10 @@ def tokenize(splits: DatasetDict, tokenizer, max_len: int, input_names: List[str
     key = f"{tokenizer_fingerprint(tokenizer)}-{max_len}-{'.'.join(input_names)}"
 
     def encode(batch):
-        encoded = encode_truncated(tokenizer, batch["text"], max_len)
+        if "text_pair" in batch:  # sentence pairs: the tokenizer joins them ([SEP], token_type_ids 1)
+            encoded = tokenizer(batch["text"], batch["text_pair"], truncation=True, max_length=max_len)
+        else:
+            encoded = encode_truncated(tokenizer, batch["text"], max_len)
         return {name: encoded[name] for name in input_names}
 
     out = {}
@@ -230,7 +296,7 @@ def tokenize(splits: DatasetDict, tokenizer, max_len: int, input_names: List[str
             encode,
             batched=True,
             batch_size=1000,
-            remove_columns=["text"],
+            remove_columns=[c for c in ("text", "text_pair") if c in ds.column_names],
             new_fingerprint=fingerprint,
             desc=f"tokenize {name}",
         )

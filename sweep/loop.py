@@ -4,7 +4,7 @@ transformers alone (the benchmark uses train_step on machines without hydra or d
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -178,11 +178,27 @@ def check_finite(loss: float, epoch: int, step: int) -> None:
         )
 
 
+def class_f1(labels: torch.Tensor, preds: torch.Tensor, cls: int) -> float:
+    """F1 of one class against the rest (0 when the class is neither predicted nor present)."""
+    tp = int(((preds == cls) & (labels == cls)).sum())
+    fp = int(((preds == cls) & (labels != cls)).sum())
+    fn = int(((preds != cls) & (labels == cls)).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def macro_f1(labels: torch.Tensor, preds: torch.Tensor, f1s: List[float]) -> float:
+    """Mean F1 over the classes that occur in the labels or predictions (sklearn's macro average over
+    its labels); a class absent from both, e.g. from a capped split, would only add an arbitrary 0."""
+    seen = set(labels.tolist()) | set(preds.tolist())
+    return sum(f1s[c] for c in seen) / len(seen)
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, loader, device: torch.device, desc: str = "eval", precision: Optional[Precision] = None
 ) -> Dict[str, object]:
-    """Loss, accuracy, F1 of the positive class, and per-example predictions."""
+    """Loss, accuracy, macro-F1 (and F1 of the positive class for two classes), per-example predictions
+    and class probabilities."""
     model.eval()
     losses, labels, preds, probs, idx = [], [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
@@ -194,19 +210,19 @@ def evaluate(
         losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
         labels.append(batch["labels"])
         preds.append(logits.argmax(dim=-1))
-        probs.append(logits.softmax(dim=-1)[:, 1])
+        probs.append(logits.softmax(dim=-1))
         idx.append(batch["idx"])
-    labels_t, preds_t = torch.cat(labels).cpu(), torch.cat(preds).cpu()
-    n = len(labels_t)
-    tp = int(((preds_t == 1) & (labels_t == 1)).sum())
-    fp = int(((preds_t == 1) & (labels_t == 0)).sum())
-    fn = int(((preds_t == 0) & (labels_t == 1)).sum())
+    labels_t, preds_t, probs_t = torch.cat(labels).cpu(), torch.cat(preds).cpu(), torch.cat(probs).cpu()
+    n, n_classes = len(labels_t), probs_t.shape[1]
+    f1s = [class_f1(labels_t, preds_t, c) for c in range(n_classes)]
     return {
         "loss": float(torch.stack(losses).sum()) / n,
         "acc": int((preds_t == labels_t).sum()) / n,  # exact, not a float32 mean
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+        "f1": f1s[1] if n_classes == 2 else None,  # binary F1 of the positive class; no single one for more classes
+        "macro_f1": macro_f1(labels_t, preds_t, f1s),
         "labels": labels_t.numpy(),
         "preds": preds_t.numpy(),
-        "prob_pos": torch.cat(probs).cpu().numpy(),
+        "probs": probs_t.numpy(),
+        "prob_pos": probs_t[:, 1].numpy() if n_classes == 2 else None,
         "idx": torch.cat(idx).cpu().numpy(),
     }

@@ -97,11 +97,14 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     splits = prepare_splits(dcfg)
     set_seed(cfg.seed)
     if mcfg.tiny:
-        tokenizer = train_tokenizer(splits["train"]["text"], mcfg.family, int(mcfg.tiny_config.vocab_size))
+        train = splits["train"]
+        texts = list(train["text"]) + (list(train["text_pair"]) if "text_pair" in train.column_names else [])
+        tokenizer = train_tokenizer(texts, mcfg.family, int(mcfg.tiny_config.vocab_size))
         encoder = AutoModel.from_config(tiny_config(mcfg.family, tokenizer, OmegaConf.to_container(mcfg.tiny_config)))
     else:
         encoder = load_encoder(source)
-    model = Classifier(encoder, cfg.pooling.name, num_labels=2, head_dropout=cfg.trainer.head_dropout).to(device)
+    num_labels = splits["train"].features["label"].num_classes  # from the data: 2 for imdb, 4 for ag_news, ...
+    model = Classifier(encoder, cfg.pooling.name, num_labels, head_dropout=cfg.trainer.head_dropout).to(device)
     input_names = encoder_input_names(encoder, tokenizer)
     collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding)
     return Prepared(model, tokenizer, tokenize(splits, tokenizer, dcfg.max_len, input_names), collator)
@@ -370,10 +373,7 @@ class Run:
         inference: Dict[str, Any],
     ) -> None:
         """The test predictions and the final metrics (inference cost included), in the run dir and the tracker."""
-        write_predictions(
-            self.path(PREDICTIONS_FILE),
-            {"index": test["idx"], "label": test["labels"], "pred": test["preds"], "prob_pos": test["prob_pos"]},
-        )
+        write_predictions(self.path(PREDICTIONS_FILE), prediction_columns(test))
         train_seconds = sum(r["seconds"] for r in history)
         final = {
             "status": "completed",
@@ -385,22 +385,35 @@ class Run:
             "valid/loss": best["valid/loss"],
             "test/acc": test["acc"],
             "test/f1": test["f1"],
+            "test/macro_f1": test["macro_f1"],
             "test/loss": test["loss"],
             "train_seconds": train_seconds,
             "train_samples_per_s": sum(r["samples"] for r in history) / train_seconds if train_seconds else None,
             **inference,
             "error": None,
         }
-        self.tracker.log({k: final[k] for k in ("test/acc", "test/f1", "test/loss")}, step)
+        self.tracker.log(
+            {k: final[k] for k in ("test/acc", "test/f1", "test/macro_f1", "test/loss") if final[k] is not None}, step
+        )
         self.tracker.summary(final)
         self.write_metrics(**final)
         self.path(STATE_FILE).unlink(missing_ok=True)  # a finished run keeps best/, not optimizer states
         log.info(
-            "test on the best checkpoint (epoch %d): test/acc %.4f  test/f1 %.4f",
+            "test on the best checkpoint (epoch %d): test/acc %.4f  test/macro_f1 %.4f",
             best["epoch"],
             test["acc"],
-            test["f1"],
+            test["macro_f1"],
         )
+
+
+def prediction_columns(test: Dict[str, Any]) -> Dict[str, Any]:
+    """index, label, pred, prob_<i> for every class i, and prob_pos (= prob_1) for two classes, which
+    collect and older readers use."""
+    columns = {"index": test["idx"], "label": test["labels"], "pred": test["preds"]}
+    if test["prob_pos"] is not None:
+        columns["prob_pos"] = test["prob_pos"]
+    columns.update({f"prob_{i}": test["probs"][:, i] for i in range(test["probs"].shape[1])})
+    return columns
 
 
 def _raise_interrupt(signum, frame):

@@ -48,14 +48,14 @@ def test_grid_leaves_one_complete_run_dir_per_cell(smoke_sweep):
         assert (m["model"], m["pooling"], m["seed"]) == (overrides["model"], overrides["pooling"], 42)
         assert m["status"] == "completed" and m["error"] is None
         assert m["valid/acc"] > 0.8, f"{run_dir.name} did not learn the synthetic data: {m['valid/acc']}"
-        assert m["test/acc"] > 0.75 and 0 < m["test/f1"] <= 1 and m["params"] > 10_000
+        assert m["test/acc"] > 0.75 and 0 < m["test/f1"] <= 1 and 0 < m["test/macro_f1"] <= 1 and m["params"] > 10_000
         history = pd.read_csv(run_dir / "history.csv")
         assert list(history["epoch"]) == [1, 2, 3] and m["epochs_run"] == 3
         assert set(history.columns) >= {"epoch", "train/loss", "train/acc", "valid/loss", "valid/acc", "seconds", "lr"}
         assert history["valid/acc"].max() == pytest.approx(m["valid/acc"])
         assert int(history["valid/acc"].idxmax()) + 1 == m["best_epoch"]
         predictions = pd.read_parquet(run_dir / "predictions_test.parquet")
-        assert list(predictions.columns) == ["index", "label", "pred", "prob_pos"]
+        assert list(predictions.columns) == ["index", "label", "pred", "prob_pos", "prob_0", "prob_1"]
         assert len(predictions) == m["test_samples"] and predictions["index"].is_unique
         assert (predictions["label"] == predictions["pred"]).mean() == pytest.approx(m["test/acc"])
 

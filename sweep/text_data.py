@@ -1,0 +1,186 @@
+"""Any labelled text data (data=text and its presets): local CSV / JSON Lines / parquet files or a hub
+dataset -> the project's columns (text, optional text_pair, label as a ClassLabel) -> given splits."""
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from datasets import ClassLabel, DatasetDict, Value, load_dataset
+
+from sweep.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Builder of `datasets` per file extension: the same loaders the hub uses for these formats.
+FORMATS = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+# Split names as they appear in files and on the hub -> the project's split names.
+SPLIT_ALIASES = {"train": "train", "validation": "valid", "valid": "valid", "dev": "valid", "test": "test"}
+UNLABELLED = -1  # GLUE's label for test rows whose labels are withheld
+
+
+class DataError(InputError):
+    """Data that cannot be loaded or does not fit."""
+
+
+def _format_of(path: Path) -> str:
+    builder = FORMATS.get(path.suffix.lower())
+    if builder is None:
+        raise DataError(f"data file {str(path)!r} has an unknown format; use one of {', '.join(FORMATS)}")
+    return builder
+
+
+def _load_files(files: Dict[str, Path]) -> DatasetDict:
+    """One `datasets` builder per file format, all files of one format in one call."""
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise DataError(f"data file(s) {missing} do not exist")
+    formats = {split: _format_of(path) for split, path in files.items()}
+    parts = {}
+    for builder in sorted(set(formats.values())):
+        chosen = {split: str(files[split]) for split, b in formats.items() if b == builder}
+        parts.update(load_dataset(builder, data_files=chosen))
+    return DatasetDict(parts)
+
+
+def files_in_dir(local_dir: str) -> Dict[str, Path]:
+    """train / validation (or valid, dev) / test files of a dir, found by name, any supported format."""
+    directory = Path(local_dir).expanduser()
+    if not directory.is_dir():
+        raise DataError(
+            f"data.local_dir={local_dir!r} does not exist; point it at a dir of train/validation/test files"
+        )
+    found: Dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if path.stem.lower() in SPLIT_ALIASES and path.suffix.lower() in FORMATS:
+            if path.stem.lower() in found:
+                raise DataError(f"data.local_dir={local_dir!r} holds two files for split {path.stem!r}; keep one")
+            found[path.stem.lower()] = path
+    if not found:
+        raise DataError(
+            f"data.local_dir={local_dir!r} holds no train/validation/test file; "
+            f"name them e.g. train.csv, validation.jsonl, test.parquet"
+        )
+    return found
+
+
+def load_hub(hub_id: str, hub_config: Optional[str]) -> DatasetDict:
+    try:
+        return load_dataset(hub_id, hub_config)
+    except Exception as error:  # datasets raises several types for "not reachable / not cached"
+        raise DataError(
+            f"cannot load data.hub_id={hub_id!r} from the Hugging Face hub ({type(error).__name__}); "
+            f"set data.local_dir=DIR or data.files={{train: a.csv, test: b.csv}} to read local files"
+        ) from None
+
+
+def load_given(data_cfg) -> DatasetDict:
+    """The data's own splits under the project's names (train / valid / test)."""
+    files = data_cfg.get("files")
+    if files and not isinstance(files, Mapping):
+        raise DataError(f"data.files={files!r} is not a mapping; use e.g. data.files={{train: a.csv, test: b.csv}}")
+    if files:
+        raw = _load_files({split: Path(str(path)).expanduser() for split, path in files.items()})
+    elif data_cfg.local_dir:
+        raw = _load_files(files_in_dir(data_cfg.local_dir))
+    elif data_cfg.hub_id:
+        raw = load_hub(data_cfg.hub_id, data_cfg.get("hub_config"))
+        extra = [name for name in raw if name not in SPLIT_ALIASES]  # e.g. imdb's unlabelled "unsupervised"
+        if extra:
+            log.info("data.hub_id=%s: ignoring split(s) %s", data_cfg.hub_id, extra)
+            raw = DatasetDict({name: ds for name, ds in raw.items() if name in SPLIT_ALIASES})
+    else:
+        raise DataError("data=text needs data.local_dir=DIR, data.files={train: a.csv, ...} or data.hub_id=ID")
+    unknown = [name for name in raw if name not in SPLIT_ALIASES]
+    if unknown:
+        raise DataError(f"data.files names split(s) {unknown}; use {', '.join(SPLIT_ALIASES)}")
+    return DatasetDict({SPLIT_ALIASES[name]: ds for name, ds in raw.items()})
+
+
+def select_columns(parts: DatasetDict, data_cfg) -> DatasetDict:
+    """text, optional text_pair and label, renamed from the configured columns."""
+    wanted = {data_cfg.text_column: "text", data_cfg.label_column: "label"}
+    if data_cfg.get("text_pair_column"):
+        wanted[data_cfg.text_pair_column] = "text_pair"
+    out = {}
+    for name, ds in parts.items():
+        absent = [column for column in wanted if column not in ds.column_names]
+        if absent:
+            raise DataError(
+                f"{name} split lacks column(s) {absent}; found {ds.column_names}; "
+                f"set data.text_column / data.label_column / data.text_pair_column"
+            )
+        ds = ds.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
+        for column in ("text", "text_pair"):  # one string type, so splits from CSV and JSON files concatenate
+            if column in ds.column_names and ds.features[column] != Value("string"):
+                ds = ds.cast_column(column, Value("string"))
+        out[name] = ds
+    return DatasetDict(out)
+
+
+def drop_unlabelled(parts: DatasetDict) -> DatasetDict:
+    """Rows without a label (None, or GLUE's -1 for withheld test labels) cannot train or score;
+    a split with none left is dropped (sst2's test split)."""
+    out = {}
+    for name, ds in parts.items():
+        kept = ds.filter(
+            lambda batch: [label is not None and label != UNLABELLED for label in batch["label"]],
+            batched=True,
+            desc=f"labelled {name}",
+        )
+        if len(kept) < len(ds):
+            log.info("%s split: dropped %d of %d rows without a label", name, len(ds) - len(kept), len(ds))
+        if len(kept):
+            out[name] = kept
+    if not out:
+        raise DataError("no split holds a labelled row")
+    return DatasetDict(out)
+
+
+def label_names(parts: DatasetDict) -> List[str]:
+    """The class names in a stable order: a ClassLabel's own names, else the sorted unique values
+    (integers numerically, strings alphabetically), so the same data always maps to the same ids."""
+    feature = next(iter(parts.values())).features["label"]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    if not (
+        isinstance(feature, Value) and (feature.dtype.startswith("int") or feature.dtype in ("string", "large_string"))
+    ):
+        raise DataError(f"the label column holds {feature}; labels must be all integers or all strings")
+    values = set()
+    for ds in parts.values():
+        values.update(ds.unique("label"))
+    kinds = {type(v) for v in values}
+    if len(kinds) > 1 or not (kinds <= {int} or kinds <= {str}):
+        raise DataError(f"labels {sorted(map(repr, values))[:10]} mix types; use all integers or all strings")
+    if len(values) < 2:
+        raise DataError(f"the labels hold {len(values)} class(es) {sorted(values)}; a classifier needs at least 2")
+    return [str(v) for v in sorted(values)]
+
+
+def encode_labels(parts: DatasetDict) -> DatasetDict:
+    """Labels -> class ids 0..k-1 in label_names' order, as a ClassLabel that records the names."""
+    names = label_names(parts)
+    if isinstance(next(iter(parts.values())).features["label"], ClassLabel):
+        return parts
+    ids = {name: i for i, name in enumerate(names)}
+    feature = ClassLabel(names=names)
+    out = {}
+    for name, ds in parts.items():
+        ds = ds.map(
+            lambda batch: {"label": [ids[str(v)] for v in batch["label"]]}, batched=True, desc=f"label ids {name}"
+        )
+        out[name] = ds.cast_column("label", Value("int64")).cast_column("label", feature)
+    log.info("labels: %s", ", ".join(f"{i} = {n}" for i, n in enumerate(names)))
+    return DatasetDict(out)
+
+
+def load_text(data_cfg) -> DatasetDict:
+    """The given splits, labelled, with project columns and a stable row index `idx` across splits."""
+    parts = encode_labels(drop_unlabelled(select_columns(load_given(data_cfg), data_cfg)))
+    out, offset = {}, 0
+    for name in ("train", "valid", "test"):
+        if name in parts:
+            out[name] = parts[name].add_column("idx", list(range(offset, offset + len(parts[name]))))
+            offset += len(parts[name])
+    return DatasetDict(out)
