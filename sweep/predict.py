@@ -3,10 +3,12 @@
     python sweep/predict.py RUN_DIR "a gripping film" "the plot was dull"
     python sweep/predict.py RUN_DIR --file reviews.csv --text-column review --out predictions.jsonl
     cat reviews.txt | python sweep/predict.py RUN_DIR/best --format jsonl
+    python sweep/predict.py NLI_RUN_DIR --file pairs.jsonl --text-column premise --pair-column hypothesis
 
 RUN_DIR is a run dir (its best/ is used) or that best/ dir itself. Texts come from the arguments, a
 file (.txt: one per line; .csv, .jsonl, .parquet: the --text-column) or standard input (one per
-line). One row per text, in input order: the predicted label's name, its class id and the
+line). A run trained on sentence pairs (data.text_pair_column) takes a table file with both
+columns, the second named by --pair-column. One row per text, in input order: the predicted label's name, its class id and the
 probability of every class, as CSV or JSON Lines, to standard output or --out. Uses the GPU (bf16
 where the card has it) when there is one; truncates to the max_len the run trained with.
 """
@@ -15,7 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 if __package__ in (None, ""):  # `python sweep/predict.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,7 +47,7 @@ def checkpoint_dir(path: Path) -> Path:
     )
 
 
-def read_table_column(path: Path, column: str) -> List[str]:
+def read_table_columns(path: Path, columns: Sequence[str]) -> List[List[str]]:
     import pandas as pd
 
     readers = {
@@ -58,26 +60,38 @@ def read_table_column(path: Path, column: str) -> List[str]:
         table = readers[path.suffix.lower()](path)
     except ValueError as error:  # pandas' parsers say what is wrong with the file
         raise PredictError(f"cannot read {str(path)!r} as {path.suffix.lower()[1:]}: {error}") from None
-    if column not in table.columns:
-        raise PredictError(
-            f"{str(path)!r} has no column {column!r}; its columns are {list(table.columns)}; "
-            f"name the text column with --text-column"
-        )
-    return table[column].astype(str).tolist()
+    for column, option in zip(columns, ("--text-column", "--pair-column")):
+        if column not in table.columns:
+            raise PredictError(
+                f"{str(path)!r} has no column {column!r}; its columns are {list(table.columns)}; "
+                f"name the column with {option}"
+            )
+    return [table[column].astype(str).tolist() for column in columns]
 
 
-def read_texts(texts: Sequence[str], file: Optional[str], column: str) -> List[str]:
-    """The texts to classify, from the arguments, a file or standard input."""
+def read_texts(
+    texts: Sequence[str], file: Optional[str], column: str, pair_column: Optional[str] = None
+) -> Tuple[List[str], Optional[List[str]]]:
+    """The texts to classify, from the arguments, a file or standard input, and the second text of
+    each pair where pair_column names one (a table file only)."""
     if texts and file:
         raise PredictError("give texts as arguments or --file, not both")
+    is_table = bool(file) and Path(file).suffix.lower() in TABLE_SUFFIXES
+    if pair_column and not is_table:
+        raise PredictError(
+            f"--pair-column {pair_column!r} needs a table file (--file with a .csv, .jsonl or .parquet "
+            f"name) holding both texts of each pair"
+        )
     if texts:
-        return list(texts)
+        return list(texts), None
+    pairs = None
     if file and file != "-":
         path = Path(file)
         if not path.is_file():
             raise PredictError(f"no such file: {file!r}")
-        if path.suffix.lower() in TABLE_SUFFIXES:
-            found = read_table_column(path, column)
+        if is_table:
+            found, *rest = read_table_columns(path, [column] + ([pair_column] if pair_column else []))
+            pairs = rest[0] if rest else None
         else:  # plain text, one per line
             found = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         where = repr(file)
@@ -86,7 +100,20 @@ def read_texts(texts: Sequence[str], file: Optional[str], column: str) -> List[s
         where = "standard input"
     if not found:
         raise PredictError(f"no texts to classify: {where} is empty")
-    return found
+    return found, pairs
+
+
+def require_matching_input(meta: dict, directory: Path, pairs: Optional[List[str]]) -> None:
+    """Single texts for a single-text classifier, pairs for one trained on pairs: the other way round
+    it would classify inputs of a shape it never saw, without a word."""
+    trained_on = meta.get("text_pair_column")
+    if trained_on and pairs is None:
+        raise PredictError(
+            f"{str(directory)!r} was trained on sentence pairs (data.text_pair_column={trained_on!r}): give a "
+            f"table file with --file, its first text's column with --text-column and its second's with --pair-column"
+        )
+    if pairs is not None and not trained_on:
+        raise PredictError(f"{str(directory)!r} was trained on single texts, not pairs: drop --pair-column")
 
 
 def label_names(meta: dict, num_labels: int) -> List[str]:
@@ -99,9 +126,11 @@ def label_names(meta: dict, num_labels: int) -> List[str]:
     return list(LABEL_NAMES) if num_labels == len(LABEL_NAMES) else [f"class_{i}" for i in range(num_labels)]
 
 
-def class_probabilities(model, tokenizer, texts: List[str], max_len: int, batch_size: int, device, precision):
-    """Softmax over the classes for each text (n x classes, float32 numpy), batch by batch; each batch
-    is padded to its longest text."""
+def class_probabilities(
+    model, tokenizer, texts: List[str], pairs: Optional[List[str]], max_len: int, batch_size: int, device, precision
+):
+    """Softmax over the classes for each text (or pair) (n x classes, float32 numpy), batch by batch;
+    each batch is padded to its longest input, pairs truncated as in training."""
     import torch
     from tqdm.auto import tqdm
 
@@ -115,6 +144,7 @@ def class_probabilities(model, tokenizer, texts: List[str], max_len: int, batch_
         for start in tqdm(starts, desc="predict", unit="batch", disable=shown, file=sys.stderr):
             encoded = tokenizer(
                 texts[start : start + batch_size],
+                pairs[start : start + batch_size] if pairs is not None else None,
                 truncation=True,
                 max_length=max_len,
                 padding=True,
@@ -127,8 +157,10 @@ def class_probabilities(model, tokenizer, texts: List[str], max_len: int, batch_
     return torch.cat(out).numpy()
 
 
-def predict(run_dir: str, texts: List[str], batch_size: int = 64, device: str = "auto"):
-    """A DataFrame with label, class_id and prob_<label> per text, in input order."""
+def predict(
+    run_dir: str, texts: List[str], batch_size: int = 64, device: str = "auto", pairs: Optional[List[str]] = None
+):
+    """A DataFrame with label, class_id and prob_<label> per text (or pair), in input order."""
     import pandas as pd
     from transformers.utils import logging as transformers_logging
 
@@ -139,12 +171,13 @@ def predict(run_dir: str, texts: List[str], batch_size: int = 64, device: str = 
 
     directory = checkpoint_dir(Path(run_dir))
     meta = json.loads((directory / META_FILE).read_text())
+    require_matching_input(meta, directory, pairs)
     torch_device = resolve_device(device)
     model = Classifier.from_pretrained(directory).to(torch_device)
     tokenizer = load_tokenizer(str(directory))
     precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
     max_len = int(meta.get("max_len") or tokenizer.model_max_length)
-    probs = class_probabilities(model, tokenizer, texts, max_len, batch_size, torch_device, precision)
+    probs = class_probabilities(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision)
     names = label_names(meta, probs.shape[1])
     class_ids = probs.argmax(axis=1)
     table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})
@@ -172,6 +205,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("texts", nargs="*", help="texts to classify (else --file, else standard input)")
     p.add_argument("--file", help="a .txt (one text per line), .csv, .jsonl or .parquet file; - for standard input")
     p.add_argument("--text-column", default="text", help="the column of texts in a table file (default: text)")
+    p.add_argument("--pair-column", help="the column of each pair's second text, for a run trained on pairs")
     p.add_argument("--out", help="write here instead of standard output (.jsonl: JSON Lines)")
     p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from --out, else csv)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -185,8 +219,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        texts = read_texts(args.texts, args.file, args.text_column)
-        table = predict(args.run_dir, texts, args.batch_size, args.device)
+        texts, pairs = read_texts(args.texts, args.file, args.text_column, args.pair_column)
+        table = predict(args.run_dir, texts, args.batch_size, args.device, pairs)
     except InputError as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         return 2

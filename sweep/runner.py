@@ -337,6 +337,7 @@ class Run:
                 model_name=self.cfg.model.name,
                 epoch=epoch,
                 label_names=list(job.splits["train"].features["label"].names),
+                text_pair_column=self.cfg.data.get("text_pair_column"),  # predict.py asks for pairs where set
             )
 
     def reconcile_best(self, state: ResumeState, job: Prepared) -> None:

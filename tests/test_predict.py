@@ -76,12 +76,20 @@ def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
     run_dir = smoke_sweep / CELLS[0]
     (tmp_path / "empty.txt").write_text("\n")
     pd.DataFrame({"review": ["a fine film"]}).to_csv(tmp_path / "reviews.csv", index=False)
+    pd.DataFrame({"review": ["a fine film"], "title": ["fine"]}).to_csv(tmp_path / "pairs.csv", index=False)
     cases = {
         (tmp_path / "nowhere", "a text"): "no such run dir",
         (tmp_path, "a text"): "holds no saved classifier",
         (run_dir, "--file", tmp_path / "empty.txt"): "is empty",
         (run_dir, "--file", tmp_path / "reviews.csv"): "has no column 'text'",
         (run_dir, "--file", tmp_path / "missing.csv"): "no such file",
+        (run_dir, "--file", tmp_path / "reviews.csv", "--text-column", "review", "--pair-column", "title"): (
+            "has no column 'title'"
+        ),
+        (run_dir, "a text", "--pair-column", "review"): "needs a table file",
+        (run_dir, "--file", tmp_path / "pairs.csv", "--text-column", "review", "--pair-column", "title"): (
+            "trained on single texts, not pairs"
+        ),
     }
     for args, expected in cases.items():
         code = main([str(arg) for arg in args])

@@ -2,14 +2,18 @@
 number, the imdb and synthetic data unchanged by them."""
 
 import hashlib
+import io
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 import sweep.config  # noqa: F401  (registers the config schema that config.yaml names)
-from conftest import IMDB_DIR, REPO, needs_imdb, train
+from conftest import IMDB_DIR, REPO, app_env, needs_imdb, train
 from sweep.data import DataError, generate_synthetic, load_raw, prepare_splits, tokenize
 from sweep.tiny import train_tokenizer
 
@@ -39,6 +43,11 @@ def write(frame: pd.DataFrame, path):
     return path
 
 
+def predict_main(*args):
+    command = [sys.executable, str(REPO / "sweep" / "predict.py"), *map(str, args)]
+    return subprocess.run(command, cwd=REPO, env=app_env(), capture_output=True, text=True, timeout=300)
+
+
 def split_hashes(splits):
     return {name: hashlib.sha256(str(list(ds["idx"])).encode()).hexdigest()[:16] for name, ds in splits.items()}
 
@@ -53,7 +62,10 @@ def test_imdb_splits_are_those_of_before_the_text_data():
         "valid": "fd424369090dc5aa",
         "test": "80ecfb59ac672442",
     }
-    assert [ds._fingerprint for ds in splits.values()] == ["c0978ccfce95b350", "28ff0225ea4d6021", "deb77e09da3b3a4b"]
+    # the tokenization cache is keyed by these; they hash the files' paths and mtimes, so they are
+    # compared between two loads here, not with numbers from another machine
+    again = prepare_splits(data_config("imdb", f"data.local_dir={IMDB_DIR}"))
+    assert [ds._fingerprint for ds in again.values()] == [ds._fingerprint for ds in splits.values()]
     assert splits["train"].features["label"].names == ["neg", "pos"]
 
 
@@ -216,6 +228,22 @@ def test_a_run_on_local_sentence_pairs_with_string_labels(tmp_path):
     assert best["num_labels"] == 3 and best["label_names"] == sorted(names)
     predictions = pd.read_parquet(run_dir / "predictions_test.parquet")
     assert list(predictions.columns) == ["index", "label", "pred", "prob_0", "prob_1", "prob_2"]
+
+    # predict.py takes the pairs from a table file and gives the run's own predictions for them
+    rows = load_raw(OmegaConf.load(run_dir / ".hydra" / "config.yaml").data).to_pandas().set_index("idx")
+    test_rows = rows.loc[predictions["index"]]
+    pairs_file = tmp_path / "pairs.csv"
+    test_rows.rename(columns={"text": "premise"})[["premise", "text_pair"]].to_csv(pairs_file, index=False)
+    predicted = predict_main(run_dir, "--file", pairs_file, "--text-column", "premise", "--pair-column", "text_pair")
+    assert predicted.returncode == 0, predicted.stderr
+    table = pd.read_csv(io.StringIO(predicted.stdout))
+    assert list(table.columns) == ["label", "class_id"] + [f"prob_{name}" for name in sorted(names)]
+    assert (table["class_id"].to_numpy() == predictions["pred"].to_numpy()).all()
+    assert table["label"].tolist() == [sorted(names)[i] for i in predictions["pred"]]
+    # without the second texts it would classify inputs of a shape it never saw: refused
+    single = predict_main(run_dir, "--file", pairs_file, "--text-column", "premise")
+    assert single.returncode == 2 and "was trained on sentence pairs" in single.stderr
+    assert "--pair-column" in single.stderr and len(single.stderr.strip().splitlines()) == 1
 
 
 def test_hub_path_keeps_a_classlabels_names_and_ignores_other_splits(monkeypatch):
