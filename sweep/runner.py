@@ -15,7 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Dict, List, Optional
+from typing import Any, ContextManager, Dict, List, Optional, Tuple
 
 import datasets
 import torch
@@ -232,19 +232,33 @@ class Run:
         forward = compiled.forward
         self.write_metrics(**compiled.record())
 
-        valid_loader = eval_loader(splits["valid"])
+        self.train_epochs(job, state, forward, optimizer, scheduler, precision, eval_loader(splits["valid"]))
+        # what training holds on the device (optimizer moments) is no cost of inference: free it first
+        state.training = {}
+        del optimizer, scheduler
+        test, inference = self.test_best(job, state, forward, eval_loader(splits["test"]), precision)
+        self.write_metrics(**compiled.record())  # what ran compiled, now that everything has run
+        self.finish(state.best, state.history, test, state.global_step, inference)
+        return state.best["valid/acc"]
+
+    def train_epochs(
+        self, job: Prepared, state: ResumeState, forward, optimizer, scheduler, precision, valid_loader
+    ) -> None:
+        """The epochs not yet in the state: train, validate, keep the best; stops early where the
+        uninterrupted run would."""
+        cfg, device = self.cfg, self.device
         patience = cfg.trainer.early_stopping_patience
         for epoch in range(state.epoch + 1, cfg.trainer.epochs + 1):
             if patience is not None and state.stale >= patience:
                 break  # a resumed run stops where the uninterrupted one stopped
             loader = make_loader(
-                train_ds,
+                job.splits["train"],
                 job.collator,
                 cfg.trainer.batch_size,
                 shuffle_seed=cfg.seed + epoch,
                 group_by_length=cfg.data.group_by_length,
                 num_workers=cfg.trainer.num_workers,
-                pin_memory=pin,
+                pin_memory=device.type == "cuda",
             )
             started = time.perf_counter()
             trained = train_epoch(
@@ -276,20 +290,20 @@ class Run:
             if patience is not None and state.stale >= patience:
                 log.info("early stop: no better valid/acc for %d epochs", state.stale)
 
+    def test_best(
+        self, job: Prepared, state: ResumeState, forward, test_loader, precision
+    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """The test split on the best checkpoint (held in the state, else read from best/), and what
+        that pass cost: throughput and peak memory."""
         best_weights = state.best_weights
         if best_weights is None:  # the best checkpoint is on disk
             best_weights = Classifier.from_pretrained(self.path(BEST_DIR)).state_dict()
-        model.load_state_dict(best_weights)
-        # what training holds on the device (optimizer moments) is no cost of inference: free it first
-        state.training = {}
-        del optimizer, scheduler
-        test_loader = TimedLoader(eval_loader(splits["test"]), device)
-        with peak_memory(device) as memory:
-            test = evaluate(forward, test_loader, device, desc="test (best checkpoint)", precision=precision)
-            test_loader.stop()
-        self.write_metrics(**compiled.record())  # what ran compiled, now that everything has run
-        self.finish(state.best, state.history, test, state.global_step, inference_cost(test_loader, memory))
-        return state.best["valid/acc"]
+        job.model.load_state_dict(best_weights)
+        timed = TimedLoader(test_loader, self.device)
+        with peak_memory(self.device) as memory:
+            test = evaluate(forward, timed, self.device, desc="test (best checkpoint)", precision=precision)
+            timed.stop()
+        return test, inference_cost(timed, memory)
 
     def end_epoch(
         self, state: ResumeState, row: Dict[str, Any], job: Prepared, optimizer, scheduler, precision
