@@ -672,8 +672,15 @@ def sort_cells(summary: pd.DataFrame, labels: List[str], spec: str) -> Tuple[pd.
     column, descending = spec.lstrip("-"), spec.startswith("-")
     if column not in summary.columns:
         raise CollectError(f"unknown --sort column {column!r}; valid columns: {', '.join(summary.columns)}", code=2)
-    order = summary.sort_values(column, ascending=not descending, kind="stable", na_position="last").index
+    values = summary[column]
+    # a key some configs lack mixes "(not recorded)" into numbers: those sort last, like missing values
+    numeric = pd.to_numeric(values, errors="coerce") if values.map(is_number).any() else values.astype(str)
+    order = numeric.sort_values(ascending=not descending, kind="stable", na_position="last").index
     return summary.loc[order].reset_index(drop=True), [labels[i] for i in order]
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
 def write_files(out: Path, markdown: str, tables: Dict[str, pd.DataFrame], plots: Dict) -> None:

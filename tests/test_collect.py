@@ -385,6 +385,11 @@ def test_a_key_missing_from_some_configs_keeps_their_runs_apart(sweep, tmp_path,
     assert code == 0
     assert len(result["cells"]) == 8 and all(c["n"] == 1 for c in result["cells"])
     assert {c["optim.warmup_ratio"] for c in result["cells"]} == {0.0, "(not recorded)"}
+    # sorting by that column puts the numbers first, "(not recorded)" last, either way round
+    for spec in ("optim.warmup_ratio", "-optim.warmup_ratio"):
+        code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out", f"--sort={spec}")
+        assert code == 0
+        assert [c["optim.warmup_ratio"] for c in result["cells"]] == [0.0] * 4 + ["(not recorded)"] * 4
 
 
 def test_tuned_view_keeps_each_cells_best_lr_by_validation_only(sweep, tmp_path, capsys):
