@@ -8,9 +8,10 @@
 RUN_DIR is a run dir (its best/ is used) or that best/ dir itself. Texts come from the arguments, a
 file (.txt: one per line; .csv, .jsonl, .parquet: the --text-column) or standard input (one per
 line). A run trained on sentence pairs (data.text_pair_column) takes a table file with both
-columns, the second named by --pair-column. One row per text, in input order: the predicted label's name, its class id and the
-probability of every class, as CSV or JSON Lines, to standard output or --out. Uses the GPU (bf16
-where the card has it) when there is one; truncates to the max_len the run trained with.
+columns, the second named by --pair-column. One row per text, in input order: the predicted
+label's name, its class id and the probability of every class, as CSV or JSON Lines, to standard
+output or --out. Uses the GPU (bf16 where the card has it) when there is one; truncates to the
+max_len the run trained with.
 """
 
 import argparse
