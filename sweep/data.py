@@ -156,8 +156,7 @@ def load_raw(data_cfg) -> Dataset:
         if bad:
             raise DataError(f"labels {sorted(bad)} found; labels must be 0 (neg) or 1 (pos)")
     elif data_cfg.get("text_column"):  # data=text and its presets (sst2, ag_news, ...): all given splits merged
-        parts = load_text(data_cfg)
-        return concatenate_datasets([parts[name] for name in parts])
+        return merged(load_text(data_cfg))
     else:
         raise DataError(f"data.name={data_cfg.name!r} is not a known dataset; use imdb, synthetic or text")
     return ds.add_column("idx", list(range(len(ds))))
@@ -213,30 +212,36 @@ def cap(splits: DatasetDict, max_train: Optional[int], max_eval: Optional[int]) 
     )
 
 
-def given_splits(data_cfg) -> Optional[DatasetDict]:
+def merged(parts: DatasetDict) -> Dataset:
+    """Every given split of labelled text as one dataset (their idx already runs across them)."""
+    return concatenate_datasets([parts[name] for name in parts])
+
+
+def given_splits(parts: DatasetDict, split_seed: int) -> Optional[DatasetDict]:
     """data.use_given_splits: the data's own train / valid / test. A missing valid or test split is
     carved from train (stratified, seeded) at the size of the other (sst2: its test labels are
     withheld, so its test is carved from train at the size of its validation split). None when the
     data has no train split or neither valid nor test: then all of it is merged and split 8:1:1."""
-    if not data_cfg.get("use_given_splits") or not data_cfg.get("text_column"):
-        return None
-    parts = load_text(data_cfg)
     if "train" not in parts or ("valid" not in parts and "test" not in parts):
         log.info("data.use_given_splits: only %s given, merging and splitting 8:1:1", sorted(parts))
         return None
     missing = "test" if "test" not in parts else "valid" if "valid" not in parts else None
     if missing:
         given = parts["valid" if missing == "test" else "test"]
-        train, carved = _stratified_split(parts["train"], len(given) / len(parts["train"]), int(data_cfg.split_seed))
+        train, carved = _stratified_split(parts["train"], len(given) / len(parts["train"]), split_seed)
         log.info("data.use_given_splits: no %s split given, carved %d rows from train", missing, len(carved))
         parts = DatasetDict({**parts, "train": train, missing: carved})
     return DatasetDict({name: parts[name] for name in ("train", "valid", "test")})
 
 
 def prepare_splits(data_cfg) -> DatasetDict:
-    splits = given_splits(data_cfg)  # the data's own splits are kept as given (no dedup across them)
+    # labelled text is read once: its own splits kept as given (no dedup across them), or merged and split
+    parts = load_text(data_cfg) if data_cfg.get("text_column") else None
+    splits = None
+    if parts is not None and data_cfg.get("use_given_splits"):
+        splits = given_splits(parts, int(data_cfg.split_seed))
     if splits is None:
-        ds = load_raw(data_cfg)
+        ds = merged(parts) if parts is not None else load_raw(data_cfg)
         if data_cfg.dedup:
             ds = drop_duplicates(ds)
         splits = split_dataset(ds, list(data_cfg.split), int(data_cfg.split_seed))

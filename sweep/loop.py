@@ -223,6 +223,5 @@ def evaluate(
         "labels": labels_t.numpy(),
         "preds": preds_t.numpy(),
         "probs": probs_t.numpy(),
-        "prob_pos": probs_t[:, 1].numpy() if n_classes == 2 else None,
         "idx": torch.cat(idx).cpu().numpy(),
     }

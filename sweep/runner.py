@@ -424,10 +424,11 @@ class Run:
 def prediction_columns(test: Dict[str, Any]) -> Dict[str, Any]:
     """index, label, pred, prob_<i> for every class i, and prob_pos (= prob_1) for two classes, which
     collect and older readers use."""
+    probs = test["probs"]
     columns = {"index": test["idx"], "label": test["labels"], "pred": test["preds"]}
-    if test["prob_pos"] is not None:
-        columns["prob_pos"] = test["prob_pos"]
-    columns.update({f"prob_{i}": test["probs"][:, i] for i in range(test["probs"].shape[1])})
+    if probs.shape[1] == 2:
+        columns["prob_pos"] = probs[:, 1]
+    columns.update({f"prob_{i}": probs[:, i] for i in range(probs.shape[1])})
     return columns
 
 
