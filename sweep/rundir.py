@@ -1,0 +1,226 @@
+"""The run-directory contract: what every job leaves in its Hydra output dir, and what the report
+(sweep/collect.py), resume, predict.py and users rely on. This module is its one statement; nothing
+else restates a file name, a status or a metrics.json field. It imports neither torch nor Hydra, so
+the report and Hydra's callbacks stay light.
+
+    RUN_DIR/
+      .hydra/                    config.yaml, overrides.yaml, hydra.yaml: Hydra's record of what ran
+      metrics.json               flat final values (METRICS_FIELDS), rewritten as the job goes; `status` says how far
+      history.csv                one row per epoch (HISTORY_COLUMNS)
+      predictions_test.parquet   per test example: index, label, pred, prob_<i> per class (+ prob_pos for two classes)
+      best/                      the best checkpoint: the encoder (save_pretrained, safetensors), its tokenizer,
+                                 head.safetensors and classifier.json (family, pooling, num_labels, max_len, epoch,
+                                 label names); sweep.model.Classifier.from_pretrained(best) loads it
+      resume_state.pt            the resumable state after the last epoch (tensors and plain values only, loaded
+                                 with weights_only=True); deleted when the run completes
+      wandb_id, wandb/           the run's wandb id (kept across restarts) and the wandb run files
+      train.log                  the job's log
+    SWEEP_DIR/multirun.yaml      Hydra's record of the sweep (the jobs it asked for)
+
+Every file is written atomically (a temp name in the same dir, then one rename): a killed job never
+leaves a half-written file that looks complete. Values are read from metrics.json and
+.hydra/config.yaml, never parsed out of directory names.
+"""
+
+import csv
+import enum
+import json
+import math
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+PREDICTIONS_FILE = "predictions_test.parquet"
+BEST_DIR = "best"
+CLASSIFIER_FILE = "classifier.json"  # in best/: what Classifier.from_pretrained needs beside the weights
+HEAD_FILE = "head.safetensors"  # in best/: the pooling's and the head's weights
+STATE_FILE = "resume_state.pt"
+WANDB_ID_FILE = "wandb_id"
+LOG_FILE = "train.log"
+HYDRA_DIR = ".hydra"
+CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
+OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
+MULTIRUN_FILE = "multirun.yaml"  # in the sweep dir, not the run dir
+
+
+class Status(str, enum.Enum):
+    """metrics.json's `status`: a str, so it is written and compared as the plain word."""
+
+    RUNNING = "running"  # started; or killed without a chance to write more (SIGKILL, a lost node)
+    COMPLETED = "completed"  # tested on the best checkpoint; every field below is final
+    FAILED = "failed"  # an error ended it; `error` says which
+    INTERRUPTED = "interrupted"  # SIGTERM or Ctrl-C; rerunning the same command resumes it
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# metrics.json's fields, in the order a job writes them, each with its meaning
+METRICS_FIELDS: Dict[str, str] = {
+    "model": "model.name: the encoder's short name",
+    "pooling": "pooling.name: how token states become one vector",
+    "seed": "the run's seed",
+    "status": "a Status",
+    "config_hash": "fingerprint of the config minus rerun-neutral keys: a rerun with the same hash is the same run",
+    "params": "weights of encoder, pooling and head, including those the forward never uses (BERT's pooler)",
+    "device": "where it trained: cpu, cuda, cuda:N",
+    "precision": "the precision that ran: fp32, bf16, fp16",
+    "train_samples": "rows in the train split (after data.max_train_samples)",
+    "valid_samples": "rows in the validation split",
+    "test_samples": "rows in the test split",
+    "compile_mode": "torch.compile mode asked for and set up (null: eager)",
+    "compile_seconds": "seconds spent compiling every shape before training (null: not compiled)",
+    "compile_error": "why compiling failed and the run fell back to eager (null: it did not)",
+    "compiled": "true only if nothing ran eagerly after the warm-up",
+    "recompiles": "frames compiled after the warm-up (null: not compiled)",
+    "graph_breaks": "graph breaks during the warm-up (null: not compiled)",
+    "best_epoch": "the epoch with the best valid/acc, whose checkpoint was tested",
+    "epochs_run": "epochs trained (fewer than trainer.epochs after an early stop)",
+    "train/acc": "the best epoch's running accuracy over its training batches (dropout on, weights moving)",
+    "train/loss": "the best epoch's mean training loss",
+    "valid/acc": "the best epoch's validation accuracy",
+    "valid/loss": "the best epoch's validation loss",
+    "test/acc": "test accuracy of the best checkpoint",
+    "test/f1": "test F1 of the positive class (label 1); null with more than two classes",
+    "test/macro_f1": "mean test F1 over the classes present",
+    "test/loss": "test loss of the best checkpoint",
+    "train_seconds": "seconds in the training epochs (batches, forward, backward, steps), summed",
+    "train_samples_per_s": "training samples per second of train_seconds",
+    "test_samples_per_s": "test-pass throughput at data.eval_batch_size, the warm-up batch left out",
+    "peak_memory_mib": "peak memory of the test pass in MiB (2^20 bytes), of the kind below",
+    "peak_memory_kind": "cuda_allocated, host_rss, or host_rss_process_lifetime (the peak could not be reset)",
+    "error": "'Type: message' of what ended a failed or interrupted run; null when it completed",
+}
+# the only fields that differ between two identical runs
+TIMING_FIELDS = ("train_seconds", "train_samples_per_s", "test_samples_per_s", "peak_memory_mib", "compile_seconds")
+
+HISTORY_COLUMNS = ("epoch", "train/loss", "train/acc", "valid/loss", "valid/acc", "seconds", "samples", "lr")
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ---------------------------------------------------------------- writers
+
+
+@contextmanager
+def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
+    """Yields a temp path next to target; on success it replaces target in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)  # mkstemp/mkdtemp create private files
+        if is_dir and target.exists():
+            # a directory cannot be replaced in one rename: move the old one aside first
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True) if is_dir else tmp.unlink()
+
+
+def _finite_or_null(value: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_json(path: Path, data: Dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({k: _finite_or_null(v) for k, v in data.items()}, indent=2) + "\n")
+
+
+class MetricsRecord:
+    """A job's metrics.json: every update is checked against METRICS_FIELDS and written at once, so
+    the file always says how far the job got."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / METRICS_FILE
+        self.values: Dict[str, Any] = {}
+
+    def update(self, values: Dict[str, Any]) -> None:
+        unknown = sorted(set(values) - set(METRICS_FIELDS))
+        if unknown:
+            raise KeyError(f"not metrics.json fields (sweep/rundir.py METRICS_FIELDS): {unknown}")
+        self.values.update({k: str(v) if isinstance(v, Status) else v for k, v in values.items()})
+        write_json(self.path, self.values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+
+def write_history(run_dir: Path, rows: List[Dict[str, Any]]) -> None:
+    import pandas as pd  # here, not at the top: the report reads run dirs without pandas' import cost
+
+    with atomic_path(Path(run_dir) / HISTORY_FILE) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def prediction_columns(index, labels, preds, probs) -> Dict[str, Any]:
+    """predictions_test.parquet's columns: index, label, pred, prob_<i> for every class i, and
+    prob_pos (= prob_1) for two classes, which older readers use. probs: an (examples, classes) array."""
+    columns = {"index": index, "label": labels, "pred": preds}
+    if probs.shape[1] == 2:
+        columns["prob_pos"] = probs[:, 1]
+    columns.update({f"prob_{i}": probs[:, i] for i in range(probs.shape[1])})
+    return columns
+
+
+def write_predictions(run_dir: Path, columns: Dict[str, Any]) -> None:
+    import pandas as pd
+
+    with atomic_path(Path(run_dir) / PREDICTIONS_FILE) as tmp:
+        pd.DataFrame(columns).to_parquet(tmp, index=False)
+
+
+# ---------------------------------------------------------------- readers
+
+
+def read_json(path: Path) -> Optional[Dict[str, Any]]:
+    """The JSON object at path; None if it is missing or not JSON (a file of an older layout)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def load_metrics(run_dir: Path) -> Dict[str, Any]:
+    """metrics.json; raises FileNotFoundError (the job never started) or ValueError (unreadable)."""
+    return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def read_history(run_dir: Path) -> Dict[str, List[float]]:
+    """history.csv as {column: values}; {} if it is missing or half-written (the run draws no curve)."""
+    try:
+        with open(Path(run_dir) / HISTORY_FILE, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {key: [float(row[key] or "nan") for row in rows] for key in (rows[0] if rows else {})}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def read_yaml(path: Path) -> Any:
+    import yaml
+
+    with open(path) as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / HYDRA_DIR).is_dir() or (Path(path) / METRICS_FILE).is_file()
