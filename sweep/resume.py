@@ -1,6 +1,8 @@
 """The resumable state of a run after an epoch: what a killed, pre-empted or requeued job needs to
 go on exactly where it stopped (weights, optimizer, schedule, grad scaler, random streams, the
-epoch history and the best epoch so far), saved atomically and restored as one object."""
+epoch history and the best epoch so far), saved atomically and restored as one object.
+It holds tensors and plain values only and is loaded with weights_only=True: a run dir may sit on
+a shared file system, and unpickling a file planted there would run its code."""
 
 import logging
 import random
@@ -11,7 +13,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from sweep.tracking import atomic_path
+from sweep.rundir import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,12 @@ log = logging.getLogger(__name__)
 def rng_state(device: torch.device) -> Dict[str, Any]:
     """The random streams the run draws from: Python, numpy, torch's CPU generator, and the job's
     own GPU only (other visible GPUs are not this run's; a rerun may see fewer or others)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": random.getstate(),  # a tuple of ints
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached_gaussian],  # no ndarray: the safe loader refuses them
+        "torch": torch.get_rng_state(),
+    }
     if device.type == "cuda":
         state["cuda_device"] = torch.cuda.get_rng_state(device)
     return state
@@ -27,7 +34,8 @@ def rng_state(device: torch.device) -> Dict[str, Any]:
 
 def set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda_device" in state:
         torch.cuda.set_rng_state(state["cuda_device"], device)
@@ -69,7 +77,11 @@ class ResumeState:
     def load(cls, path: Path, fingerprint: str) -> Optional["ResumeState"]:
         if not path.is_file():
             return None
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle.UnpicklingError for anything that is not plain data, or a torn file
+            log.warning("ignoring %s: unsafe or unreadable (%s), starting over", path, str(error).splitlines()[0][:200])
+            return None
         if saved.pop("config_hash", None) != fingerprint:
             log.warning("ignoring %s: it was written by a different config", path)
             return None
