@@ -2,7 +2,6 @@
 interrupted (read from their metrics.json) and the jobs that left no metrics.json at all, and exit
 non-zero, so scripts and CI notice."""
 
-import json
 import logging
 import sys
 import time
@@ -16,12 +15,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import run_dirname
+from sweep.rundir import METRICS_FILE, Status, read_json
 
 log = logging.getLogger("sweep.callbacks")
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 RUN_DIRNAME_SUBDIR = "${run_dirname:${hydra:job.override_dirname}}"  # hydra.sweep.subdir in conf/config.yaml
-NO_METRICS = "left no metrics.json: it died before it started; see its train.log or the launcher's output"
+NO_METRICS = f"left no {METRICS_FILE}: it died before it started; see its train.log or the launcher's output"
 
 
 def expected_run_dirs(config: DictConfig) -> Optional[List[str]]:
@@ -68,17 +68,17 @@ class FailedJobs(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         expected = expected_run_dirs(config) or []
         problems: Dict[str, str] = {}
-        for metrics_file in sorted(sweep_dir.glob("*/metrics.json")):
+        for metrics_file in sorted(sweep_dir.glob(f"*/{METRICS_FILE}")):
             name = metrics_file.parent.name
             # a job of this sweep counts whatever its file's age (a job that died before writing
             # leaves the last sweep's status); any other dir only if this sweep touched it
             if name not in expected and metrics_file.stat().st_mtime < getattr(self, "started", 0):
                 continue
-            metrics = json.loads(metrics_file.read_text())
-            if metrics.get("status") != "completed":
+            metrics = read_json(metrics_file) or {"status": None, "error": f"{METRICS_FILE} is not JSON"}
+            if metrics.get("status") != Status.COMPLETED:
                 problems[name] = f"{metrics.get('status')}: {metrics.get('error')}"
         for name in expected:
-            if not (sweep_dir / name / "metrics.json").is_file():
+            if not (sweep_dir / name / METRICS_FILE).is_file():
                 problems[name] = NO_METRICS
         if problems:
             lines = "\n".join(f"  {name}: {problem}" for name, problem in sorted(problems.items()))

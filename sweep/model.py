@@ -18,6 +18,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sweep.errors import InputError
 from sweep.pooling import get_pooler
+from sweep.rundir import CLASSIFIER_FILE, HEAD_FILE
 
 try:  # transformers >= 5: one mask builder per attention kind, with a switch for the no-padding shortcut
     from transformers import BertModel, ModernBertModel
@@ -33,9 +34,6 @@ try:  # transformers >= 5: one mask builder per attention kind, with a switch fo
         _MASK_BUILDERS = {}
 except ImportError:
     _MASK_BUILDERS = {}
-
-HEAD_FILE = "head.safetensors"
-META_FILE = "classifier.json"
 
 
 class ModelLoadError(InputError):
@@ -125,7 +123,7 @@ def encoder_input_names(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizer
 
 EncoderMask = Union[torch.Tensor, Dict[str, torch.Tensor]]
 # the implementations whose masks are plain tensors built by the builders above (flash attention takes
-# the 2D mask itself, flex a BlockMask): the others get the 2D mask, as before
+# the 2D mask itself, flex a BlockMask): the others get the 2D mask and build their own
 PREBUILT_MASK_ATTENTION = ("sdpa", "eager")
 
 
@@ -218,16 +216,16 @@ class Classifier(nn.Module):
             "head_dropout": self.dropout.p,
             **meta,
         }
-        (directory / META_FILE).write_text(json.dumps(info, indent=2))
+        (directory / CLASSIFIER_FILE).write_text(json.dumps(info, indent=2))
 
     @classmethod
     def from_pretrained(cls, directory) -> "Classifier":
         directory = Path(directory)
-        if not (directory / META_FILE).is_file():
+        if not (directory / CLASSIFIER_FILE).is_file():
             raise ModelLoadError(
-                f"{str(directory)!r} is not a saved Classifier (no {META_FILE}); pass a run's best/ dir"
+                f"{str(directory)!r} is not a saved Classifier (no {CLASSIFIER_FILE}); pass a run's best/ dir"
             )
-        info = json.loads((directory / META_FILE).read_text())
+        info = json.loads((directory / CLASSIFIER_FILE).read_text())
         model = cls(load_encoder(str(directory)), info["pooling"], info["num_labels"], info["head_dropout"])
         head = load_file(directory / HEAD_FILE)
         model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})

@@ -35,15 +35,15 @@ class PredictError(InputError):
 
 def checkpoint_dir(path: Path) -> Path:
     """The saved classifier: `path` itself or its best/."""
-    from sweep.model import META_FILE
+    from sweep.rundir import BEST_DIR, CLASSIFIER_FILE
 
-    for candidate in (path / "best", path):
-        if (candidate / META_FILE).is_file():
+    for candidate in (path / BEST_DIR, path):
+        if (candidate / CLASSIFIER_FILE).is_file():
             return candidate
     if not path.exists():
         raise PredictError(f"no such run dir: {str(path)!r}")
     raise PredictError(
-        f"{str(path)!r} holds no saved classifier (no best/{META_FILE}); pass a run dir of a "
+        f"{str(path)!r} holds no saved classifier (no {BEST_DIR}/{CLASSIFIER_FILE}); pass a run dir of a "
         f"completed run trained with trainer.save_best=true, or its best/ dir"
     )
 
@@ -166,12 +166,13 @@ def predict(
     from transformers.utils import logging as transformers_logging
 
     from sweep.loop import resolve_device, resolve_precision
-    from sweep.model import META_FILE, Classifier, load_tokenizer
+    from sweep.model import Classifier, load_tokenizer
+    from sweep.rundir import CLASSIFIER_FILE
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars: predict.py's own bar is the one to show
 
     directory = checkpoint_dir(Path(run_dir))
-    meta = json.loads((directory / META_FILE).read_text())
+    meta = json.loads((directory / CLASSIFIER_FILE).read_text())
     require_matching_input(meta, directory, pairs)
     torch_device = resolve_device(device)
     model = Classifier.from_pretrained(directory).to(torch_device)

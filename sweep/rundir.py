@@ -158,7 +158,7 @@ class MetricsRecord:
         unknown = sorted(set(values) - set(METRICS_FIELDS))
         if unknown:
             raise KeyError(f"not metrics.json fields (sweep/rundir.py METRICS_FIELDS): {unknown}")
-        self.values.update({k: str(v) if isinstance(v, Status) else v for k, v in values.items()})
+        self.values.update(values)
         write_json(self.path, self.values)
 
     def __getitem__(self, key: str) -> Any:
@@ -172,10 +172,12 @@ def write_history(run_dir: Path, rows: List[Dict[str, Any]]) -> None:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
-def prediction_columns(index, labels, preds, probs) -> Dict[str, Any]:
-    """predictions_test.parquet's columns: index, label, pred, prob_<i> for every class i, and
-    prob_pos (= prob_1) for two classes, which older readers use. probs: an (examples, classes) array."""
-    columns = {"index": index, "label": labels, "pred": preds}
+def prediction_columns(test: Dict[str, Any]) -> Dict[str, Any]:
+    """predictions_test.parquet's columns from an evaluation's arrays (idx, labels, preds, and probs of
+    shape examples x classes): index, label, pred, prob_<i> for every class i, and prob_pos (= prob_1)
+    for two classes, which older readers use."""
+    probs = test["probs"]
+    columns = {"index": test["idx"], "label": test["labels"], "pred": test["preds"]}
     if probs.shape[1] == 2:
         columns["prob_pos"] = probs[:, 1]
     columns.update({f"prob_{i}": probs[:, i] for i in range(probs.shape[1])})

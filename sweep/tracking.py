@@ -1,92 +1,16 @@
-"""The experiment tracker (a wandb run per job, or none) and the files of a run dir, each written
-atomically: a killed run never leaves a half-written file that looks complete."""
+"""The experiment tracker: a wandb run per job (resumed with the job), or none."""
 
-import json
 import logging
-import math
 import os
 import secrets
-import shutil
 import string
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
-
-import pandas as pd
+from typing import Any, Dict, List, Optional
 
 from sweep.errors import InputError
+from sweep.rundir import WANDB_ID_FILE, atomic_path
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"
-PREDICTIONS_FILE = "predictions_test.parquet"
-BEST_DIR = "best"
-WANDB_ID_FILE = "wandb_id"  # the run dir's wandb run id: a resumed or requeued job continues that run
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-# ---------------------------------------------------------------- atomic files
-
-
-@contextmanager
-def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yields a temp path next to target; on success it replaces target in one rename."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)  # mkstemp/mkdtemp create private files
-        if is_dir and target.exists():
-            # a directory cannot be replaced in one rename: move the old one aside first
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True) if is_dir else tmp.unlink()
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN: write null instead."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def write_json(path: Path, data: Dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({k: _clean(v) for k, v in data.items()}, indent=2) + "\n")
-
-
-def read_json(path: Path) -> Optional[Dict[str, Any]]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def write_history(path: Path, rows: List[Dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-
-
-def write_predictions(path: Path, columns: Dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(columns).to_parquet(tmp, index=False)
-
-
-# ---------------------------------------------------------------- tracker
 
 
 class NullTracker:

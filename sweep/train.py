@@ -18,10 +18,10 @@ from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
 from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher
+from sweep.cluster import slurm_requeues_this_job, under_submitit
 from sweep.errors import InputError
 from sweep.resources import GpuClaim, job_threads, set_threads
 from sweep.runner import RunInterrupted, run
-from sweep.scheduler import slurm_requeues_this_job, under_submitit
 
 # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
 warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")

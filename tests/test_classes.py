@@ -11,7 +11,7 @@ from torch import nn
 from conftest import train
 from sweep.collect import main as collect_main
 from sweep.loop import evaluate
-from sweep.runner import prediction_columns
+from sweep.rundir import prediction_columns
 from sweep.stats import MCNEMAR
 
 

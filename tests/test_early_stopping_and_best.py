@@ -13,11 +13,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import TIMING_KEYS, compose_config, evaluate_best, metrics
-from sweep import runner
-from sweep.model import META_FILE, Classifier
+from sweep import fit
+from sweep.model import Classifier
 from sweep.resume import ResumeState
+from sweep.rundir import CLASSIFIER_FILE, read_json
 from sweep.runner import RunInterrupted, run
-from sweep.tracking import read_json
 
 # so little data that validation stops improving after epoch 1 (epoch 2 ties it): patience 1 stops there
 TINY = [
@@ -41,14 +41,14 @@ def run_saving_config(overrides, run_dir):
 
 def sigterm_during_test_pass(monkeypatch):
     """The test pass receives SIGTERM (pre-emption) after its first batch of work has started."""
-    real_evaluate = runner.evaluate
+    real_evaluate = fit.evaluate
 
     def evaluate(forward, loader, device, desc="eval", precision=None):
         if desc.startswith("test"):
             os.kill(os.getpid(), signal.SIGTERM)
         return real_evaluate(forward, loader, device, desc=desc, precision=precision)
 
-    monkeypatch.setattr(runner, "evaluate", evaluate)
+    monkeypatch.setattr(fit, "evaluate", evaluate)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_a_run_interrupted_in_its_test_pass_resumes_to_the_same_early_stop_and_b
     run_saving_config(EARLY_STOPPING, run_dir)
     resumed, uninterrupted = metrics(run_dir), metrics(stopped_early)
     assert resumed["best_epoch"] < resumed["epochs_run"]  # best/ came from disk, not from the last epoch
-    assert read_json(run_dir / "best" / META_FILE)["epoch"] == resumed["best_epoch"]
+    assert read_json(run_dir / "best" / CLASSIFIER_FILE)["epoch"] == resumed["best_epoch"]
     for key in uninterrupted.keys() - TIMING_KEYS - {"compile_seconds"}:
         assert resumed[key] == uninterrupted[key], key
     pd.testing.assert_frame_equal(
@@ -96,13 +96,13 @@ def test_a_run_interrupted_in_its_test_pass_resumes_to_the_same_early_stop_and_b
 def scripted_valid_acc(monkeypatch, accuracies):
     """valid/acc per validation pass as listed (the losses stay real): the first run improves at
     epoch 2, the rerun of epoch 2 after a crash does not, as a rerun on a GPU may well differ."""
-    real_evaluate, script = runner.evaluate, iter(accuracies)
+    real_evaluate, script = fit.evaluate, iter(accuracies)
 
     def evaluate(forward, loader, device, desc="eval", precision=None):
         result = real_evaluate(forward, loader, device, desc=desc, precision=precision)
         return {**result, "acc": next(script)} if desc.endswith("valid") else result
 
-    monkeypatch.setattr(runner, "evaluate", evaluate)
+    monkeypatch.setattr(fit, "evaluate", evaluate)
 
 
 def crash_on_call(monkeypatch, owner, name, call):
@@ -137,7 +137,7 @@ def test_a_crash_between_best_and_the_resume_state_leaves_best_holding_the_repor
         run_saving_config(overrides, run_dir)
     m, history = metrics(run_dir), pd.read_csv(run_dir / "history.csv")
     assert m["status"] == "completed" and m["epochs_run"] == 2
-    assert read_json(run_dir / "best" / META_FILE)["epoch"] == m["best_epoch"]
+    assert read_json(run_dir / "best" / CLASSIFIER_FILE)["epoch"] == m["best_epoch"]
     best_row = history[history["epoch"] == m["best_epoch"]].iloc[0]
     reloaded = evaluate_best(run_dir, "valid", batch_size=16)
     assert reloaded["loss"] == pytest.approx(best_row["valid/loss"], rel=1e-5)  # best/ holds that epoch's weights

@@ -1,12 +1,12 @@
-"""encoder-sweep's launchers (sweep/scheduler.py), here because Hydra loads launcher plugins only
+"""encoder-sweep's launchers (sweep/cluster.py), here because Hydra loads launcher plugins only
 from classes defined in the hydra_plugins package: hydra/launcher=slurm names them."""
 
-from sweep import scheduler
+from sweep import cluster
 
 
-class SlurmLauncher(scheduler.CollectingLauncher):
+class SlurmLauncher(cluster.CollectingLauncher):
     _EXECUTOR = "slurm"
 
 
-class LocalLauncher(scheduler.CollectingLauncher):
+class LocalLauncher(cluster.CollectingLauncher):
     _EXECUTOR = "local"

@@ -1,0 +1,99 @@
+"""Everything a job needs before its first training step, and everything that can fail on bad input
+(the model's identity, max_len against the model, the data, the tokenizer): a mistake is reported
+in seconds, not after an epoch."""
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoModel, set_seed
+
+from sweep.compilation import WarmupBatch
+from sweep.data import Collator, DataError, prepare_splits, tokenize
+from sweep.errors import InputError
+from sweep.model import (
+    Classifier,
+    encoder_input_names,
+    load_config,
+    load_encoder,
+    load_tokenizer,
+    max_positions,
+    require_padding,
+    resolve_source,
+)
+from sweep.tiny import tiny_config, train_tokenizer
+
+
+@dataclass
+class Prepared:
+    """A job's model (on its device), tokenizer, tokenized splits and the collator that batches them."""
+
+    model: Classifier
+    tokenizer: Any
+    splits: Any
+    collator: Collator
+
+    @property
+    def label_names(self) -> List[str]:
+        return list(self.splits["train"].features["label"].names)
+
+
+def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
+    mcfg, dcfg = cfg.model, cfg.data
+    if mcfg.tiny:
+        limit = int(mcfg.tiny_config.get("max_position_embeddings", 512))
+    else:
+        source = resolve_source(mcfg.id, mcfg.offline_package, mcfg.offline_id)
+        tokenizer = load_tokenizer(source)
+        require_padding(tokenizer, source)
+        limit = max_positions(load_config(source), tokenizer)
+    check_max_len(dcfg.max_len, limit, mcfg.name)
+    splits = prepare_splits(dcfg)
+    set_seed(cfg.seed)
+    if mcfg.tiny:
+        train = splits["train"]
+        texts = list(train["text"]) + (list(train["text_pair"]) if "text_pair" in train.column_names else [])
+        tokenizer = train_tokenizer(texts, mcfg.family, int(mcfg.tiny_config.vocab_size))
+        encoder = AutoModel.from_config(tiny_config(mcfg.family, tokenizer, OmegaConf.to_container(mcfg.tiny_config)))
+    else:
+        encoder = load_encoder(source)
+    num_labels = splits["train"].features["label"].num_classes  # from the data: 2 for imdb, 4 for ag_news, ...
+    model = Classifier(encoder, cfg.pooling.name, num_labels, head_dropout=cfg.trainer.head_dropout).to(device)
+    input_names = encoder_input_names(encoder, tokenizer)
+    collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding)
+    return Prepared(model, tokenizer, tokenize(splits, tokenizer, dcfg.max_len, input_names), collator)
+
+
+def check_max_len(max_len: int, limit: Optional[int], model_name: str) -> None:
+    """limit: the model's longest input, None where the model sets none (relative positions)."""
+    if max_len < 8 or (limit is not None and max_len > limit):
+        accepted = f"8 <= data.max_len <= {limit}" if limit is not None else "data.max_len >= 8"
+        raise DataError(f"data.max_len={max_len} does not fit model {model_name!r}: use {accepted}")
+
+
+def require_model_identity(model_cfg: DictConfig) -> None:
+    """model=hf leaves model.id (what to load) and model.name (what names the run's cells in the
+    table, run dirs and wandb) to the user."""
+    needed = [("name", "roberta")] + ([] if model_cfg.tiny else [("id", "FacebookAI/roberta-base or a local dir")])
+    for key, example in needed:
+        if OmegaConf.is_missing(model_cfg, key):
+            raise InputError(f"model.{key} is not set: add model.{key}=... (e.g. {example}) to the command")
+
+
+def warmup_batches(prepared: Prepared, batch_size: int, eval_batch_size: int) -> List[WarmupBatch]:
+    """One batch of every shape the run will feed the model: full and last partial train batches
+    (forward + backward), full and last partial valid and test batches (evaluation). With dynamic
+    padding the lengths are dynamic, so these cover the batch sizes."""
+    splits, shapes = prepared.splits, []
+    train_n = len(splits["train"])
+    shapes += [("train", size, True) for size in {min(batch_size, train_n), train_n % batch_size} if size]
+    for split in ("valid", "test"):
+        n = len(splits[split])
+        shapes += [(split, size, False) for size in {min(eval_batch_size, n), n % eval_batch_size} if size]
+    seen, batches = set(), []
+    for split, size, train in shapes:
+        if (size, train) not in seen:
+            seen.add((size, train))
+            batches.append(WarmupBatch(prepared.collator(splits[split][list(range(size))]), train))
+    return batches
