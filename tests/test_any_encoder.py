@@ -7,7 +7,7 @@ import pytest
 from transformers import AutoModel, RobertaConfig
 
 from conftest import compose_config, metrics, run_dirs, train
-from sweep.collect import main as collect_main
+from sweep.report.cli import main as collect_main
 from sweep.config import run_dirname
 from sweep.data import DataError
 from sweep.errors import InputError
