@@ -41,6 +41,7 @@ CLASSIFIER_FILE = "classifier.json"  # in best/: what Classifier.from_pretrained
 HEAD_FILE = "head.safetensors"  # in best/: the pooling's and the head's weights
 STATE_FILE = "resume_state.pt"
 WANDB_ID_FILE = "wandb_id"
+WANDB_DIR = "wandb"  # the wandb run files (wandb.init(dir=RUN_DIR) names it)
 LOG_FILE = "train.log"
 HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"

@@ -7,11 +7,11 @@ import pytest
 from transformers import AutoModel, RobertaConfig
 
 from conftest import compose_config, metrics, run_dirs, train
-from sweep.collect import main as collect_main
 from sweep.config import run_dirname
 from sweep.data import DataError
 from sweep.errors import InputError
 from sweep.model import encoder_input_names, load_encoder, load_tokenizer
+from sweep.report.cli import main as collect_main
 from sweep.runner import run
 from sweep.tiny import train_tokenizer
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from conftest import train
-from sweep.collect import main as collect_main
 from sweep.loop import evaluate
+from sweep.report.cli import main as collect_main
 from sweep.rundir import prediction_columns
 from sweep.stats import MCNEMAR
 

@@ -28,7 +28,7 @@ from collect_fixtures import (  # noqa: F401
     write_predictions,
 )
 from conftest import REPO
-from sweep.collect import main
+from sweep.report.cli import main
 from sweep.stats import MCNEMAR, PINNED_T, SEEDS_T, holm
 
 METRIC_KEYS = [

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import metrics, run_dirs, train
-from sweep.collect import main as collect_main
 from sweep.cost import TimedLoader, peak_memory
+from sweep.report.cli import main as collect_main
 
 # a tiny BERT on generated data, one epoch: seconds on 2 CPU cores; 120 test rows in batches of 16
 QUICK = [

@@ -1,0 +1,53 @@
+"""RunRecord: one run dir as the report reads it (or a job of a sweep that never started), with the
+status the report gives it and the cell it lands in."""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from sweep.rundir import METRICS_FILE, PREDICTIONS_FILE
+
+
+@dataclass
+class RunRecord:
+    path: Optional[Path]  # None: a job of the sweep that never started
+    # a metrics.json Status, or the report's own: incomplete, unreadable, missing, unknown, duplicate
+    status: str
+    error: str = ""
+    # flattened .hydra/config.yaml, resolved (sweep/report/configs.py)
+    config: Dict[str, Any] = field(default_factory=dict)
+    has_config: bool = False  # False: no readable .hydra/config.yaml, only what metrics.json names
+    overrides: List[str] = field(default_factory=list)
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    history: Dict[str, List[float]] = field(default_factory=dict)
+    cell: tuple = ()
+    label: str = ""
+
+    @property
+    def seed(self):
+        return self.config.get("seed", self.metrics.get("seed"))
+
+    @cached_property
+    def finished_at(self) -> float:
+        """When its metrics.json was last written: a completed run writes it last."""
+        try:
+            return (self.path / METRICS_FILE).stat().st_mtime
+        except (OSError, TypeError):
+            return 0.0
+
+    @cached_property
+    def predictions(self) -> Optional[Tuple[int, np.ndarray]]:
+        """(test-set key, correct per example ordered by index); equal keys = the same (index, label) set."""
+        import pyarrow.parquet as pq  # read directly: a pandas frame per run costs more than the reading
+
+        try:
+            table = pq.read_table(self.path / PREDICTIONS_FILE, columns=["index", "label", "pred"])
+        except Exception:  # missing or unreadable: the run takes no part in the paired tests
+            return None
+        index, label, pred = (table.column(c).to_numpy() for c in ("index", "label", "pred"))
+        order = np.argsort(index, kind="stable")
+        index, label = index[order].astype(np.int64), label[order].astype(np.int64)
+        return hash((index.tobytes(), label.tobytes())), pred[order] == label

@@ -1,0 +1,168 @@
+"""The tables: comparison.csv (one row per run), summary.csv (one row per cell, seeds folded into
+mean and std), significance.csv (paired tests between cells, sweep/stats.py), the tuned view of
+--over/--select (each cell at its best value of one swept key, by validation), and --sort."""
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from sweep.report.cells import column_name
+from sweep.report.errors import CollectError
+from sweep.report.record import RunRecord
+from sweep.stats import ALPHA, bootstrap_ci, compare, holm, paired_correct
+
+# the table's metrics in column order, with their headers in comparison.md (markdown.COLUMN_NOTES says what they hold)
+METRICS = {
+    "train/acc": "train acc (running, best epoch)",
+    "valid/acc": "valid acc",
+    "test/acc": "test acc",
+    "test/f1": "test F1",
+    "test/macro_f1": "test macro-F1",
+    "best_epoch": "best epoch",
+    "train_seconds": "train loop (s)",
+    "train_samples_per_s": "train loop samples/s",
+    "test_samples_per_s": "inference samples/s (test)",
+    "peak_memory_mib": "inference peak memory (MiB)",
+    "params": "params (incl. unused)",
+}
+# metrics.json fields comparison.csv leaves out: its own columns already say them
+NOT_METRIC_COLUMNS = ("model", "pooling", "seed", "status", "error")
+
+Cells = Dict[tuple, List[RunRecord]]
+
+
+def runs_table(runs: Sequence[RunRecord], keys: Sequence[str]) -> pd.DataFrame:
+    """comparison.csv: one row per run (jobs that never started included), every metric and cell key."""
+    rows = []
+    for run in runs:
+        row = {"run_dir": str(run.path or ""), "status": run.status, "cell": run.label}
+        row.update({column_name(k): v for k, v in zip(keys, run.cell)})
+        row.update({"seed": run.seed, "overrides": " ".join(run.overrides)})
+        row.update({k: v for k, v in run.metrics.items() if k not in NOT_METRIC_COLUMNS})
+        rows.append({**row, "error": run.error})
+    return pd.DataFrame(rows)
+
+
+def summarize(cells: Cells, keys: Sequence[str]) -> pd.DataFrame:
+    """summary.csv: one row per cell; mean and sample std (ddof=1) over seeds, a bootstrap CI with one."""
+    rows = []
+    for cell, group in cells.items():
+        row = {column_name(k): v for k, v in zip(keys, cell)}
+        row.update({"n": len(group), "seeds": " ".join(str(r.seed) for r in group)})
+        for metric in METRICS:
+            values = pd.to_numeric(pd.Series([r.metrics.get(metric) for r in group], dtype=object), errors="coerce")
+            row[metric], row[f"{metric}_std"] = values.mean(), values.std(ddof=1)
+        predictions = group[0].predictions if len(group) == 1 else None
+        row["test/acc_ci_low"], row["test/acc_ci_high"] = bootstrap_ci(predictions[1]) if predictions else (None, None)
+        rows.append(row)
+    columns = [column_name(k) for k in keys] + ["n", "seeds"] + [f"{m}{s}" for m in METRICS for s in ("", "_std")]
+    return pd.DataFrame(rows, columns=columns + ["test/acc_ci_low", "test/acc_ci_high"])
+
+
+def significance(cells: Cells) -> pd.DataFrame:
+    """One row per pair of cells that share a test set: the test that fits their seeds (sweep.stats),
+    its raw p-value, the Holm-adjusted one over all pairs, and the verdict from the adjusted one."""
+    rows = []
+    for runs_a, runs_b in itertools.combinations(cells.values(), 2):
+        result = compare(paired_correct(runs_a, runs_b))
+        if result is not None:
+            rows.append({"A": runs_a[0].label, "B": runs_b[0].label, **result})
+    sig = pd.DataFrame(rows, columns=["A", "B", "test", "seed_pairs", "examples", "acc_diff", "b", "c", "p_value"])
+    sig["p_holm"] = holm(sig["p_value"])
+    sig["significant"] = sig["p_holm"] < ALPHA
+    return sig
+
+
+@dataclass
+class Selection:
+    """The tuned view: for each cell of the other keys, the value of `over` with the best `metric`."""
+
+    metric: str  # a validation metric of summary.csv (valid/acc)
+    over: str  # a cell column (optim.lr)
+    candidates: List[Any]  # the values of `over` that ran
+
+    @property
+    def header(self) -> str:
+        return f"{self.over} (selected by {METRICS[self.metric]})"
+
+    def note(self) -> str:
+        values = ", ".join(map(str, self.candidates))
+        return (
+            f"Tuned view: for each cell, the {self.over} with the best mean {METRICS[self.metric]} over its "
+            f"seeds (of {values}), chosen on validation only, with that setting's test figures; "
+            "every run is in comparison.csv and every cell in summary.csv."
+        )
+
+
+def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: str) -> Selection:
+    """--select METRIC --over KEY checked against what ran: a user-facing error for anything else."""
+    if not metric.startswith("valid/"):
+        raise CollectError(
+            f"--select {metric}: select by a validation metric (valid/acc), never by a test figure", code=2
+        )
+    if metric not in METRICS:
+        raise CollectError(
+            f"--select {metric}: no such metric; validation metrics: "
+            + ", ".join(m for m in METRICS if m.startswith("valid/")),
+            code=2,
+        )
+    column = column_name(over)
+    if column not in key_columns or summary[column].nunique(dropna=False) < 2:
+        swept = [c for c in key_columns if summary[c].nunique(dropna=False) > 1]
+        raise CollectError(f"--over {over}: not swept in these runs (swept keys: {', '.join(swept) or 'none'})", code=2)
+    return Selection(metric, column, list(dict.fromkeys(summary[column])))
+
+
+def select_best(summary: pd.DataFrame, key_columns: List[str], chosen: Selection) -> List[int]:
+    """Row numbers of summary to keep: per cell of the other keys, the row with the best mean metric
+    (ties: the first in table order); cells whose metric is missing everywhere keep their first row."""
+    others = [c for c in key_columns if c != chosen.over]
+    score = summary[chosen.metric].astype(float).fillna(-math.inf)
+    if chosen.metric.endswith("loss"):
+        score = -score
+    groups = summary.groupby([summary[c].map(repr) for c in others], sort=False) if others else [(None, summary)]
+    return sorted(score.loc[group.index].idxmax() for _, group in groups)
+
+
+def tuned(
+    cells: Cells,
+    summary: pd.DataFrame,
+    labels: List[str],
+    key_columns: List[str],
+    over: Optional[str],
+    select: Optional[str],
+) -> Tuple[Cells, pd.DataFrame, List[str], Optional[Selection]]:
+    """The cells the table shows: all of them, or with --over only each one's selected setting."""
+    if not over:
+        if select:
+            raise CollectError(f"--select {select} needs --over KEY: the swept key whose value it chooses", code=2)
+        return cells, summary, labels, None
+    chosen = selection(summary, key_columns, select or "valid/acc", over)
+    rows = select_best(summary, key_columns, chosen)
+    cell_items = list(cells.items())
+    return (
+        dict(cell_items[i] for i in rows),
+        summary.loc[rows].reset_index(drop=True),
+        [labels[i] for i in rows],
+        chosen,
+    )
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def sort_cells(summary: pd.DataFrame, labels: List[str], spec: str) -> Tuple[pd.DataFrame, List[str]]:
+    """--sort COLUMN (ascending) or --sort=-COLUMN (descending), stable, missing values last."""
+    column, descending = spec.lstrip("-"), spec.startswith("-")
+    if column not in summary.columns:
+        raise CollectError(f"unknown --sort column {column!r}; valid columns: {', '.join(summary.columns)}", code=2)
+    values = summary[column]
+    # a key some configs lack mixes "(not recorded)" into numbers: those sort last, like missing values
+    numeric = pd.to_numeric(values, errors="coerce") if values.map(is_number).any() else values.astype(str)
+    order = numeric.sort_values(ascending=not descending, kind="stable", na_position="last").index
+    return summary.loc[order].reset_index(drop=True), [labels[i] for i in order]
