@@ -1,5 +1,5 @@
 """The run-directory contract: what every job leaves in its Hydra output dir, and what the report
-(sweep/collect.py), resume, predict.py and users rely on. This module is its one statement; nothing
+(sweep/report/, run as sweep/collect.py), resume, predict.py and users rely on. This module is its one statement; nothing
 else restates a file name, a status or a metrics.json field. It imports neither torch nor Hydra, so
 the report and Hydra's callbacks stay light.
 

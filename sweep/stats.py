@@ -11,7 +11,7 @@ Which test compares two cells depends on what was repeated:
 - two or more seed pairs on one pinned test set (data.split_seed fixed): the same paired t-test, with the
   variance the seeds cannot see added back (see `pinned_test_set_t`).
 
-Only numpy and scipy.special (cheap to import), so collect.py stays fast.
+Only numpy and scipy.special (cheap to import), so the report stays fast.
 """
 
 import math
