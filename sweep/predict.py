@@ -20,10 +20,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-if __package__ in (None, ""):  # `python sweep/predict.py` from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sweep.errors import InputError  # noqa: E402
+from sweep.errors import InputError
 
 TABLE_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
 PROGRESS_MIN_BATCHES = 10  # a bar only where there is something to wait for

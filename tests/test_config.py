@@ -1,6 +1,7 @@
 """Every config composes; the grid composes to distinct jobs and dirs; typos fail at compose time."""
 
 import itertools
+import shutil
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -90,3 +91,64 @@ def test_unknown_model_fails_with_the_list_of_options():
     assert "model/bart" in message or "model=bart" in message
     for option in ("bert", "modernbert", "minilm"):
         assert option in message
+
+
+# a key of each group and a value of its type: set as given it composes, misspelt it is refused
+GROUP_KEYS = {
+    "model": ("id", "some/model"),
+    "pooling": ("name", "mean"),
+    "data": ("max_len", "32"),
+    "optim": ("lr", "0.0001"),
+    "trainer": ("epochs", "2"),
+    "logger": ("mode", "offline"),
+}
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_KEYS))
+def test_an_unknown_key_is_refused_in_every_option_of_every_group(group):
+    key, value = GROUP_KEYS[group]
+    for option in options(group):
+        required = REQUIRED.get(f"{group}={option}", [])
+        assert str(compose_config(f"{group}={option}", *required, f"{group}.{key}={value}")[group][key]) == value
+        with pytest.raises(ConfigCompositionException):
+            compose_config(f"{group}={option}", *required, f"{group}.{key}x={value}")
+
+
+def test_a_typo_in_the_tiny_architecture_is_refused():
+    assert compose_config("model.tiny_config.hidden_size=32").model.tiny_config.hidden_size == 32
+    with pytest.raises(ConfigCompositionException):
+        compose_config("model.tiny_config.hiden_size=32")
+
+
+def test_a_typo_in_a_group_yaml_is_refused(tmp_path):
+    """A key the schema lacks, written in an option's file, fails when that option is composed."""
+    from hydra import compose, initialize_config_dir
+
+    import sweep.config  # noqa: F401  registers the schema
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "data" / "typo.yaml").write_text("defaults:\n  - base_data\n  - _self_\n\nname: typo\nmax_lenght: 64\n")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        assert compose("config", overrides=["data=imdb"]).data.name == "imdb"
+        with pytest.raises(ConfigCompositionException):
+            compose("config", overrides=["data=typo"])
+
+
+def test_each_family_states_its_tiny_architecture_once():
+    """The tiny models of model.tiny=true and of the benchmark are one architecture per family."""
+    from sweep.step_bench import build_config
+
+    bert, modernbert = compose_config("model=bert").model, compose_config("model=modernbert").model
+    assert compose_config("model=minilm").model.tiny_config == bert.tiny_config
+    assert set(modernbert.tiny_config) - set(bert.tiny_config) == {"global_attn_every_n_layers", "local_attention"}
+    for name, model in (("bert-tiny", bert), ("modernbert-tiny", modernbert)):
+        config = build_config(name)
+        for key, value in model.tiny_config.items():
+            assert getattr(config, key) == value, (name, key)
+
+
+def test_model_hf_leaves_name_and_id_to_the_user():
+    cfg = compose_config("model=hf")
+    assert OmegaConf.is_missing(cfg.model, "name") and OmegaConf.is_missing(cfg.model, "id")
+    assert cfg.model.family is None and not cfg.model.tiny

@@ -9,9 +9,10 @@ import torch
 from transformers import AutoModel
 
 import sweep.model
-from sweep.bench import SEED_OPTIM, BareClassifier, build_config, count_host_syncs, make_batches
+from sweep.host_sync import count_host_syncs
 from sweep.loop import build_optimizer, train_step
 from sweep.model import Classifier
+from sweep.step_bench import SEED_OPTIM, BareClassifier, build_config, make_batches
 
 FAMILIES = ["bert-tiny", "modernbert-tiny"]
 

@@ -1,0 +1,173 @@
+"""The config schema: every knob of every group, its type, its base value and its one comment
+(meaning and unit). Each YAML in conf/ starts from its group's base here (`defaults: [base_data,
+_self_]`) and states only what differs; sweep/config.py registers these classes with Hydra.
+
+Plain dataclasses, importable without Hydra or OmegaConf (the GPU machines that run the benchmark
+have neither), so the benchmark and the tests build their configs from here, not from copies.
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+MISSING = "???"  # OmegaConf's marker of a value the user must set (omegaconf.MISSING is this string)
+SEED = "${seed}"  # follows the top-level seed unless set
+
+
+@dataclass
+class TinyBertArchitecture:
+    """The random-init tiny encoder of the smoke tests and CI (HF BertConfig fields)."""
+
+    hidden_size: int = 64  # width of the token states
+    num_hidden_layers: int = 2  # transformer blocks
+    num_attention_heads: int = 2  # heads per block
+    intermediate_size: int = 128  # feed-forward width
+    max_position_embeddings: int = 512  # longest input in tokens
+    vocab_size: int = 2000  # size of the vocabulary trained on the train texts (WordPiece / byte-level BPE)
+
+
+@dataclass
+class TinyModernBertArchitecture(TinyBertArchitecture):
+    """The tiny ModernBERT (HF ModernBertConfig fields): BERT's sizes plus its attention layout."""
+
+    global_attn_every_n_layers: int = 2  # one global-attention block every n, local (sliding window) in between
+    local_attention: int = 64  # sliding-window width in tokens
+
+
+def _tiny(architecture) -> Any:
+    # a plain mapping, not a nested schema: any other HF config field of the family can be added to it
+    return field(default_factory=lambda: asdict(architecture()))
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # short name used in run dirs, tables and wandb tags (it names the cells)
+    id: str = MISSING  # Hugging Face hub id, or a local directory holding a saved checkpoint (save_pretrained)
+    offline_package: Optional[str] = None  # a Python package bundling this model, used instead of the hub if installed
+    offline_id: Optional[str] = None  # the hub id that package bundles: only that model.id is replaced by the copy
+    # architecture family: decides the tiny model and tokenizer (tiny=true); a real checkpoint's
+    # architecture comes from its config.json, so model=hf leaves it null
+    family: Optional[str] = None
+    tiny: bool = False  # true: random-init tiny model of `family` + tokenizer trained offline on the train texts
+    tiny_config: Dict[str, Any] = _tiny(TinyBertArchitecture)  # the tiny architecture, used only when tiny=true
+
+
+@dataclass
+class BertModelConfig(ModelConfig):
+    family: Optional[str] = "bert"
+
+
+@dataclass
+class ModernBertModelConfig(ModelConfig):
+    family: Optional[str] = "modernbert"
+    tiny_config: Dict[str, Any] = _tiny(TinyModernBertArchitecture)
+
+
+FAMILY_MODELS = {"bert": BertModelConfig, "modernbert": ModernBertModelConfig}  # the families with a tiny build
+
+
+@dataclass
+class PoolingConfig:
+    name: str = MISSING  # token states -> one sentence vector: cls | mean | max (padding masked out)
+
+
+@dataclass
+class DataConfig:
+    # dataset name in tables and run configs; imdb and synthetic pick their loader, any other name
+    # (e.g. data.name=tickets) reads text_column from local_dir, files or hub_id
+    name: str = MISSING
+    hub_id: Optional[str] = None  # Hugging Face dataset id, used when neither local_dir nor files is set
+    hub_config: Optional[str] = None  # the hub dataset's config name (e.g. sst2 of nyu-mll/glue); null = its default
+    # a dir read instead of the hub: imdb: train.parquet and test.parquet (columns text, label);
+    # text: train / validation (or valid, dev) / test files, .csv, .jsonl, .json or .parquet
+    local_dir: Optional[str] = None
+    # explicit files per split instead, e.g. {train: a.csv, test: b.jsonl}; typed Any because Hydra
+    # can neither merge a dict override into a null Dict nor add keys to {}
+    files: Any = None
+    text_column: Optional[str] = None  # the column holding the text; null: imdb / synthetic, which know their own
+    text_pair_column: Optional[str] = None  # a second text column for sentence pairs (a tokenizer pair); null = none
+    label_column: str = "label"  # the label column: integers or strings, mapped to ids 0..k-1 in sorted order
+    # true: keep the data's own train/validation/test (a missing valid or test is carved from train);
+    # false: merge all and split by `split`
+    use_given_splits: bool = False
+    n_samples: Optional[int] = None  # synthetic data only: number of generated reviews (before the split)
+    n_classes: int = 2  # synthetic data only: 2: sentiment reviews; 3-8: reviews of that many topics (film, food, ...)
+    dedup: bool = True  # drop exact-duplicate texts (first kept) before splitting; given splits are kept as given
+    split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / valid / test fractions (stratified)
+    # seed of the shuffled split (and of a valid/test carved from a given train); fix it (e.g. 42) to
+    # keep one test set while sweeping seed. Generated texts come from a fixed generator seed.
+    split_seed: int = SEED
+    max_len: int = 128  # tokens per example after truncation (special tokens included; a pair counts both texts)
+    padding: str = "max_length"  # max_length: pad every batch to max_len (the seed's) | dynamic: to the batch's longest
+    group_by_length: bool = False  # dynamic padding: batch examples of similar length together (less padding)
+    eval_batch_size: int = 64  # batch size for validation and test (inference only, so larger)
+    max_train_samples: Optional[int] = None  # cap on training examples (quick runs); null = all
+    max_eval_samples: Optional[int] = None  # cap on validation and test examples each; null = all
+
+
+@dataclass
+class OptimConfig:
+    """The base values are the seed recipe: Adam, constant learning rate."""
+
+    name: str = MISSING  # recipe name in tables; one starting with adamw selects AdamW, any other Adam
+    lr: float = 5e-5  # peak learning rate
+    weight_decay: float = 0.0  # L2 penalty (Adam) / decoupled decay (AdamW); biases and norms never decay
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam moment decay rates
+    eps: float = 1e-8  # Adam denominator epsilon
+    scheduler: str = "constant"  # transformers.get_scheduler name: constant | linear | cosine | ...
+    warmup_ratio: float = 0.0  # fraction of all training steps spent warming up linearly from 0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 5  # maximum epochs; validation after each, the best one by valid/acc is kept
+    batch_size: int = 8  # training batch size (the seed's: 40,000 / 8 = 5,000 steps an epoch)
+    early_stopping_patience: Optional[int] = None  # stop after this many epochs without a better valid/acc; null: off
+    head_dropout: float = 0.1  # dropout before the linear head
+    log_every_n_steps: int = 50  # train/loss to the logger every n optimizer steps (the only host sync in the loop)
+    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
+    # auto (bf16 on a GPU that supports it, else fp32) | bf16 | fp16 (grad scaler) | fp32 (TF32 matmuls on GPU)
+    precision: str = "auto"
+    # auto (true on GPU, false on CPU; falls back to eager if compiling fails) | true (fails before
+    # training if compiling fails) | false | reduce-overhead (+ CUDA graphs; needs data.padding=max_length).
+    # Typed Any: a YAML bool or a string.
+    compile: Any = "auto"
+    compile_backend: str = "inductor"  # torch.compile backend; eager / aot_eager tell a compiler bug from a model bug
+    num_workers: int = 0  # DataLoader worker processes
+    threads: Optional[int] = None  # torch CPU threads; null = all cores, or cores / n_jobs under the joblib launcher
+    # minutes a job waits for a GPU that other jobs hold (joblib on several GPUs) before it fails;
+    # 30 outlasts a full-size run (~15 min on an H100) that frees one
+    gpu_wait_min: float = 30.0
+    save_best: bool = True  # write the best/ checkpoint (false: metrics and predictions only)
+    resume: bool = True  # rerunning into the same dir: skip completed runs, resume interrupted ones
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING  # experiment tracker: wandb | none (the run dir files are written all the same)
+    project: Optional[str] = None  # wandb project
+    entity: Optional[str] = None  # wandb team/user; null = your default
+    # offline (local, `wandb sync` later) | online (after `wandb login`) | disabled; the WANDB_MODE env var wins
+    mode: str = "offline"
+
+
+@dataclass
+class Config:
+    # transformers.set_seed: model init, dropout, batch order (and the split, via data.split_seed)
+    seed: int = 42
+    model: ModelConfig = MISSING
+    pooling: PoolingConfig = MISSING
+    data: DataConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+
+
+# each group's bases, as the group's YAMLs name them in their defaults lists
+GROUP_BASES = {
+    "model": {"base_model": ModelConfig, "base_bert": BertModelConfig, "base_modernbert": ModernBertModelConfig},
+    "pooling": {"base_pooling": PoolingConfig},
+    "data": {"base_data": DataConfig},
+    "optim": {"base_optim": OptimConfig},
+    "trainer": {"base_trainer": TrainerConfig},
+    "logger": {"base_logger": LoggerConfig},
+}
