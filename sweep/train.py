@@ -30,7 +30,8 @@ for launcher in (SlurmLauncher, LocalLauncher):
     Plugins.instance().register(launcher)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# an absolute path: run as the encoder-sweep-train console script, Hydra would take "../conf" for a Python package
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
