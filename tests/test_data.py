@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import IMDB_DIR, needs_imdb
+from helpers.app import IMDB_DIR, needs_imdb
 from sweep.data import (
     Collator,
     DataError,

@@ -7,8 +7,9 @@ import os
 import signal
 import time
 
-from conftest import TIMING_KEYS, metrics, run_dirs, start, train, wait_for_log
-from wandb_records import summarize
+from helpers.app import TIMING_KEYS, start, train, train_in_process, wait_for_log
+from helpers.rundirs import metrics, run_dirs
+from helpers.wandb_records import summarize
 
 CELL = "experiment=smoke,model=bert,pooling=cls"
 
@@ -34,7 +35,7 @@ def test_killed_run_resumes_at_its_next_epoch_and_ends_as_if_never_stopped(smoke
     process.wait()
     no_partial_files(run_dir)
     assert metrics(run_dir)["status"] == "running"  # SIGKILL leaves no chance to write more
-    train(*overrides)
+    train_in_process(*overrides)
     log = (run_dir / "train.log").read_text()
     assert "resuming after epoch 2" in log
     resumed, uninterrupted = metrics(run_dir), metrics(smoke_sweep / CELL)
@@ -50,7 +51,9 @@ def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sw
         for p in smoke_sweep.rglob("*")
         if p.is_file() and ".hydra" not in p.parts and p.name not in ("train.log", "multirun.yaml")
     }
-    result = train("model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={smoke_sweep}")
+    result = train_in_process(
+        "model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={smoke_sweep}"
+    )
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
     assert after == before
     for run_dir in run_dirs(smoke_sweep):
@@ -72,14 +75,14 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
     assert failed["status"] == "failed" and "data.max_len=4096" in failed["error"]
     assert "data.max_len=4096" in (bad / "train.log").read_text()
     assert "did not complete" in result.stderr + result.stdout and bad.name in result.stderr + result.stdout
-    rerun = train(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
+    rerun = train_in_process(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert rerun.returncode != 0  # the failed job ran again (and failed again); the completed one was skipped
     assert "skipped" in (good / "train.log").read_text()
 
 
 def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = train(
+    result = train_in_process(
         "experiment=smoke",
         "model=bert",
         "pooling=cls",
@@ -108,7 +111,7 @@ def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
     assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
     assert (run_dir / "resume_state.pt").is_file()
     no_partial_files(run_dir)
-    train(*overrides)
+    train_in_process(*overrides)
     assert "resuming after epoch" in (run_dir / "train.log").read_text()
     assert metrics(run_dir)["status"] == "completed" and metrics(run_dir)["epochs_run"] == 4
 
@@ -197,7 +200,7 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
         f"hydra.sweep.dir={sweep_dir}",
     ]
     run_dir = sigterm_after_epoch_1(sweep_dir, overrides)
-    train(*overrides)
+    train_in_process(*overrides)
     assert metrics(run_dir)["status"] == "completed"
     run = summarize(run_dir)
     assert run["parts"] == 2 and run["exit_code"] == 0

@@ -20,7 +20,8 @@ import pytest
 import torch
 from omegaconf import read_write
 
-from conftest import REPO, app_env, compose_config, metrics, run_dirs
+from helpers.app import REPO, app_env
+from helpers.rundirs import compose_config, metrics, run_dirs
 from sweep.resources import GpuClaim, default_n_jobs
 
 SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_GPUS", "SUBMITIT_EXECUTOR")

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TIMING_KEYS, compose_config, kill_after_epoch, metrics, run_dirs, train
+from helpers.app import TIMING_KEYS, kill_after_epoch, train
+from helpers.rundirs import compose_config, metrics, run_dirs
 from sweep import compilation, loop, resume
 from sweep.compilation import CompileError
 from sweep.runner import run

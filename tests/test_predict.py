@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import REPO, app_env
+from helpers.app import REPO, app_env
 
 CELLS = ["experiment=smoke,model=bert,pooling=cls", "experiment=smoke,model=modernbert,pooling=mean"]
 
