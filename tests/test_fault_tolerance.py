@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from helpers.app import TIMING_KEYS, start, train, train_in_process, wait_for_log
 from helpers.rundirs import metrics, run_dirs
 from helpers.wandb_records import summarize
@@ -25,6 +27,7 @@ def no_partial_files(run_dir):
         json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_its_next_epoch_and_ends_as_if_never_stopped(smoke_sweep, tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = ["experiment=smoke", "model=bert", "pooling=cls", f"hydra.sweep.dir={sweep_dir}"]
@@ -96,6 +99,7 @@ def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     assert failed["status"] == "failed" and "NonFiniteLossError" in failed["error"] and "optim.lr" in failed["error"]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = [
@@ -147,6 +151,7 @@ def job_pid(run_dir, process, timeout=120):
     return int(OmegaConf.load(hydra_file).hydra.job.id)
 
 
+@pytest.mark.slow
 def test_sigterm_under_submitit_leaves_a_resumable_run_and_the_launcher_collects_every_job(tmp_path):
     """submitit ignores SIGTERM; the app stops on it, and must still hand submitit a result, so the
     launcher collects every job and FailedJobs lists the interrupted one (#9)."""
@@ -187,6 +192,7 @@ def epoch_rows(run):
     return [int(row["epoch"]) for row in run["history"] if "valid/acc" in row]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     """One cell, one wandb run, however often it restarts: the resumed run logs into the same run id
     and every epoch is in its history once (#9)."""

@@ -204,6 +204,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_a_job_that_gets_no_gpu_fails_the_sweep_and_names_its_cell(gpus, tmp_path):
     gpus("GPU-aaaa", "GPU-bbbb")
     lock_dir, sweep_dir = tmp_path / "locks", tmp_path / "sweep"

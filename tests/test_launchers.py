@@ -9,6 +9,7 @@ from helpers.wandb_records import summarize
 from sweep.resources import available_cores
 
 
+@pytest.mark.slow
 def test_joblib_runs_the_grid_in_parallel_with_the_same_numbers(tmp_path):
     cores = available_cores()
     threads = max(1, cores // 2)  # an equal share of this machine's cores for each of the 2 jobs

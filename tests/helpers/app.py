@@ -108,12 +108,13 @@ def wait_for_log(path, text, process, timeout=300):
 
 
 def kill_after_epoch(tmp_path: Path, overrides, epoch: int = 1):
-    """Runs the overrides once uninterrupted, and once killed (SIGKILL) right after `epoch`'s
-    resumable state was saved. Returns (the killed run's dir, the uninterrupted run's dir)."""
+    """Runs the overrides once uninterrupted (in-process), and once as a subprocess killed (SIGKILL)
+    right after `epoch`'s resumable state was saved. Returns (the killed run's dir, the
+    uninterrupted run's dir)."""
     from helpers.rundirs import run_dirs
 
     reference_dir, stopped_dir = tmp_path / "reference", tmp_path / "stopped"
-    train(*overrides, f"hydra.sweep.dir={reference_dir}")
+    train_in_process(*overrides, f"hydra.sweep.dir={reference_dir}")
     reference = run_dirs(reference_dir)[0]
     process = start(*overrides, f"hydra.sweep.dir={stopped_dir}")
     run_dir = stopped_dir / reference.name
