@@ -66,12 +66,19 @@ def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sw
 
 def test_a_failing_job_does_not_stop_the_others(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    grid = ["experiment=smoke", "model=bert", "pooling=cls", "data.max_len=64,4096", "trainer.epochs=1"]
+    grid = [
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "data.max_len=64,4096",
+        "data.n_samples=1000",
+        "trainer.epochs=1",
+    ]
     result = train(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert result.returncode != 0
     bad, good = (
-        sweep_dir / "data.max_len=4096,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
-        sweep_dir / "data.max_len=64,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
+        sweep_dir / "data.max_len=4096,data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
+        sweep_dir / "data.max_len=64,data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
     )
     assert metrics(good)["status"] == "completed"
     failed = metrics(bad)
@@ -106,6 +113,7 @@ def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
         "experiment=smoke",
         "model=bert",
         "pooling=cls",
+        "data.n_samples=1000",
         "trainer.epochs=4",
         "logger=none",
         f"hydra.sweep.dir={sweep_dir}",
