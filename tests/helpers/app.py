@@ -2,6 +2,8 @@
 default: it skips ~6-10 s of imports per run), or as a subprocess where the behaviour under test
 is the process's own (signals, launchers, exit codes, terminal output)."""
 
+import contextlib
+import io
 import logging
 import os
 import signal
@@ -48,34 +50,39 @@ def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: i
 
 @dataclass
 class InProcessResult:
+    """What subprocess.run(capture_output=True) would have given for the same command."""
+
     returncode: int
-    message: str  # what sys.exit was given, if it was given a message
+    stdout: str
+    stderr: str
 
 
 def train_in_process(*overrides: str, multirun: bool = True, check: bool = True) -> InProcessResult:
     """Runs the app's own @hydra.main entry (`sweep.train.main`) in this process with these
     overrides: the real Hydra run (.hydra/, multirun.yaml, sweep subdirs, callbacks, the job log)
-    without a new interpreter. Hydra's global state, the logging it configures and torch's thread
-    count are put back afterwards, so that the next test starts as it would in a fresh process."""
+    without a new interpreter. Its console output is captured as a subprocess's would be; Hydra's
+    global state, the logging it configures and torch's thread count are put back afterwards, so
+    that the next test starts as it would in a fresh process."""
     import torch
     from hydra.core.global_hydra import GlobalHydra
 
     from sweep.train import main
 
+    # imported as sweep.train, Hydra would look for conf/ as a Python package: name the dir
+    cli = [f"--config-path={REPO / 'conf'}"] + (["-m"] if multirun else [])
     argv, threads = sys.argv, torch.get_num_threads()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    returncode, message = 0, ""
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
     GlobalHydra.instance().clear()
     try:
-        # imported as sweep.train, Hydra would look for conf/ as a Python package: name the dir
-        cli = [f"--config-path={REPO / 'conf'}"] + (["-m"] if multirun else [])
         sys.argv = [str(REPO / "sweep" / "train.py"), *cli, *overrides]
-        main()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main()
     except SystemExit as exit_:  # Hydra's error report, the FailedJobs callback, an InputError
-        returncode = exit_.code if isinstance(exit_.code, int) else 1
-        message = "" if isinstance(exit_.code, int) or exit_.code is None else str(exit_.code)
-        returncode = 0 if exit_.code is None else returncode
+        if isinstance(exit_.code, str):
+            stderr.write(exit_.code + "\n")
+        returncode = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
     finally:
         sys.argv = argv
         GlobalHydra.instance().clear()
@@ -85,9 +92,10 @@ def train_in_process(*overrides: str, multirun: bool = True, check: bool = True)
                 handler.close()
         root.handlers[:], root.level = handlers, level
         torch.set_num_threads(threads)
+    result = InProcessResult(returncode, stdout.getvalue(), stderr.getvalue())
     if check and returncode != 0:
-        raise AssertionError(f"sweep/train.py {' '.join(overrides)} exited {returncode}: {message}")
-    return InProcessResult(returncode, message)
+        raise AssertionError(f"sweep/train.py {' '.join(overrides)} exited {returncode}\n{result.stderr[-6000:]}")
+    return result
 
 
 def start(*overrides, stdout=None):
