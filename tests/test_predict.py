@@ -56,18 +56,21 @@ def test_predictions_for_the_test_texts_are_the_runs_own(smoke_sweep, tmp_path, 
     assert (predicted["prob_neg"] + predicted["prob_pos"]).to_numpy() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_sweep, tmp_path):
+def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_sweep, tmp_path, capsys):
     best = smoke_sweep / CELLS[0] / "best"  # a best/ dir works as well as its run dir
     texts = ["the acting was superb . the plot was not dull .", "the music was awful .", "the ending was boring ."]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
-    runs = [
-        predict(best, *texts, "--format", "jsonl"),
-        predict(best, "--format", "jsonl", stdin="\n".join(texts)),
-        predict(best.parent, "--file", tmp_path / "texts.txt", "--format", "jsonl"),
-    ]
-    for result in runs:
-        assert result.returncode == 0, result.stderr
-    rows = [[json.loads(line) for line in result.stdout.splitlines()] for result in runs]
+    # stdin through the real command line; the other two ways in-process, on the same main()
+    piped = predict(best, "--format", "jsonl", stdin="\n".join(texts))
+    assert piped.returncode == 0, piped.stderr
+    outputs = [piped.stdout]
+    for argv in (
+        [best, *texts, "--format", "jsonl"],
+        [best.parent, "--file", tmp_path / "texts.txt", "--format", "jsonl"],
+    ):
+        assert predict_main([str(arg) for arg in argv]) == 0
+        outputs.append(capsys.readouterr().out)
+    rows = [[json.loads(line) for line in output.splitlines()] for output in outputs]
     assert rows[0] == rows[1] == rows[2] and len(rows[0]) == 3
     assert all(row["label"] in ("neg", "pos") and row["class_id"] in (0, 1) for row in rows[0])
 

@@ -52,6 +52,7 @@ def split_hashes(splits):
     return {name: hashlib.sha256(str(list(ds["idx"])).encode()).hexdigest()[:16] for name, ds in splits.items()}
 
 
+@pytest.mark.slow
 @needs_imdb
 def test_imdb_splits_are_those_of_before_the_text_data():
     """The same rows in each split, the same datasets fingerprints (so the same tokenization cache)
