@@ -34,7 +34,11 @@ needs_imdb = pytest.mark.skipif(
 
 
 def app_env(**extra) -> dict:
-    return {**os.environ, **QUIET_ENV, **extra}
+    """A subprocess's environment, as a user's shell gives it: without the address of the wandb
+    service an in-process run started here (WANDB_SERVICE), so that a killed subprocess's wandb
+    run is not left open in this process's service (a resume here would find its id in use)."""
+    env = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+    return {**env, **QUIET_ENV, **extra}
 
 
 def train(*overrides: str, multirun: bool = True, check: bool = True, timeout: int = 600, env=None):
