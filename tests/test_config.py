@@ -7,7 +7,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose_config, train
+from helpers.app import REPO, train
+from helpers.rundirs import compose_config
 
 CONF = REPO / "conf"
 

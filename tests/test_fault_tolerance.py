@@ -7,8 +7,11 @@ import os
 import signal
 import time
 
-from conftest import TIMING_KEYS, metrics, run_dirs, start, train, wait_for_log
-from wandb_records import summarize
+import pytest
+
+from helpers.app import TIMING_KEYS, start, train, train_in_process, wait_for_log
+from helpers.rundirs import metrics, run_dirs
+from helpers.wandb_records import summarize
 
 CELL = "experiment=smoke,model=bert,pooling=cls"
 
@@ -24,6 +27,7 @@ def no_partial_files(run_dir):
         json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_its_next_epoch_and_ends_as_if_never_stopped(smoke_sweep, tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = ["experiment=smoke", "model=bert", "pooling=cls", f"hydra.sweep.dir={sweep_dir}"]
@@ -34,7 +38,7 @@ def test_killed_run_resumes_at_its_next_epoch_and_ends_as_if_never_stopped(smoke
     process.wait()
     no_partial_files(run_dir)
     assert metrics(run_dir)["status"] == "running"  # SIGKILL leaves no chance to write more
-    train(*overrides)
+    train_in_process(*overrides)
     log = (run_dir / "train.log").read_text()
     assert "resuming after epoch 2" in log
     resumed, uninterrupted = metrics(run_dir), metrics(smoke_sweep / CELL)
@@ -50,7 +54,9 @@ def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sw
         for p in smoke_sweep.rglob("*")
         if p.is_file() and ".hydra" not in p.parts and p.name not in ("train.log", "multirun.yaml")
     }
-    result = train("model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={smoke_sweep}")
+    result = train_in_process(
+        "model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={smoke_sweep}"
+    )
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
     assert after == before
     for run_dir in run_dirs(smoke_sweep):
@@ -60,26 +66,33 @@ def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sw
 
 def test_a_failing_job_does_not_stop_the_others(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    grid = ["experiment=smoke", "model=bert", "pooling=cls", "data.max_len=64,4096", "trainer.epochs=1"]
+    grid = [
+        "experiment=smoke",
+        "model=bert",
+        "pooling=cls",
+        "data.max_len=64,4096",
+        "data.n_samples=1000",
+        "trainer.epochs=1",
+    ]
     result = train(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert result.returncode != 0
     bad, good = (
-        sweep_dir / "data.max_len=4096,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
-        sweep_dir / "data.max_len=64,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
+        sweep_dir / "data.max_len=4096,data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
+        sweep_dir / "data.max_len=64,data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
     )
     assert metrics(good)["status"] == "completed"
     failed = metrics(bad)
     assert failed["status"] == "failed" and "data.max_len=4096" in failed["error"]
     assert "data.max_len=4096" in (bad / "train.log").read_text()
     assert "did not complete" in result.stderr + result.stdout and bad.name in result.stderr + result.stdout
-    rerun = train(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
+    rerun = train_in_process(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert rerun.returncode != 0  # the failed job ran again (and failed again); the completed one was skipped
     assert "skipped" in (good / "train.log").read_text()
 
 
 def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = train(
+    result = train_in_process(
         "experiment=smoke",
         "model=bert",
         "pooling=cls",
@@ -93,12 +106,14 @@ def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     assert failed["status"] == "failed" and "NonFiniteLossError" in failed["error"] and "optim.lr" in failed["error"]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
     sweep_dir = tmp_path / "sweep"
     overrides = [
         "experiment=smoke",
         "model=bert",
         "pooling=cls",
+        "data.n_samples=1000",
         "trainer.epochs=4",
         "logger=none",
         f"hydra.sweep.dir={sweep_dir}",
@@ -108,7 +123,7 @@ def test_sigterm_stops_the_run_and_the_rerun_resumes(tmp_path):
     assert stopped["status"] == "interrupted" and "SIGTERM" in stopped["error"]
     assert (run_dir / "resume_state.pt").is_file()
     no_partial_files(run_dir)
-    train(*overrides)
+    train_in_process(*overrides)
     assert "resuming after epoch" in (run_dir / "train.log").read_text()
     assert metrics(run_dir)["status"] == "completed" and metrics(run_dir)["epochs_run"] == 4
 
@@ -144,6 +159,7 @@ def job_pid(run_dir, process, timeout=120):
     return int(OmegaConf.load(hydra_file).hydra.job.id)
 
 
+@pytest.mark.slow
 def test_sigterm_under_submitit_leaves_a_resumable_run_and_the_launcher_collects_every_job(tmp_path):
     """submitit ignores SIGTERM; the app stops on it, and must still hand submitit a result, so the
     launcher collects every job and FailedJobs lists the interrupted one (#9)."""
@@ -184,6 +200,7 @@ def epoch_rows(run):
     return [int(row["epoch"]) for row in run["history"] if "valid/acc" in row]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_its_wandb_run(tmp_path):
     """One cell, one wandb run, however often it restarts: the resumed run logs into the same run id
     and every epoch is in its history once (#9)."""
@@ -197,7 +214,7 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
         f"hydra.sweep.dir={sweep_dir}",
     ]
     run_dir = sigterm_after_epoch_1(sweep_dir, overrides)
-    train(*overrides)
+    train_in_process(*overrides)
     assert metrics(run_dir)["status"] == "completed"
     run = summarize(run_dir)
     assert run["parts"] == 2 and run["exit_code"] == 0

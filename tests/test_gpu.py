@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import IMDB_DIR, TIMING_KEYS, kill_after_epoch, metrics, run_dirs, train
+from helpers.app import IMDB_DIR, TIMING_KEYS, kill_after_epoch, train
+from helpers.rundirs import metrics, run_dirs
 from sweep.compilation import COMPILE_SETTINGS
 
 pytestmark = [

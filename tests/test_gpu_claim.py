@@ -20,7 +20,8 @@ import pytest
 import torch
 from omegaconf import read_write
 
-from conftest import REPO, app_env, compose_config, metrics, run_dirs
+from helpers.app import REPO, app_env
+from helpers.rundirs import compose_config, metrics, run_dirs
 from sweep.resources import GpuClaim, default_n_jobs
 
 SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_GPUS", "SUBMITIT_EXECUTOR")
@@ -203,6 +204,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_a_job_that_gets_no_gpu_fails_the_sweep_and_names_its_cell(gpus, tmp_path):
     gpus("GPU-aaaa", "GPU-bbbb")
     lock_dir, sweep_dir = tmp_path / "locks", tmp_path / "sweep"

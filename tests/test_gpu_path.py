@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TIMING_KEYS, compose_config, kill_after_epoch, metrics, run_dirs, train
+from helpers.app import TIMING_KEYS, kill_after_epoch, train, train_in_process
+from helpers.rundirs import compose_config, metrics, run_dirs
 from sweep import compilation, loop, resume
 from sweep.compilation import CompileError
 from sweep.runner import run
@@ -20,6 +21,7 @@ from sweep.tiny import tiny_config, train_tokenizer
 QUICK = ["experiment=smoke", "logger=none", "data.n_samples=1200", "trainer.batch_size=28", "data.eval_batch_size=16"]
 
 
+@pytest.mark.slow
 def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(tmp_path):
     """The basic launcher runs every job in one process: each must start from a clean compiler,
     compile every shape before its first timed epoch, and say truthfully that it ran compiled.
@@ -118,6 +120,7 @@ def test_auto_precision_asks_the_jobs_own_gpu_for_native_bf16(monkeypatch, capab
     assert (precision.scaler is not None) == (expected == "fp16")  # fp16 always with a grad scaler
 
 
+@pytest.mark.slow
 def test_fp16_resume_restores_the_loss_scale_and_ends_as_if_never_stopped(tmp_path):
     overrides = [
         *QUICK,
@@ -130,7 +133,7 @@ def test_fp16_resume_restores_the_loss_scale_and_ends_as_if_never_stopped(tmp_pa
     run_dir, reference = kill_after_epoch(tmp_path, overrides, epoch=1)
     scale = torch.load(run_dir / "resume_state.pt", weights_only=False)["training"]["scaler"]["scale"]
     assert scale != 65536.0  # the scale moved during epoch 1: restarting at 65536 would change the run
-    train(*overrides, f"hydra.sweep.dir={run_dir.parent}")
+    train_in_process(*overrides, f"hydra.sweep.dir={run_dir.parent}")
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
     resumed, uninterrupted = metrics(run_dir), metrics(reference)
     for key in uninterrupted.keys() - TIMING_KEYS - {"compile_seconds"}:
@@ -182,7 +185,7 @@ def test_a_bf16_checkpoint_named_by_model_id_trains_with_fp32_weights(tmp_path, 
     """model.id wins over the MiniLM bundled for model=minilm, and a half-precision checkpoint is
     trained with fp32 master weights (Adam's small updates would round away in bf16)."""
     sweep_dir = tmp_path / "sweep"
-    train(
+    train_in_process(
         "experiment=smoke",
         "model=bert,minilm",
         "model.tiny=false",

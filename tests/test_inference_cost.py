@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from conftest import metrics, run_dirs, train
+from helpers.app import train_in_process
+from helpers.rundirs import metrics, run_dirs
 from sweep.cost import TimedLoader, peak_memory
 from sweep.report.cli import main as collect_main
 
@@ -50,7 +51,7 @@ def test_host_peak_memory_sees_what_the_block_allocates():
 
 def test_a_run_records_its_inference_cost_and_the_table_shows_it(tmp_path, capsys):
     sweep_dir = tmp_path / "sweep"
-    train(*QUICK, f"hydra.sweep.dir={sweep_dir}")
+    train_in_process(*QUICK, f"hydra.sweep.dir={sweep_dir}")
     (run_dir,) = run_dirs(sweep_dir)
     m = metrics(run_dir)
     assert m["status"] == "completed"

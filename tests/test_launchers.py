@@ -3,18 +3,22 @@ stand-in for a SLURM cluster. Same seed, same numbers as the basic launcher."""
 
 import pytest
 
-from conftest import SMOKE_GRID, TIMING_KEYS, compose_config, metrics, run_dirs, train
+from helpers.app import SMOKE_GRID, TIMING_KEYS, train, train_in_process
+from helpers.rundirs import compose_config, metrics, run_dirs
+from helpers.wandb_records import summarize
 from sweep.resources import available_cores
-from wandb_records import summarize
 
 
+@pytest.mark.slow
 def test_joblib_runs_the_grid_in_parallel_with_the_same_numbers(tmp_path):
     cores = available_cores()
     threads = max(1, cores // 2)  # an equal share of this machine's cores for each of the 2 jobs
     sweep_dir = tmp_path / "joblib"
-    train(*SMOKE_GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}")
+    # one job per family, side by side: 2 jobs fill n_jobs=2
+    grid = ["experiment=smoke", "model=bert,modernbert", "pooling=mean"]
+    train(*grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}")
     dirs = run_dirs(sweep_dir)
-    assert len(dirs) == 4
+    assert len(dirs) == 2
     for run_dir in dirs:
         assert metrics(run_dir)["status"] == "completed" and metrics(run_dir)["valid/acc"] > 0.8, run_dir.name
         log = (run_dir / "train.log").read_text()
@@ -22,7 +26,7 @@ def test_joblib_runs_the_grid_in_parallel_with_the_same_numbers(tmp_path):
         assert summarize(run_dir)["exit_code"] == 0  # every wandb run finished
     # the basic launcher with the same thread count (float sums depend on it) gives the same numbers
     basic = tmp_path / "basic"
-    train(
+    train_in_process(
         "experiment=smoke",
         "model=modernbert",
         "pooling=mean",

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModel
 
-from conftest import compose_config, metrics
+from helpers.rundirs import compose_config, metrics
 from sweep.data import generate_synthetic
 from sweep.loop import build_optimizer
 from sweep.model import Classifier

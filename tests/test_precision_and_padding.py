@@ -4,7 +4,8 @@ still learns, and dynamic padding evaluates a checkpoint exactly as max_length p
 import pytest
 import torch
 
-from conftest import evaluate_best, metrics, run_dirs, train
+from helpers.app import train
+from helpers.rundirs import evaluate_best, metrics, run_dirs
 from sweep.data import length_grouped_batches
 from sweep.loop import resolve_precision
 

@@ -8,7 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import REPO, app_env
+from helpers.app import REPO, app_env
+from sweep.predict import main as predict_main
 
 CELLS = ["experiment=smoke,model=bert,pooling=cls", "experiment=smoke,model=modernbert,pooling=mean"]
 
@@ -42,8 +43,9 @@ def test_predictions_for_the_test_texts_are_the_runs_own(smoke_sweep, tmp_path, 
     run_dir = smoke_sweep / cell
     texts, written = the_test_split(run_dir)
     pd.DataFrame({"review": texts}).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
-    result = predict(run_dir, "--file", tmp_path / "test.jsonl", "--text-column", "review", "--out", tmp_path / "p.csv")
-    assert result.returncode == 0, result.stderr
+    # in-process: what is checked is the file it writes; the CLI's own output is checked below
+    argv = [run_dir, "--file", tmp_path / "test.jsonl", "--text-column", "review", "--out", tmp_path / "p.csv"]
+    assert predict_main([str(arg) for arg in argv]) == 0
     predicted = pd.read_csv(tmp_path / "p.csv")
     assert list(predicted.columns) == ["label", "class_id", "prob_neg", "prob_pos"]
     assert len(predicted) == len(written) > 300
@@ -54,25 +56,26 @@ def test_predictions_for_the_test_texts_are_the_runs_own(smoke_sweep, tmp_path, 
     assert (predicted["prob_neg"] + predicted["prob_pos"]).to_numpy() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_sweep, tmp_path):
+def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_sweep, tmp_path, capsys):
     best = smoke_sweep / CELLS[0] / "best"  # a best/ dir works as well as its run dir
     texts = ["the acting was superb . the plot was not dull .", "the music was awful .", "the ending was boring ."]
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
-    runs = [
-        predict(best, *texts, "--format", "jsonl"),
-        predict(best, "--format", "jsonl", stdin="\n".join(texts)),
-        predict(best.parent, "--file", tmp_path / "texts.txt", "--format", "jsonl"),
-    ]
-    for result in runs:
-        assert result.returncode == 0, result.stderr
-    rows = [[json.loads(line) for line in result.stdout.splitlines()] for result in runs]
+    # stdin through the real command line; the other two ways in-process, on the same main()
+    piped = predict(best, "--format", "jsonl", stdin="\n".join(texts))
+    assert piped.returncode == 0, piped.stderr
+    outputs = [piped.stdout]
+    for argv in (
+        [best, *texts, "--format", "jsonl"],
+        [best.parent, "--file", tmp_path / "texts.txt", "--format", "jsonl"],
+    ):
+        assert predict_main([str(arg) for arg in argv]) == 0
+        outputs.append(capsys.readouterr().out)
+    rows = [[json.loads(line) for line in output.splitlines()] for output in outputs]
     assert rows[0] == rows[1] == rows[2] and len(rows[0]) == 3
     assert all(row["label"] in ("neg", "pos") and row["class_id"] in (0, 1) for row in rows[0])
 
 
 def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
-    from sweep.predict import main
-
     run_dir = smoke_sweep / CELLS[0]
     (tmp_path / "empty.txt").write_text("\n")
     pd.DataFrame({"review": ["a fine film"]}).to_csv(tmp_path / "reviews.csv", index=False)
@@ -92,7 +95,7 @@ def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
         ),
     }
     for args, expected in cases.items():
-        code = main([str(arg) for arg in args])
+        code = predict_main([str(arg) for arg in args])
         out, err = capsys.readouterr()
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and expected in lines[0], (args, err)

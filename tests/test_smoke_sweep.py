@@ -1,4 +1,4 @@
-"""The README's smoke grid as a real multirun subprocess: one dir per job with every contract file,
+"""The README's smoke grid as a real Hydra multirun: one dir per job with every contract file,
 runs that learn, a best checkpoint that reloads to the same test accuracy, wandb runs that logged
 what they should, and the same numbers when run again."""
 
@@ -9,9 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import TIMING_KEYS, evaluate_best, metrics, run_dirs, train
+from helpers.app import TIMING_KEYS, train_in_process
+from helpers.rundirs import evaluate_best, metrics, run_dirs
+from helpers.wandb_records import summarize
 from sweep.model import Classifier, encoder_input_names
-from wandb_records import summarize
 
 CONTRACT = [
     ".hydra/config.yaml",
@@ -100,7 +101,7 @@ def test_token_type_ids_follow_the_model_not_its_name(smoke_sweep):
 
 def test_same_smoke_run_twice_gives_identical_numbers(smoke_sweep, tmp_path):
     again = tmp_path / "again"
-    train("experiment=smoke", "model=bert", "pooling=cls", f"hydra.run.dir={again}", multirun=False)
+    train_in_process("experiment=smoke", "model=bert", "pooling=cls", f"hydra.run.dir={again}", multirun=False)
     first = metrics(smoke_sweep / "experiment=smoke,model=bert,pooling=cls")
     second = metrics(again)
     for key in first.keys() - TIMING_KEYS:

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import sweep.config  # noqa: F401  (registers the config schema that config.yaml names)
-from conftest import IMDB_DIR, REPO, app_env, needs_imdb, train
+from helpers.app import IMDB_DIR, REPO, app_env, needs_imdb, train_in_process
 from sweep.data import DataError, generate_synthetic, load_raw, prepare_splits, tokenize
 from sweep.tiny import train_tokenizer
 
@@ -52,6 +52,7 @@ def split_hashes(splits):
     return {name: hashlib.sha256(str(list(ds["idx"])).encode()).hexdigest()[:16] for name, ds in splits.items()}
 
 
+@pytest.mark.slow
 @needs_imdb
 def test_imdb_splits_are_those_of_before_the_text_data():
     """The same rows in each split, the same datasets fingerprints (so the same tokenization cache)
@@ -208,7 +209,7 @@ def test_a_run_on_local_sentence_pairs_with_string_labels(tmp_path):
         rows = labelled_rows(n, names, offset)
         write(rows.assign(hypothesis=rows["label"].map(lambda name: f"it is {name}")), data / f"{split}.jsonl")
     run_dir = tmp_path / "run"
-    train(
+    train_in_process(
         "data=text",
         f"data.local_dir={data}",
         "data.use_given_splits=true",

@@ -1,5 +1,5 @@
-"""Run dirs for the collector's tests: one real smoke sweep (run once per session) and helpers that
-copy and edit real run dirs (failed, killed, more seeds, hand-made predictions)."""
+"""Copies of real run dirs edited the way crashes, kills, reruns and hand-made predictions leave
+them, for the collector's tests."""
 
 import json
 import os
@@ -9,31 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
-from conftest import metrics as read_metrics  # noqa: F401  (re-exported)
-from conftest import run_dirs, train
-
-# 2 models x 2 poolings x 2 seeds, short: 4 cells of 2 seeds each, with 2-epoch curves
-SEEDS_GRID = [
-    "model=bert,modernbert",
-    "pooling=cls,mean",
-    "experiment=smoke",
-    "logger=none",
-    "seed=1,2",
-    "trainer.epochs=2",
-    "data.n_samples=1000",
-    "trainer.save_best=false",
-]
-
-
-@pytest.fixture(scope="session")
-def seeds_sweep(tmp_path_factory) -> Path:
-    """The smoke grid over seed=1,2, run once for the whole session (about a minute on 2 CPU cores)."""
-    sweep_dir = tmp_path_factory.mktemp("collect") / "sweep"
-    train(*SEEDS_GRID, f"hydra.sweep.dir={sweep_dir}")  # conftest's env: HF_HUB_OFFLINE=1, WANDB_MODE=offline
-    return sweep_dir
+from helpers.rundirs import metrics as read_metrics
+from helpers.rundirs import run_dirs
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
