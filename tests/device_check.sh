@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue #8, for a lent GPU machine (see ../shared/DESIGN.md: it lacks hydra, datasets,
+# The GPU checks, for a lent GPU machine (see ../shared/DESIGN.md: it lacks hydra, datasets,
 # wandb). Here first, with the project's venv active:
 #   bash tests/device_check.sh bundle   # ../shared/tools/device-bundle.sh + the submitit wheels it lacks
 # Then two device calls, each with carry [".device"], the second right after the first (the machine

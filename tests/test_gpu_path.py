@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers.app import TIMING_KEYS, kill_after_epoch, train, train_in_process
+from helpers.app import TIMING_KEYS, kill_after_epoch, train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
 from sweep import compilation, loop, resume
 from sweep.compilation import CompileError
@@ -27,7 +27,7 @@ def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(t
     compile every shape before its first timed epoch, and say truthfully that it ran compiled.
     (dynamo's eager backend: the same graph capture and guards as inductor, without code generation.)"""
     sweep_dir = tmp_path / "sweep"
-    train(
+    train_in_process(
         *QUICK,
         "model=bert,modernbert",
         "pooling=cls,mean,max",
@@ -35,7 +35,6 @@ def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(t
         "trainer.compile=true",
         "trainer.compile_backend=eager",
         f"hydra.sweep.dir={sweep_dir}",
-        timeout=900,
     )
     dirs = run_dirs(sweep_dir)
     assert len(dirs) == 6

@@ -1,4 +1,4 @@
-"""The project's train step never waits for the device (issue #8, item 12), and the prebuilt
+"""The project's train step never waits for the device (no host sync), and the prebuilt
 attention masks that make it so change no number. Runs on a CPU: the counter sees every read of a
 tensor's value by the host, the reads that stall a GPU."""
 

@@ -3,7 +3,7 @@ stand-in for a SLURM cluster. Same seed, same numbers as the basic launcher."""
 
 import pytest
 
-from helpers.app import SMOKE_GRID, TIMING_KEYS, train, train_in_process
+from helpers.app import TIMING_KEYS, train, train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
 from helpers.wandb_records import summarize
 from sweep.resources import available_cores
@@ -48,25 +48,3 @@ def test_slurm_preset_composes_with_one_gpu_per_job_and_requeues():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.gpus_per_node == 1 and launcher.partition == "gpu" and launcher.max_num_timeout > 0
-
-
-@pytest.mark.slow
-def test_submitit_local_runs_the_grid(tmp_path):
-    """submitit_local, the stand-in for SLURM: each job its own process, all at once (1 thread each
-    here, through cpus_per_task, so 4 jobs fit 2 cores)."""
-    sweep_dir = tmp_path / "submitit"
-    train(
-        *SMOKE_GRID,
-        "logger=none",
-        "trainer.epochs=1",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.timeout_min=15",
-        f"hydra.sweep.dir={sweep_dir}",
-        timeout=900,
-    )
-    dirs = run_dirs(sweep_dir)
-    assert len(dirs) == 4
-    for run_dir in dirs:
-        assert metrics(run_dir)["status"] == "completed" and metrics(run_dir)["valid/acc"] > 0.6, run_dir.name
-        assert "torch threads: 1 (" in (run_dir / "train.log").read_text()

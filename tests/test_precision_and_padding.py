@@ -4,7 +4,7 @@ still learns, and dynamic padding evaluates a checkpoint exactly as max_length p
 import pytest
 import torch
 
-from helpers.app import train
+from helpers.app import train_in_process
 from helpers.rundirs import evaluate_best, metrics, run_dirs
 from sweep.data import length_grouped_batches
 from sweep.loop import resolve_precision
@@ -13,7 +13,7 @@ from sweep.loop import resolve_precision
 @pytest.mark.slow
 def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    train(
+    train_in_process(
         "experiment=smoke",
         "model=bert",
         "pooling=mean",
@@ -21,9 +21,8 @@ def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
         "trainer.precision=bf16,fp16",
         "data.padding=dynamic",
         f"hydra.sweep.dir={sweep_dir}",
-        timeout=900,
     )
-    train(
+    train_in_process(
         "experiment=smoke",
         "model=modernbert",
         "pooling=cls",
@@ -31,7 +30,6 @@ def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
         "trainer.compile=true",
         "trainer.precision=fp32",
         f"hydra.sweep.dir={sweep_dir}",
-        timeout=900,
     )
     runs = {
         metrics(d)["precision"] + ("+compile" if metrics(d)["compiled"] else ""): metrics(d)

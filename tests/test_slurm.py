@@ -14,7 +14,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from helpers.app import REPO, TIMING_KEYS, app_env, start, train, wait_for_log
+from helpers.app import REPO, TIMING_KEYS, app_env, start, train, train_in_process, wait_for_log
 from helpers.rundirs import metrics, run_dirs
 from helpers.wandb_records import summarize
 
@@ -54,7 +54,9 @@ def cluster():
 def reference(tmp_path_factory):
     """bert/cls of CELL, uninterrupted, under the basic launcher at the slurm jobs' thread count."""
     sweep_dir = tmp_path_factory.mktemp("reference")
-    train(*CELL, "model=bert", "pooling=cls", "trainer.threads=1", "logger=none", f"hydra.sweep.dir={sweep_dir}")
+    train_in_process(
+        *CELL, "model=bert", "pooling=cls", "trainer.threads=1", "logger=none", f"hydra.sweep.dir={sweep_dir}"
+    )
     return metrics(run_dirs(sweep_dir)[0])
 
 

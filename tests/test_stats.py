@@ -140,7 +140,7 @@ def false_positive_rates(experiments=300, **scenario):
     ids=["3 seeds", "2 seeds", "5 seeds", "strong preferences, no seed shift"],
 )
 def test_null_experiments_keep_the_false_positive_rate_where_pooled_mcnemar_does_not(scenario):
-    """The defect of issue #10: pooling seeds into one McNemar test counts each example's persistent
+    """Why the tests are seed-aware: pooling seeds into one McNemar test counts each example's persistent
     preference once per seed; on equally good cells it calls many experiments significant
     (12% to 47% here; the issue measured 14% to 26%). The pinned test set t stays at or below the 5% level."""
     seed_aware, pooled_mcnemar = false_positive_rates(**scenario)

@@ -72,8 +72,7 @@ def train_in_process(*overrides: str, multirun: bool = True, check: bool = True)
 
     from sweep.train import main
 
-    # imported as sweep.train, Hydra would look for conf/ as a Python package: name the dir
-    cli = [f"--config-path={REPO / 'conf'}"] + (["-m"] if multirun else [])
+    cli = ["-m"] if multirun else []
     argv, threads = sys.argv, torch.get_num_threads()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
