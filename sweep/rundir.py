@@ -162,9 +162,6 @@ class MetricsRecord:
         self.values.update(values)
         write_json(self.path, self.values)
 
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
 
 def write_history(run_dir: Path, rows: List[Dict[str, Any]]) -> None:
     import pandas as pd  # here, not at the top: the report reads run dirs without pandas' import cost

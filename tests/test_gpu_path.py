@@ -130,7 +130,7 @@ def test_fp16_resume_restores_the_loss_scale_and_ends_as_if_never_stopped(tmp_pa
         "optim.lr=1e-2",
     ]  # a large step: fp16 gradients overflow, the scale moves
     run_dir, reference = kill_after_epoch(tmp_path, overrides, epoch=1)
-    scale = torch.load(run_dir / "resume_state.pt", weights_only=False)["training"]["scaler"]["scale"]
+    scale = torch.load(run_dir / "resume_state.pt", weights_only=True)["training"]["scaler"]["scale"]
     assert scale != 65536.0  # the scale moved during epoch 1: restarting at 65536 would change the run
     train_in_process(*overrides, f"hydra.sweep.dir={run_dir.parent}")
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from sweep.rundir import TIMING_FIELDS
+
 REPO = Path(__file__).resolve().parents[2]
 IMDB_DIR = REPO.parent / "shared" / "data" / "imdb"
-# the only metrics that differ between identical runs
-TIMING_KEYS = {"train_seconds", "train_samples_per_s", "test_samples_per_s", "peak_memory_mib"}
+TIMING_KEYS = set(TIMING_FIELDS)  # the only metrics that differ between identical runs
 SMOKE_GRID = ["model=bert,modernbert", "pooling=cls,mean", "experiment=smoke"]
 QUIET_ENV = {
     "HF_HUB_OFFLINE": "1",
