@@ -1,20 +1,20 @@
-"""Data: load -> dedup -> stratified seeded split -> cap -> tokenize (cached) -> DataLoaders."""
+"""Data: load -> dedup, split, cap (sweep/splits.py) -> tokenize (cached) -> DataLoaders."""
 
 import hashlib
 import logging
-import math
 import random
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
-from datasets.utils.stratify import stratified_shuffle_split_generate_indices
 from tokenizers import Tokenizer
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
-from sweep.text_data import DataError, load_text  # DataError lives beside the text loader, which raises it too
+from sweep.splits import cap, drop_duplicates, given_splits, merged, split_dataset
+
+# DataError lives beside the text loader, which raises it too
+from sweep.text_data import DataError, drop_unusable, load_text, read_data_file
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def load_imdb(hub_id: Optional[str], local_dir: Optional[str]) -> Dataset:
             raise DataError(
                 f"data.local_dir={local_dir!r} lacks {', '.join(missing)}; it must hold train.parquet and test.parquet (columns text, label)"
             )
-        parts = load_dataset("parquet", data_files={k: str(v) for k, v in files.items()})
+        parts = DatasetDict({split: read_data_file(path, split) for split, path in files.items()})
         source = str(directory)
     else:
         try:
@@ -59,10 +59,9 @@ def load_imdb(hub_id: Optional[str], local_dir: Optional[str]) -> Dataset:
             raise DataError(
                 f"{source!r} {split} split lacks column(s) {absent}; found {parts[split].column_names}, need text (string) and label (0 = neg, 1 = pos)"
             )
-    merged = concatenate_datasets(
-        [parts["train"].select_columns(list(REQUIRED_COLUMNS)), parts["test"].select_columns(list(REQUIRED_COLUMNS))]
-    )
-    return merged.cast_column("label", ClassLabel(names=LABEL_NAMES))
+    labelled = {split: parts[split].select_columns(list(REQUIRED_COLUMNS)) for split in ("train", "test")}
+    usable = drop_unusable(DatasetDict(labelled))
+    return concatenate_datasets(list(usable.values())).cast_column("label", ClassLabel(names=LABEL_NAMES))
 
 
 # Generated reviews: each holds an odd number of opinion phrases ("the acting was not great"),
@@ -123,8 +122,6 @@ MAX_SYNTHETIC_CLASSES = len(_TOPICS)
 def generate_topics(n_samples: int, n_classes: int, seed: int = 0) -> Dataset:
     """Seeded reviews of n_classes topics: two to three aspect phrases of the topic, each with an
     opinion of either polarity, plus filler."""
-    if not 2 <= n_classes <= MAX_SYNTHETIC_CLASSES:
-        raise DataError(f"data.n_classes={n_classes} is not supported; use 2 to {MAX_SYNTHETIC_CLASSES}")
     topics = list(_TOPICS)[:n_classes]
     rng = random.Random(seed)
     texts, labels = [], []
@@ -160,78 +157,6 @@ def load_raw(data_cfg) -> Dataset:
     else:
         raise DataError(f"data.name={data_cfg.name!r} is not a known dataset; use imdb, synthetic or text")
     return ds.add_column("idx", list(range(len(ds))))
-
-
-# ---------------------------------------------------------------- dedup, split, caps
-
-
-def drop_duplicates(ds: Dataset) -> Dataset:
-    """Keep the first occurrence of each exact text (or text pair), so no example sits in two splits."""
-    seen, keep = set(), []
-    texts = zip(ds["text"], ds["text_pair"]) if "text_pair" in ds.column_names else ds["text"]
-    for i, text in enumerate(texts):
-        if text not in seen:
-            seen.add(text)
-            keep.append(i)
-    dropped = len(ds) - len(keep)
-    log.info("dedup: dropped %d exact-duplicate texts of %d rows", dropped, len(ds))
-    return ds.select(keep) if dropped else ds
-
-
-def split_dataset(ds: Dataset, fractions: Sequence[float], seed: int) -> DatasetDict:
-    """Stratified by label, shuffled with the seed (the raw data is ordered by label)."""
-    train_f, valid_f, test_f = fractions
-    if min(fractions) <= 0 or abs(train_f + valid_f + test_f - 1) > 1e-6:
-        raise DataError(
-            f"data.split={list(fractions)} must be three positive fractions summing to 1, e.g. [0.8, 0.1, 0.1]"
-        )
-    rest, test = _stratified_split(ds, valid_f + test_f, seed)
-    valid, test = _stratified_split(test, test_f / (valid_f + test_f), seed)
-    return DatasetDict(train=rest, valid=valid, test=test)
-
-
-def _stratified_split(ds: Dataset, test_size: float, seed: int):
-    """The same indices as ds.train_test_split(stratify_by_column="label", seed=seed), 8x faster:
-    datasets reads the label column row by row there (4 s of a cold start on IMDB)."""
-    n_test = math.ceil(test_size * len(ds))
-    labels = ds.select_columns(["label"]).with_format("numpy")[:]["label"]  # one batch read
-    keep, held_out = next(
-        stratified_shuffle_split_generate_indices(labels, len(ds) - n_test, n_test, rng=np.random.default_rng(seed))
-    )
-    return ds.select(keep), ds.select(held_out)
-
-
-def cap(splits: DatasetDict, max_train: Optional[int], max_eval: Optional[int]) -> DatasetDict:
-    """Debug caps; the splits are already shuffled, so the first rows are a fair sample."""
-    limits = {"train": max_train, "valid": max_eval, "test": max_eval}
-    return DatasetDict(
-        {
-            name: ds.select(range(min(limits[name], len(ds)))) if limits[name] is not None else ds
-            for name, ds in splits.items()
-        }
-    )
-
-
-def merged(parts: DatasetDict) -> Dataset:
-    """Every given split of labelled text as one dataset (their idx already runs across them)."""
-    return concatenate_datasets([parts[name] for name in parts])
-
-
-def given_splits(parts: DatasetDict, split_seed: int) -> Optional[DatasetDict]:
-    """data.use_given_splits: the data's own train / valid / test. A missing valid or test split is
-    carved from train (stratified, seeded) at the size of the other (sst2: its test labels are
-    withheld, so its test is carved from train at the size of its validation split). None when the
-    data has no train split or neither valid nor test: then all of it is merged and split 8:1:1."""
-    if "train" not in parts or ("valid" not in parts and "test" not in parts):
-        log.info("data.use_given_splits: only %s given, merging and splitting 8:1:1", sorted(parts))
-        return None
-    missing = "test" if "test" not in parts else "valid" if "valid" not in parts else None
-    if missing:
-        given = parts["valid" if missing == "test" else "test"]
-        train, carved = _stratified_split(parts["train"], len(given) / len(parts["train"]), split_seed)
-        log.info("data.use_given_splits: no %s split given, carved %d rows from train", missing, len(carved))
-        parts = DatasetDict({**parts, "train": train, missing: carved})
-    return DatasetDict({name: parts[name] for name in ("train", "valid", "test")})
 
 
 def prepare_splits(data_cfg) -> DatasetDict:
@@ -315,8 +240,6 @@ class Collator:
     """Dict of token-id lists -> padded tensors; pads to max_len (the seed's) or to the batch's longest."""
 
     def __init__(self, input_names: List[str], pad_token_id: int, max_len: int, padding: str):
-        if padding not in ("max_length", "dynamic"):
-            raise DataError(f"data.padding={padding!r} is not a padding; use max_length or dynamic")
         self.input_names, self.pad_token_id, self.max_len, self.padding = input_names, pad_token_id, max_len, padding
 
     def __call__(self, rows: Dict[str, list]) -> Dict[str, torch.Tensor]:

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from sweep.errors import InputError
+from sweep.schema import PRECISIONS
 
 MODEL_INPUT_KEYS_EXCLUDED = ("labels", "idx")
 
@@ -22,9 +23,19 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """trainer.device as a torch device; a GPU this machine does not have is an InputError saying what it has."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        if not count:
+            raise InputError(f"trainer.device={name!r}: this machine has no CUDA GPU; use auto or cpu")
+        names = ", ".join(f"cuda:{i}" for i in range(count))
+        raise InputError(
+            f"trainer.device={name!r}: this machine has {count} CUDA GPU(s), {names}; use one, cuda or auto"
+        )
+    return device
 
 
 def build_optimizer(model: nn.Module, optim_cfg, total_steps: int):
@@ -64,9 +75,6 @@ class Precision:
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype) if self.dtype else nullcontext()
-
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def has_native_bf16(device: torch.device) -> bool:

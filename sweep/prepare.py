@@ -11,7 +11,7 @@ from transformers import AutoModel, set_seed
 
 from sweep.compilation import WarmupBatch
 from sweep.data import Collator, DataError, prepare_splits, tokenize
-from sweep.errors import InputError
+from sweep.errors import ConfigError, InputError
 from sweep.model import (
     Classifier,
     encoder_input_names,
@@ -22,6 +22,8 @@ from sweep.model import (
     require_padding,
     resolve_source,
 )
+from sweep.rules import problems
+from sweep.schema import Config
 from sweep.tiny import tiny_config, train_tokenizer
 
 
@@ -70,6 +72,15 @@ def check_max_len(max_len: int, limit: Optional[int], model_name: str) -> None:
     if max_len < 8 or (limit is not None and max_len > limit):
         accepted = f"8 <= data.max_len <= {limit}" if limit is not None else "data.max_len >= 8"
         raise DataError(f"data.max_len={max_len} does not fit model {model_name!r}: use {accepted}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every knob against its rule in the schema, all refusals in one line, before anything loads."""
+    refused = problems(Config, OmegaConf.to_container(cfg, resolve=True))
+    if cfg.model.tiny and cfg.model.family is None:
+        refused.append("model.tiny=true needs model.family: bert or modernbert (the tiny builds there are)")
+    if refused:
+        raise ConfigError("; ".join(refused))
 
 
 def require_model_identity(model_cfg: DictConfig) -> None:

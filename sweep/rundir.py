@@ -18,7 +18,8 @@ the report and Hydra's callbacks stay light.
     SWEEP_DIR/multirun.yaml      Hydra's record of the sweep (the jobs it asked for)
 
 Every file is written atomically (a temp name in the same dir, then one rename): a killed job never
-leaves a half-written file that looks complete. Values are read from metrics.json and
+leaves a half-written file that looks complete, and a write the file system refuses (a full disk)
+raises WriteError naming the file, with every earlier file intact. Values are read from metrics.json and
 .hydra/config.yaml, never parsed out of directory names.
 """
 
@@ -29,9 +30,12 @@ import math
 import os
 import shutil
 import tempfile
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
+
+from sweep.errors import WriteError
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
@@ -102,6 +106,7 @@ TIMING_FIELDS = ("train_seconds", "train_samples_per_s", "test_samples_per_s", "
 
 HISTORY_COLUMNS = ("epoch", "train/loss", "train/acc", "valid/loss", "valid/acc", "seconds", "samples", "lr")
 
+FULL_DISK_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -111,16 +116,18 @@ os.umask(_UMASK)
 
 @contextmanager
 def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yields a temp path next to target; on success it replaces target in one rename."""
+    """Yields a temp path next to target; on success it replaces target in one rename. A write
+    that fails on the file system (a full disk, no permission) raises WriteError naming target."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            os.close(fd)
+            tmp = Path(name)
         yield tmp
         os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)  # mkstemp/mkdtemp create private files
         if is_dir and target.exists():
@@ -132,9 +139,33 @@ def atomic_path(target: Path, is_dir: bool = False) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+    except Exception as error:
+        reason = _write_failure(error, target.parent)
+        if reason is None:
+            raise
+        # the failed writer's frames (down the chain of errors it raised) hold its open file, which
+        # holds the temp file's space after its removal below: freed, so the failure can be recorded
+        failed = error
+        while failed is not None:
+            traceback.clear_frames(failed.__traceback__)
+            failed = failed.__context__
+        raise WriteError(f"cannot write {target}: {reason}; the files written before it are intact") from error
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True) if is_dir else tmp.unlink()
+
+
+def _write_failure(error: Exception, directory: Path) -> Optional[str]:
+    """Why a write failed, where the file system refused it; None for any other error. torch.save
+    and safetensors report a full disk in their own words (RuntimeError "unexpected pos ...",
+    SafetensorError), so a full disk is also read from the disk itself."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    try:
+        full = shutil.disk_usage(directory).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    return f"no space left on device ({type(error).__name__}: {error})" if full else None
 
 
 def _finite_or_null(value: Any) -> Any:

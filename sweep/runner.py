@@ -11,7 +11,6 @@ import json
 import logging
 import signal
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, ContextManager, Dict, Optional
 
@@ -21,11 +20,12 @@ import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.compilation import reset_compiler
-from sweep.errors import InputError
+from sweep.errors import WriteError
 from sweep.fit import Fit
 from sweep.loop import resolve_device
 from sweep.neutral import RERUN_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
-from sweep.prepare import prepare, require_model_identity
+from sweep.prepare import check_config, prepare, require_model_identity
+from sweep.resources import set_threads
 from sweep.rundir import (
     METRICS_FILE,
     STATE_FILE,
@@ -58,9 +58,9 @@ def config_fingerprint(config: Dict[str, Any]) -> str:
 class Job:
     """One job while it runs: its config, run dir, device, tracker and metrics.json."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, group: str, name: str, device: Optional[str] = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path, group: str, name: str):
         self.cfg, self.run_dir, self.group, self.name = cfg, Path(run_dir), group, name
-        self.device = torch.device(device) if device else resolve_device(cfg.trainer.device)
+        self.device = torch.device("cpu")  # where it trains: set in run() once the config is checked
         self.config = OmegaConf.to_container(cfg, resolve=True)
         self.fingerprint = config_fingerprint(self.config)
         self.tracker = None
@@ -89,7 +89,10 @@ class Job:
         self.tracker = start_tracker(self.cfg.logger, self.run_dir, self.config, self.group, self.name, tags)
 
     def end(self, status: Status, error: BaseException) -> None:
-        self.record.update({"status": status, "error": f"{type(error).__name__}: {error}"})
+        try:
+            self.record.update({"status": status, "error": f"{type(error).__name__}: {error}"})
+        except WriteError as unwritable:  # the disk that failed the run: its error is what to report
+            _to_log_file(logging.WARNING, "%s", unwritable)
 
     def finish(self, test: Dict[str, Any], results: Dict[str, Any], step: int) -> None:
         """The test predictions and the final metrics (inference cost included), in the run dir and the tracker."""
@@ -137,15 +140,19 @@ def run(
     name: str = "",
     device: Optional[str] = None,
     gpu_claim: Optional[ContextManager[Optional[str]]] = None,
+    threads: Optional[int] = None,
 ) -> float:
     """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises).
     device: where to train, when the caller chose it (else trainer.device decides).
     gpu_claim: entered once the run dir says "running", held until the run ends; the device it
-    gives (if any) is where the job trains. A claim that fails is written down like any failure."""
+    gives (if any) is where the job trains. A claim that fails is written down like any failure.
+    threads: torch CPU threads for this job (None: torch's default).
+    A failure is written into the run dir (metrics.json, and train.log with its traceback) and
+    raised; what the terminal shows of it is the caller's to say (sweep/train.py)."""
     if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
-    job = Job(cfg, run_dir, group, name or Path(run_dir).name, device)
+    job = Job(cfg, run_dir, group, name or Path(run_dir).name)
     previous = job.completed_before() if cfg.trainer.resume else None
     if previous is not None:
         log.info(
@@ -158,10 +165,12 @@ def run(
     exit_code = 1
     held = contextlib.ExitStack()
     try:
+        check_config(cfg)  # every bad value in one line, before anything loads
         require_model_identity(cfg.model)
+        set_threads(threads)
         claimed = held.enter_context(gpu_claim) if gpu_claim is not None else None
-        if claimed:
-            job.device = torch.device(claimed)
+        chosen = claimed or device
+        job.device = torch.device(chosen) if chosen else resolve_device(cfg.trainer.device)
         job.start_tracker()
         valid_acc = execute(job)
         exit_code = 0
@@ -170,13 +179,9 @@ def run(
         job.end(Status.INTERRUPTED, stop)
         log.warning("interrupted: %s; rerun the same command to resume from the last completed epoch", stop)
         raise
-    except InputError as error:
-        job.end(Status.FAILED, error)
-        log.error("run failed: %s", error)  # the user's to fix: one line, no traceback
-        raise
     except Exception as error:
         job.end(Status.FAILED, error)
-        log.error("run failed: %s: %s\n%s", type(error).__name__, error, traceback.format_exc())
+        _to_log_file(logging.ERROR, "run failed: %s: %s", type(error).__name__, error, error=error)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
@@ -187,3 +192,13 @@ def run(
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _to_log_file(level: int, message: str, *args, error: Optional[BaseException] = None) -> None:
+    """A record (with error's traceback) for the job's log files only, not the terminal: Hydra's
+    file handler of train.log. The caller decides what the terminal shows."""
+    exc_info = (type(error), error, error.__traceback__) if error is not None else None
+    record = log.makeRecord(log.name, level, __file__, 0, message, args, exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

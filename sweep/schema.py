@@ -1,4 +1,5 @@
-"""The config schema: every knob of every group, its type, its base value and its one comment
+"""The config schema: every knob of every group, its type, its base value, the values it accepts
+(its rule, sweep/rules.py: checked when a job starts, before anything loads) and its one comment
 (meaning and unit). Each YAML in conf/ starts from its group's base here (`defaults: [base_data,
 _self_]`) and states only what differs; sweep/config.py registers these classes with Hydra.
 
@@ -6,8 +7,10 @@ Plain dataclasses, importable without Hydra or OmegaConf (the GPU machines that 
 have neither), so the benchmark and the tests build their configs from here, not from copies.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Optional
+
+from sweep.rules import Device, Each, Fields, Fractions, Integer, Number, OneOf, Text, knob
 
 MISSING = "???"  # OmegaConf's marker of a value the user must set (omegaconf.MISSING is this string)
 SEED = "${seed}"  # follows the top-level seed unless set
@@ -35,30 +38,51 @@ class TinyModernBertArchitecture(TinyBertArchitecture):
 
 def _tiny(architecture) -> Any:
     # a plain mapping, not a nested schema: any other HF config field of the family can be added to it
-    return field(default_factory=lambda: asdict(architecture()))
+    sizes = tuple(f.name for f in fields(TinyModernBertArchitecture))
+    return knob(rule=Fields(Integer(low=1), sizes), factory=lambda: asdict(architecture()))
+
+
+SEED_RANGE = Integer(0, 2**32 - 1)  # what numpy's seeding (under transformers.set_seed) takes
+FAMILIES = ("bert", "modernbert")  # the architecture families with a tiny build (sweep/tiny.py)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # sweep.loop.resolve_precision
+
+
+def scheduler_names() -> List[str]:
+    from transformers import SchedulerType
+
+    return [kind.value for kind in SchedulerType]
+
+
+def pooling_names() -> List[str]:
+    from sweep.pooling import POOLERS
+
+    return list(POOLERS)
 
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # short name used in run dirs, tables and wandb tags (it names the cells)
-    id: str = MISSING  # Hugging Face hub id, or a local directory holding a saved checkpoint (save_pretrained)
-    offline_package: Optional[str] = None  # a Python package bundling this model, used instead of the hub if installed
-    offline_id: Optional[str] = None  # the hub id that package bundles: only that model.id is replaced by the copy
+    name: str = knob(MISSING, Text())  # short name used in run dirs, tables and wandb tags (it names the cells)
+    # Hugging Face hub id, or a local directory holding a saved checkpoint (save_pretrained)
+    id: str = knob(MISSING, Text())
+    # a Python package bundling this model, used instead of the hub if installed
+    offline_package: Optional[str] = knob(None, Text(optional=True))
+    # the hub id that package bundles: only that model.id is replaced by the copy
+    offline_id: Optional[str] = knob(None, Text(optional=True))
     # architecture family: decides the tiny model and tokenizer (tiny=true); a real checkpoint's
     # architecture comes from its config.json, so model=hf leaves it null
-    family: Optional[str] = None
+    family: Optional[str] = knob(None, OneOf(FAMILIES, optional=True))
     tiny: bool = False  # true: random-init tiny model of `family` + tokenizer trained offline on the train texts
     tiny_config: Dict[str, Any] = _tiny(TinyBertArchitecture)  # the tiny architecture, used only when tiny=true
 
 
 @dataclass
 class BertModelConfig(ModelConfig):
-    family: Optional[str] = "bert"
+    family: Optional[str] = knob("bert", OneOf(FAMILIES, optional=True))
 
 
 @dataclass
 class ModernBertModelConfig(ModelConfig):
-    family: Optional[str] = "modernbert"
+    family: Optional[str] = knob("modernbert", OneOf(FAMILIES, optional=True))
     tiny_config: Dict[str, Any] = _tiny(TinyModernBertArchitecture)
 
 
@@ -67,93 +91,114 @@ FAMILY_MODELS = {"bert": BertModelConfig, "modernbert": ModernBertModelConfig}  
 
 @dataclass
 class PoolingConfig:
-    name: str = MISSING  # token states -> one sentence vector: cls | mean | max (padding masked out)
+    # token states -> one sentence vector: cls | mean | max (padding masked out)
+    name: str = knob(MISSING, OneOf(pooling_names))
 
 
 @dataclass
 class DataConfig:
     # dataset name in tables and run configs; imdb and synthetic pick their loader, any other name
     # (e.g. data.name=tickets) reads text_column from local_dir, files or hub_id
-    name: str = MISSING
-    hub_id: Optional[str] = None  # Hugging Face dataset id, used when neither local_dir nor files is set
-    hub_config: Optional[str] = None  # the hub dataset's config name (e.g. sst2 of nyu-mll/glue); null = its default
+    name: str = knob(MISSING, Text())
+    # Hugging Face dataset id, used when neither local_dir nor files is set
+    hub_id: Optional[str] = knob(None, Text(optional=True))
+    # the hub dataset's config name (e.g. sst2 of nyu-mll/glue); null = its default
+    hub_config: Optional[str] = knob(None, Text(optional=True))
     # a dir read instead of the hub: imdb: train.parquet and test.parquet (columns text, label);
     # text: train / validation (or valid, dev) / test files, .csv, .jsonl, .json or .parquet
-    local_dir: Optional[str] = None
+    local_dir: Optional[str] = knob(None, Text(optional=True))
     # explicit files per split instead, e.g. {train: a.csv, test: b.jsonl}; typed Any because Hydra
     # can neither merge a dict override into a null Dict nor add keys to {}
     files: Any = None
-    text_column: Optional[str] = None  # the column holding the text; null: imdb / synthetic, which know their own
-    text_pair_column: Optional[str] = None  # a second text column for sentence pairs (a tokenizer pair); null = none
-    label_column: str = "label"  # the label column: integers or strings, mapped to ids 0..k-1 in sorted order
+    # the column holding the text; null: imdb / synthetic, which know their own
+    text_column: Optional[str] = knob(None, Text(optional=True))
+    # a second text column for sentence pairs (a tokenizer pair); null = none
+    text_pair_column: Optional[str] = knob(None, Text(optional=True))
+    # the label column: integers or strings, mapped to ids 0..k-1 in sorted order
+    label_column: str = knob("label", Text())
     # true: keep the data's own train/validation/test (a missing valid or test is carved from train);
     # false: merge all and split by `split`
     use_given_splits: bool = False
-    n_samples: Optional[int] = None  # synthetic data only: number of generated reviews (before the split)
-    n_classes: int = 2  # synthetic data only: 2: sentiment reviews; 3-8: reviews of that many topics (film, food, ...)
+    # synthetic data only: number of generated reviews (before the split)
+    n_samples: Optional[int] = knob(None, Integer(low=1, optional=True))
+    # synthetic data only: 2: sentiment reviews; 3-8: reviews of that many topics (film, food, ...)
+    n_classes: int = knob(2, Integer(2, 8))
     dedup: bool = True  # drop exact-duplicate texts (first kept) before splitting; given splits are kept as given
-    split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / valid / test fractions (stratified)
+    # train / valid / test fractions (stratified)
+    split: List[float] = knob(rule=Fractions(3), factory=lambda: [0.8, 0.1, 0.1])
     # seed of the shuffled split (and of a valid/test carved from a given train); fix it (e.g. 42) to
     # keep one test set while sweeping seed. Generated texts come from a fixed generator seed.
-    split_seed: int = SEED
-    max_len: int = 128  # tokens per example after truncation (special tokens included; a pair counts both texts)
-    padding: str = "max_length"  # max_length: pad every batch to max_len (the seed's) | dynamic: to the batch's longest
+    split_seed: int = knob(SEED, SEED_RANGE)
+    # tokens per example after truncation (special tokens included; a pair counts both texts)
+    max_len: int = knob(128, Integer(low=8))
+    # max_length: pad every batch to max_len (the seed's) | dynamic: to the batch's longest
+    padding: str = knob("max_length", OneOf(("max_length", "dynamic")))
     group_by_length: bool = False  # dynamic padding: batch examples of similar length together (less padding)
-    eval_batch_size: int = 64  # batch size for validation and test (inference only, so larger)
-    max_train_samples: Optional[int] = None  # cap on training examples (quick runs); null = all
-    max_eval_samples: Optional[int] = None  # cap on validation and test examples each; null = all
+    eval_batch_size: int = knob(64, Integer(low=1))  # batch size for validation and test (inference only, so larger)
+    # cap on training examples (quick runs); null = all
+    max_train_samples: Optional[int] = knob(None, Integer(low=1, optional=True))
+    # cap on validation and test examples each; null = all
+    max_eval_samples: Optional[int] = knob(None, Integer(low=1, optional=True))
 
 
 @dataclass
 class OptimConfig:
     """The base values are the seed recipe: Adam, constant learning rate."""
 
-    name: str = MISSING  # recipe name in tables; one starting with adamw selects AdamW, any other Adam
-    lr: float = 5e-5  # peak learning rate
-    weight_decay: float = 0.0  # L2 penalty (Adam) / decoupled decay (AdamW); biases and norms never decay
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam moment decay rates
-    eps: float = 1e-8  # Adam denominator epsilon
-    scheduler: str = "constant"  # transformers.get_scheduler name: constant | linear | cosine | ...
-    warmup_ratio: float = 0.0  # fraction of all training steps spent warming up linearly from 0
+    name: str = knob(MISSING, Text())  # recipe name in tables; one starting with adamw selects AdamW, any other Adam
+    lr: float = knob(5e-5, Number(0, low_open=True))  # peak learning rate
+    # L2 penalty (Adam) / decoupled decay (AdamW); biases and norms never decay
+    weight_decay: float = knob(0.0, Number(0))
+    # Adam moment decay rates
+    betas: List[float] = knob(rule=Each(Number(0, 1, high_open=True), 2), factory=lambda: [0.9, 0.999])
+    eps: float = knob(1e-8, Number(0, low_open=True))  # Adam denominator epsilon
+    # transformers.get_scheduler name: constant | linear | cosine | ...
+    scheduler: str = knob("constant", OneOf(scheduler_names))
+    warmup_ratio: float = knob(0.0, Number(0, 1))  # fraction of all training steps spent warming up linearly from 0
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 5  # maximum epochs; validation after each, the best one by valid/acc is kept
-    batch_size: int = 8  # training batch size (the seed's: 40,000 / 8 = 5,000 steps an epoch)
-    early_stopping_patience: Optional[int] = None  # stop after this many epochs without a better valid/acc; null: off
-    head_dropout: float = 0.1  # dropout before the linear head
-    log_every_n_steps: int = 50  # train/loss to the logger every n optimizer steps (the only host sync in the loop)
-    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
+    epochs: int = knob(5, Integer(low=1))  # maximum epochs; validation after each, the best one by valid/acc is kept
+    batch_size: int = knob(8, Integer(low=1))  # training batch size (the seed's: 40,000 / 8 = 5,000 steps an epoch)
+    # stop after this many epochs without a better valid/acc; null: off
+    early_stopping_patience: Optional[int] = knob(None, Integer(low=1, optional=True))
+    head_dropout: float = knob(0.1, Number(0, 1, high_open=True))  # dropout before the linear head
+    # train/loss to the logger every n optimizer steps (the only host sync in the loop)
+    log_every_n_steps: int = knob(50, Integer(low=1))
+    device: str = knob("auto", Device())  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
     # auto (bf16 on a GPU that supports it, else fp32) | bf16 | fp16 (grad scaler) | fp32 (TF32 matmuls on GPU)
-    precision: str = "auto"
+    precision: str = knob("auto", OneOf(PRECISIONS))
     # auto (true on GPU, false on CPU; falls back to eager if compiling fails) | true (fails before
     # training if compiling fails) | false | reduce-overhead (+ CUDA graphs; needs data.padding=max_length).
     # Typed Any: a YAML bool or a string.
-    compile: Any = "auto"
-    compile_backend: str = "inductor"  # torch.compile backend; eager / aot_eager tell a compiler bug from a model bug
-    num_workers: int = 0  # DataLoader worker processes
-    threads: Optional[int] = None  # torch CPU threads; null = all cores, or cores / n_jobs under the joblib launcher
+    compile: Any = knob("auto", OneOf(("auto", True, False, "reduce-overhead")))
+    # torch.compile backend; eager / aot_eager tell a compiler bug from a model bug
+    compile_backend: str = knob("inductor", Text())
+    num_workers: int = knob(0, Integer(low=0))  # DataLoader worker processes
+    # torch CPU threads; null = all cores, or cores / n_jobs under the joblib launcher
+    threads: Optional[int] = knob(None, Integer(low=1, optional=True))
     # minutes a job waits for a GPU that other jobs hold (joblib on several GPUs) before it fails;
     # 30 outlasts a full-size run (~15 min on an H100) that frees one
-    gpu_wait_min: float = 30.0
+    gpu_wait_min: float = knob(30.0, Number(0))
     save_best: bool = True  # write the best/ checkpoint (false: metrics and predictions only)
     resume: bool = True  # rerunning into the same dir: skip completed runs, resume interrupted ones
 
 
 @dataclass
 class LoggerConfig:
-    name: str = MISSING  # experiment tracker: wandb | none (the run dir files are written all the same)
-    project: Optional[str] = None  # wandb project
-    entity: Optional[str] = None  # wandb team/user; null = your default
+    # experiment tracker: wandb | none (the run dir files are written all the same)
+    name: str = knob(MISSING, OneOf(("wandb", "none")))
+    project: Optional[str] = knob(None, Text(optional=True))  # wandb project
+    entity: Optional[str] = knob(None, Text(optional=True))  # wandb team/user; null = your default
     # offline (local, `wandb sync` later) | online (after `wandb login`) | disabled; the WANDB_MODE env var wins
-    mode: str = "offline"
+    mode: str = knob("offline", OneOf(("offline", "online", "disabled")))
 
 
 @dataclass
 class Config:
     # transformers.set_seed: model init, dropout, batch order (and the split, via data.split_seed)
-    seed: int = 42
+    seed: int = knob(42, SEED_RANGE)
     model: ModelConfig = MISSING
     pooling: PoolingConfig = MISSING
     data: DataConfig = MISSING

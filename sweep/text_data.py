@@ -2,11 +2,12 @@
 dataset -> the project's columns (text, optional text_pair, label as a ClassLabel) -> given splits."""
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from datasets import ClassLabel, DatasetDict, Value, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Value, load_dataset
 
 from sweep.errors import InputError
 
@@ -30,17 +31,33 @@ def _format_of(path: Path) -> str:
     return builder
 
 
+def read_data_file(path: Path, split: str) -> Dataset:
+    """One data file through the `datasets` builder of its format. A file the builder cannot read
+    (not text, broken quoting, not parquet) or one without rows is a DataError naming the file and,
+    where the reader says it, where in it."""
+    builder = _format_of(path)
+    try:
+        ds = load_dataset(builder, data_files={split: str(path)}, split=split)
+    except Exception as error:
+        if "corresponds to no data" in str(error):  # datasets' words for a file with no rows
+            raise DataError(f"data file {str(path)!r} holds no rows; the {split} split needs some") from None
+        cause = error.__cause__ or error  # datasets wraps the reader's own error in DatasetGenerationError
+        said = " ".join(str(cause).split())  # one line, whatever the reader's message
+        raise DataError(
+            f"data file {str(path)!r} cannot be read as {builder}: {type(cause).__name__}: {said}"
+        ) from None
+    if len(ds) == 0:
+        raise DataError(f"data file {str(path)!r} holds no rows; the {split} split needs some")
+    return ds
+
+
 def _load_files(files: Dict[str, Path]) -> DatasetDict:
-    """One `datasets` builder per file format, all files of one format in one call."""
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise DataError(f"data file(s) {missing} do not exist")
-    formats = {split: _format_of(path) for split, path in files.items()}
-    parts = {}
-    for builder in sorted(set(formats.values())):
-        chosen = {split: str(files[split]) for split, b in formats.items() if b == builder}
-        parts.update(load_dataset(builder, data_files=chosen))
-    return DatasetDict(parts)
+    for path in files.values():
+        _format_of(path)  # every format checked before any file is read
+    return DatasetDict({split: read_data_file(path, split) for split, path in files.items()})
 
 
 def files_in_dir(local_dir: str) -> Dict[str, Path]:
@@ -118,23 +135,38 @@ def select_columns(parts: DatasetDict, data_cfg) -> DatasetDict:
     return DatasetDict(out)
 
 
-def drop_unlabelled(parts: DatasetDict) -> DatasetDict:
-    """Rows without a label (None, or GLUE's -1 for withheld test labels) cannot train or score;
-    a split with none left is dropped (sst2's test split)."""
+def drop_unusable(parts: DatasetDict) -> DatasetDict:
+    """Rows that cannot train or score, dropped with a log line counting each reason: no label
+    (None, or GLUE's -1 for withheld test labels) and a text (or text pair) that is missing, empty
+    or only whitespace. A split with no row left is dropped (sst2's test split)."""
     out = {}
     for name, ds in parts.items():
-        kept = ds.filter(
-            lambda batch: [label is not None and label != UNLABELLED for label in batch["label"]],
-            batched=True,
-            desc=f"labelled {name}",
-        )
-        if len(kept) < len(ds):
-            log.info("%s split: dropped %d of %d rows without a label", name, len(ds) - len(kept), len(ds))
-        if len(kept):
-            out[name] = kept
+        columns = [c for c in ("text", "text_pair") if c in ds.column_names]
+        reasons = [_unusable(row, columns) for row in zip(ds["label"], *(ds[c] for c in columns))]
+        keep = [i for i, reason in enumerate(reasons) if reason is None]
+        if len(keep) < len(ds):
+            counts = Counter(reason for reason in reasons if reason is not None)
+            said = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+            log.info("%s split: dropped %d of %d rows: %s", name, len(ds) - len(keep), len(ds), said)
+            ds = ds.select(keep)
+        if len(ds):
+            out[name] = ds
     if not out:
-        raise DataError("no split holds a labelled row")
+        raise DataError("no split holds a row with a label and a text")
     return DatasetDict(out)
+
+
+def _unusable(row: tuple, columns: List[str]) -> Optional[str]:
+    label, *texts = row
+    if label is None or label == UNLABELLED:
+        return "without a label"
+    for column, text in zip(columns, texts):
+        what = column.replace("_", " ")  # text, text pair
+        if text is None:
+            return f"with a missing {what}"
+        if not text.strip():
+            return f"with an empty {what}" if text == "" else f"with a whitespace-only {what}"
+    return None
 
 
 def label_names(parts: DatasetDict) -> List[str]:
@@ -177,7 +209,7 @@ def encode_labels(parts: DatasetDict) -> DatasetDict:
 
 def load_text(data_cfg) -> DatasetDict:
     """The given splits, labelled, with project columns and a stable row index `idx` across splits."""
-    parts = encode_labels(drop_unlabelled(select_columns(load_given(data_cfg), data_cfg)))
+    parts = encode_labels(drop_unusable(select_columns(load_given(data_cfg), data_cfg)))
     out, offset = {}, 0
     for name in ("train", "valid", "test"):
         if name in parts:

@@ -5,7 +5,9 @@ best validation accuracy (the value a Hydra sweeper optimises).
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean experiment=smoke
 """
 
+import logging
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -20,7 +22,7 @@ import sweep.config  # noqa: F401  registers the schema and the run_dirname reso
 from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher
 from sweep.cluster import slurm_requeues_this_job, under_submitit
 from sweep.errors import InputError
-from sweep.resources import GpuClaim, job_threads, set_threads
+from sweep.resources import GpuClaim, job_threads
 from sweep.runner import RunInterrupted, run
 
 # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
@@ -33,6 +35,7 @@ for launcher in (SlurmLauncher, LocalLauncher):
 # an absolute path: run as the encoder-sweep-train console script, Hydra would take "../conf" for a Python package
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "conf"), config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
+    logging.raiseExceptions = False  # a log write that fails (a full disk) must not print a traceback of its own
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -41,14 +44,14 @@ def main(cfg: DictConfig) -> Optional[float]:
         group, name = f"{sweep_dir.parent.name}_{sweep_dir.name}", run_dir.name
     else:
         group, name = "single", f"{run_dir.parent.name}_{run_dir.name}"
-    set_threads(job_threads(cfg.trainer.threads, hydra_cfg.launcher if multirun else {}))
+    threads = job_threads(cfg.trainer.threads, hydra_cfg.launcher if multirun else {})
     # run() takes the GPU (if this job picks one itself) after the run dir says "running", so a job
     # that gets none fails in its metrics.json like any other
     gpu_claim = GpuClaim(
         hydra_cfg.job.num if multirun else 0, device=cfg.trainer.device, wait_min=cfg.trainer.gpu_wait_min
     )
     try:
-        return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim)
+        return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim, threads=threads)
     except (Exception, RunInterrupted) as error:
         scheduled = multirun and under_submitit()
         if scheduled and slurm_requeues_this_job():
@@ -57,14 +60,19 @@ def main(cfg: DictConfig) -> Optional[float]:
             sys.exit(f"stopped ({type(error).__name__}): SLURM requeues this job; it resumes from its last epoch")
         if isinstance(error, RunInterrupted) and not scheduled:
             raise  # like Ctrl-C: the sweep stops
-        if multirun:
-            # the run wrote its failure (and traceback) or interruption into its dir. Returning hands
-            # submitit a result (it records none for a KeyboardInterrupt), so the other jobs go on and
-            # are collected, and sweep.callbacks.FailedJobs reports this one and exits non-zero at the end
-            return None
+        if not multirun:
+            if isinstance(error, InputError):
+                sys.exit(f"error: {error}")  # the user's to fix: one line; the traceback is in train.log
+            raise  # Hydra prints the traceback, once
+        # run() wrote the failure (and traceback) or the interruption into the run dir; the terminal
+        # gets one line for a user's mistake, the traceback for anything else. Returning hands
+        # submitit a result (it records none for a KeyboardInterrupt), so the other jobs go on and
+        # are collected, and sweep.callbacks.FailedJobs reports this one and exits non-zero at the end
         if isinstance(error, InputError):
-            sys.exit(f"error: {error}")
-        raise
+            print(f"error ({name}): {error}", file=sys.stderr)
+        elif not isinstance(error, RunInterrupted):
+            traceback.print_exception(error)
+        return None
 
 
 if __name__ == "__main__":

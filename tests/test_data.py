@@ -5,16 +5,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from helpers.app import IMDB_DIR, needs_imdb
-from sweep.data import (
-    Collator,
-    DataError,
-    drop_duplicates,
-    generate_synthetic,
-    load_raw,
-    prepare_splits,
-    split_dataset,
-    tokenize,
-)
+from sweep.data import Collator, DataError, generate_synthetic, load_raw, prepare_splits, tokenize
+from sweep.splits import drop_duplicates, split_dataset
 from sweep.tiny import train_tokenizer
 
 
@@ -89,11 +81,6 @@ def test_real_imdb_dedup_split_and_caps(caplog):
     assert sum(len(s) for s in kept.values()) == 49_992
 
 
-def test_split_fractions_are_checked():
-    with pytest.raises(DataError, match=r"data.split=\[0.5, 0.5, 0.5\]"):
-        split_dataset(generate_synthetic(100), [0.5, 0.5, 0.5], seed=0)
-
-
 def test_tokenization_is_cached(tmp_path):
     """The second tokenization of the same split + tokenizer + max_len reads the cache file."""
     parquet_dir = tmp_path / "data"
@@ -126,8 +113,6 @@ def test_collator_pads_to_max_len_or_to_the_longest():
     assert fixed["input_ids"].shape == (2, 16) and dynamic["input_ids"].shape == (2, 5)
     assert dynamic["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1] * 5]
     assert fixed["labels"].tolist() == [0, 1] and fixed["idx"].tolist() == [4, 5]
-    with pytest.raises(DataError, match="data.padding='longest'"):
-        Collator(["input_ids"], 0, 16, "longest")
 
 
 def test_missing_local_dir_names_it(tmp_path):

@@ -74,7 +74,7 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
         "data.n_samples=1000",
         "trainer.epochs=1",
     ]
-    result = train(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
+    result = train_in_process(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert result.returncode != 0
     bad, good = (
         sweep_dir / "data.max_len=4096,data.n_samples=1000,experiment=smoke,model=bert,pooling=cls,trainer.epochs=1",
@@ -84,7 +84,9 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
     failed = metrics(bad)
     assert failed["status"] == "failed" and "data.max_len=4096" in failed["error"]
     assert "data.max_len=4096" in (bad / "train.log").read_text()
-    assert "did not complete" in result.stderr + result.stdout and bad.name in result.stderr + result.stdout
+    said = result.stderr + result.stdout
+    assert "did not complete" in said and bad.name in said and "Traceback" not in said
+    assert f"error ({bad.name}): data.max_len=4096 does not fit" in result.stderr  # as the job fails, one line
     rerun = train_in_process(*grid, f"hydra.sweep.dir={sweep_dir}", check=False)
     assert rerun.returncode != 0  # the failed job ran again (and failed again); the completed one was skipped
     assert "skipped" in (good / "train.log").read_text()
