@@ -158,3 +158,17 @@ def compare(pairs: List[Tuple[Any, np.ndarray, np.ndarray]]) -> Optional[Dict[st
         "c": c,
         "p_value": p,
     }
+
+
+def expected_max(scores: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+    """Dodge et al. 2019 ("Show Your Work"): the expected maximum of n trials drawn with replacement
+    from the empirical distribution of a cell's N trial scores, for n = 1..N, and its standard
+    deviation. With the scores sorted, the i-th is the best of n draws with probability
+    (i/N)^n - ((i-1)/N)^n (ties share their group's probability). At n = 1 it is the mean."""
+    ranked = np.sort(np.asarray(scores, dtype=float))
+    size = len(ranked)
+    rank = np.arange(1, size + 1)
+    draws = np.arange(1, size + 1)[:, None]
+    best_is = (rank / size) ** draws - ((rank - 1) / size) ** draws  # rows: n; columns: the i-th score
+    mean = best_is @ ranked
+    return mean, np.sqrt(np.maximum(best_is @ ranked**2 - mean**2, 0.0))

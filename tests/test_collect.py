@@ -412,6 +412,39 @@ def test_tuned_view_keeps_each_cells_best_lr_by_validation_only(sweep, tmp_path,
         assert err.count("\n") == 0 and all(word in err for word in words), err
 
 
+def test_the_tuned_view_gives_the_expected_best_by_budget_and_flags_curves_that_cross(sweep, tmp_path, capsys):
+    """Three learning rates per cell: bert steady (0.70, 0.72, 0.74), modernbert erratic (0.60, 0.65,
+    0.90): bert ahead at a budget of one trial, modernbert at three."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    scores = {"bert": (0.70, 0.72, 0.74), "modernbert": (0.60, 0.65, 0.90)}
+    for run in seed_one(sweep):
+        model = read_metrics(run)["model"]
+        for lr, score in zip((1e-4, 1e-3, 1e-2), scores[model]):
+            copy = copy_tree(run, runs / f"{lr}-{run.name}")
+            edit_config(copy, optim__lr=lr)
+            edit_metrics(copy, **{"valid/acc": score})
+    code, result, _ = collect(capsys, runs, "--out", out, "--over", "optim.lr")
+    assert code == 0
+    table = pd.read_csv(out / "expected_max_valid.csv")
+    assert list(table.columns) == ["cell", "n", "expected_max_valid", "std"] and len(table) == 4 * 3
+    assert table.to_dict("records") == result["expected_max_valid"]
+    for cell, curve in table.groupby("cell"):
+        model = cell.split(",")[0].removeprefix("model=")
+        assert curve["n"].tolist() == [1, 2, 3]
+        assert curve["expected_max_valid"].iloc[0] == pytest.approx(np.mean(scores[model]))
+        assert curve["expected_max_valid"].is_monotonic_increasing
+        assert curve["expected_max_valid"].iloc[-1] <= max(scores[model])
+    markdown = (out / "comparison.md").read_text()
+    assert "Curves that cross" in markdown and "model=bert, pooling=cls and model=modernbert, pooling=cls" in markdown
+    assert "![expected best valid acc by budget](expected_max_valid.png)" in markdown
+    assert mpimg.imread(out / "expected_max_valid.png").shape[0] > 100
+    drawn = json.loads((out / "plots.json").read_text())["expected_max_valid.png"]
+    assert len(drawn["curves"]) == 4
+    shutil.rmtree(next(runs.glob("0.01-*")))  # one cell loses a trial: named as having fewer
+    assert collect(capsys, runs, "--out", out, "--over", "optim.lr")[0] == 0
+    assert "Fewer trials than the others: " in (out / "comparison.md").read_text()
+
+
 def test_the_table_says_what_each_number_is(sweep, tmp_path, capsys):
     runs = seed_one(sweep)
     assert collect(capsys, *runs, "--out", tmp_path)[0] == 0

@@ -11,6 +11,7 @@ from sweep.stats import (
     PINNED_T,
     SEEDS_T,
     compare,
+    expected_max,
     holm,
     mcnemar,
     paired_correct,
@@ -173,3 +174,16 @@ def test_null_experiments_with_a_test_split_per_seed_keep_the_level():
         hits += result["test"] == SEEDS_T and result["p_value"] < 0.05
     print(f"false-positive rate at 0.05, a split per seed: {hits / 300:.3f}")
     assert hits / 300 <= 0.08
+
+
+def test_expected_max_is_the_mean_at_one_trial_and_rises_to_at_most_the_best():
+    """Dodge et al.'s estimator by hand for [0.5, 0.7, 0.6, 0.9]: sorted, the i-th score is the best of
+    two draws with probability (2i - 1) / 16."""
+    mean, std = expected_max([0.5, 0.7, 0.6, 0.9])
+    assert mean[0] == pytest.approx(0.675) and std[0] == pytest.approx(np.std([0.5, 0.7, 0.6, 0.9]))
+    assert mean[1] == pytest.approx((0.5 * 1 + 0.6 * 3 + 0.7 * 5 + 0.9 * 7) / 16)
+    second_moment = (0.25 * 1 + 0.36 * 3 + 0.49 * 5 + 0.81 * 7) / 16
+    assert std[1] == pytest.approx(np.sqrt(second_moment - mean[1] ** 2))
+    assert list(mean) == sorted(mean) and mean[-1] < 0.9
+    tied, spread = expected_max([0.8, 0.8, 0.8])
+    assert tied == pytest.approx([0.8] * 3) and spread == pytest.approx([0.0] * 3, abs=1e-7)

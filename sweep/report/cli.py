@@ -22,12 +22,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
+from sweep.report.budget import EXPECTED_MAX_CSV, budget_note, expected_max_table, trials_by_cell
 from sweep.report.cells import column_name, group_cells
 from sweep.report.errors import CollectError
 from sweep.report.gather import gather
 from sweep.report.markdown import display_cells, render_markdown
 from sweep.report.plots import make_plots
-from sweep.report.tables import Selection, runs_table, significance, sort_cells, summarize, tuned
+from sweep.report.tables import METRICS, Selection, runs_table, significance, sort_cells, summarize, tuned
 from sweep.rundir import Status
 
 
@@ -70,7 +71,7 @@ def records(df: pd.DataFrame) -> List[Dict[str, Any]]:
     return df.astype(object).where(df.notna(), None).to_dict("records")  # NaN -> null, full precision
 
 
-def json_report(out: Path, chosen: Optional[Selection], summary, table, sig) -> str:
+def json_report(out: Path, chosen: Optional[Selection], summary, table, sig, budget) -> str:
     """--format json: the output dir, the selection, and every table as records."""
     selected = {"metric": chosen.metric, "over": chosen.over, "candidates": chosen.candidates} if chosen else None
     return json.dumps(
@@ -81,6 +82,7 @@ def json_report(out: Path, chosen: Optional[Selection], summary, table, sig) -> 
             "runs": records(table),
             "significance": records(sig),
             "not_in_table": records(table[table.status != Status.COMPLETED]),
+            "expected_max_valid": records(budget) if budget is not None else None,
         },
         indent=1,
         default=lambda value: value.item() if hasattr(value, "item") else str(value),
@@ -103,20 +105,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out, sig, table = args.out or out, significance(cells), runs_table(runs, keys)
     problems = [r for r in runs if r.status != Status.COMPLETED]
     out.mkdir(parents=True, exist_ok=True)
-    plots = make_plots([r for r in runs if r.path and (not chosen or r.cell in cells)], summary, labels, out)
-    shown = display_cells(summary, key_columns)
+    budget = None  # the expected best by tuning budget: a score to maximise, so not for a loss
+    if chosen and not chosen.metric.endswith("loss"):
+        budget = expected_max_table(trials_by_cell(all_cells, keys, chosen.over, chosen.metric))
+    shown_runs = [r for r in runs if r.path and (not chosen or r.cell in cells)]
+    plots = make_plots(shown_runs, summary, labels, out, budget)
+    shown, notes, tables = display_cells(summary, key_columns), [], {}
     if chosen:
         shown = shown.rename(columns={chosen.over: chosen.header})
-    markdown = render_markdown(shown, sig, problems, out, title, notes=[chosen.note()] if chosen else [])
-    tables = {"comparison.csv": table, "summary.csv": full_summary, "significance.csv": sig}
-    write_files(out, markdown, {**tables, "tuned.csv": summary} if chosen else tables, plots)
+        notes.append(chosen.note())
+        tables["tuned.csv"] = summary
+    if budget is not None:
+        notes.append(budget_note(budget, chosen.over, METRICS[chosen.metric]))
+        tables[EXPECTED_MAX_CSV] = budget
+    markdown = render_markdown(shown, sig, problems, out, title, notes=notes)
+    tables = {"comparison.csv": table, "summary.csv": full_summary, "significance.csv": sig, **tables}
+    write_files(out, markdown, tables, plots)
 
     if args.format == "md":
         print(markdown)
     elif args.format == "csv":
         print(summary.to_csv(index=False), end="")
     else:
-        print(json_report(out, chosen, summary, table, sig))
+        print(json_report(out, chosen, summary, table, sig, budget))
     if problems:
         print(
             f"collect: {len(problems)} of {len(runs)} runs not in the table (listed in comparison.md): "

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from sweep.report.budget import EXPECTED_MAX_PNG
 from sweep.report.record import RunRecord
 
 VALID_ACC_PNG, TRAIN_LOSS_PNG, TEST_ACC_PNG = "valid_acc.png", "train_loss.png", "test_acc.png"
@@ -101,8 +102,35 @@ def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict
     return {"kind": "points", "y": "test/acc", "error_bars": kind, "title": title, "xlim": limits, "bars": bars}
 
 
-def make_plots(runs: Sequence[RunRecord], summary: pd.DataFrame, labels: List[str], out: Path) -> Dict:
-    """Draws the three plots into out; returns plots.json's record of them, by file name."""
+def plot_expected_max(plt, table: pd.DataFrame, path: Path) -> Dict:
+    """One curve per cell: the expected best validation score of n trials, with a band of ± one std."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    curves = []
+    for label, group in table.groupby("cell", sort=False):
+        n, mean, std = group["n"], group["expected_max_valid"], group["std"]
+        (line,) = ax.plot(n, mean, marker="o", label=label)
+        ax.fill_between(n, mean - std, mean + std, alpha=0.2, color=line.get_color())
+        curves.append({"label": label, "n": n.tolist(), "y": mean.tolist()})
+    ax.xaxis.get_major_locator().set_params(integer=True)  # budgets are whole trials
+    ax.set_xlabel("trials (tuning budget)")
+    ax.set_ylabel("expected best validation score")
+    ax.set_title("expected best validation score by budget")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {"kind": "lines", "x": "n", "y": "expected_max_valid", "band": "std", "curves": curves}
+
+
+def make_plots(
+    runs: Sequence[RunRecord],
+    summary: pd.DataFrame,
+    labels: List[str],
+    out: Path,
+    budget: Optional[pd.DataFrame] = None,
+) -> Dict:
+    """Draws the three plots into out (four with the tuned view's expected best by budget); returns
+    plots.json's record of them, by file name."""
     import matplotlib  # here, not at the top: importing the report (its tables, its tests) needs no matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -110,8 +138,11 @@ def make_plots(runs: Sequence[RunRecord], summary: pd.DataFrame, labels: List[st
 
     cycle = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
     colors = {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(labels + [r.label for r in runs]))}
-    return {
+    plots = {
         VALID_ACC_PNG: plot_curves(plt, runs, colors, "valid/acc", CAPTIONS[VALID_ACC_PNG], out / VALID_ACC_PNG),
         TRAIN_LOSS_PNG: plot_curves(plt, runs, colors, "train/loss", CAPTIONS[TRAIN_LOSS_PNG], out / TRAIN_LOSS_PNG),
         TEST_ACC_PNG: plot_bars(plt, summary, labels, out / TEST_ACC_PNG),
     }
+    if budget is not None and len(budget):
+        plots[EXPECTED_MAX_PNG] = plot_expected_max(plt, budget, out / EXPECTED_MAX_PNG)
+    return plots
