@@ -32,21 +32,40 @@ else
     rm "$conf.new"
 fi
 
-running /run/munge/munged.pid || runuser -u munge -- /usr/sbin/munged
-running "$state/slurmctld.pid" || /usr/sbin/slurmctld
-running "$state/slurmd.pid" || /usr/sbin/slurmd
+start_daemons() {
+    running /run/munge/munged.pid || runuser -u munge -- /usr/sbin/munged
+    running "$state/slurmctld.pid" || /usr/sbin/slurmctld
+    running "$state/slurmd.pid" || /usr/sbin/slurmd
+}
 
-for _ in $(seq 60); do
-    if left="$(squeue -h -o %A 2>/dev/null)"; then
-        # shellcheck disable=SC2086  # one id per word
-        [ -z "$left" ] || { echo "cancelling jobs left by an earlier run: $(echo $left)"; scancel $left; }
-        case "$(sinfo -h -n "$host" -o %t)" in
-        idle) sinfo; exit 0 ;;
-        drain* | drng) scontrol update NodeName="$host" State=RESUME ;;
-        esac
-    fi
-    sleep 1
+# waits up to $1 s for the node to be idle, cancelling left jobs and resuming a drained node
+idle_within() {
+    for _ in $(seq "$1"); do
+        if left="$(squeue -h -o %A 2>/dev/null)"; then
+            # shellcheck disable=SC2086  # one id per word
+            [ -z "$left" ] || { echo "cancelling jobs left by an earlier run: $(echo $left)"; scancel $left; }
+            case "$(sinfo -h -n "$host" -o %t)" in
+            idle) sinfo; return 0 ;;
+            drain* | drng) scontrol update NodeName="$host" State=RESUME ;;
+            esac
+        fi
+        sleep 1
+    done
+    return 1
+}
+
+start_daemons
+idle_within 20 && exit 0
+# a cancelled job whose processes died with the machine can hold the node until the controller next
+# pings slurmd, a minute or more later; daemons started again find it free (measured: a second start
+# after such a failure was idle within a second)
+echo "the node is still busy: restarting slurmctld and slurmd"
+for pid in "$state/slurmd.pid" "$state/slurmctld.pid"; do
+    if running "$pid"; then kill "$(cat "$pid")"; fi
 done
-echo "error: the SLURM node $host is not idle after 60 s: see $state/slurmctld.log and $state/slurmd.log" >&2
+for _ in $(seq 10); do running "$state/slurmd.pid" || running "$state/slurmctld.pid" || break; sleep 1; done
+start_daemons
+idle_within 60 && exit 0
+echo "error: the SLURM node $host is not idle after 80 s: see $state/slurmctld.log and $state/slurmd.log" >&2
 sinfo >&2 || true
 exit 1
