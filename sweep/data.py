@@ -15,6 +15,7 @@ from sweep.splits import cap, drop_duplicates, given_splits, merged, split_datas
 
 # DataError lives beside the text loader, which raises it too
 from sweep.text_data import DataError, drop_unusable, load_text, read_data_file
+from sweep.truncation import keep_tokens
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +208,23 @@ def encode_truncated(tokenizer, texts: List[str], max_len: int) -> Dict[str, lis
     return encoded
 
 
-def tokenize(splits: DatasetDict, tokenizer, max_len: int, input_names: List[str]) -> DatasetDict:
-    """Truncate to max_len, no padding (the collator pads). Cached by datasets under a fingerprint of
-    the split, the tokenizer and max_len, so a second run of the same data does not tokenize again."""
+def tokenize(
+    splits: DatasetDict, tokenizer, max_len: int, input_names: List[str], truncation: str = "head"
+) -> DatasetDict:
+    """Truncate to max_len (keeping the head, the tail or both: sweep/truncation.py), no padding (the
+    collator pads). Cached by datasets under a fingerprint of the split, the tokenizer, max_len and
+    the truncation, so a second run of the same data does not tokenize again."""
     key = f"{tokenizer_fingerprint(tokenizer)}-{max_len}-{'.'.join(input_names)}"
+    if truncation != "head":  # the head's key stays as it was: its cache files still count
+        key += f"-{truncation}"
 
     def encode(batch):
         if "text_pair" in batch:  # sentence pairs: the tokenizer joins them ([SEP], token_type_ids 1)
             encoded = tokenizer(batch["text"], batch["text_pair"], truncation=True, max_length=max_len)
-        else:
+        elif truncation == "head":
             encoded = encode_truncated(tokenizer, batch["text"], max_len)
+        else:
+            encoded = keep_tokens(tokenizer, batch["text"], max_len, truncation)
         return {name: encoded[name] for name in input_names}
 
     out = {}

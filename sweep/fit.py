@@ -184,6 +184,7 @@ class Fit:
                 tmp,
                 self.prepared.tokenizer,
                 max_len=cfg.data.max_len,
+                truncation=cfg.data.truncation,  # predict.py keeps the same tokens
                 model_name=cfg.model.name,
                 epoch=epoch,
                 label_names=self.prepared.label_names,

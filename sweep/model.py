@@ -17,7 +17,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig,
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sweep.errors import InputError
-from sweep.pooling import get_pooler
+from sweep.pooling import WIDTH as POOLED_WIDTH
+from sweep.pooling import make_pooling
 from sweep.rundir import CLASSIFIER_FILE, HEAD_FILE
 
 try:  # transformers >= 5: one mask builder per attention kind, with a switch for the no-padding shortcut
@@ -179,19 +180,33 @@ def unmask_empty_rows(mask: torch.Tensor) -> torch.Tensor:
 
 
 class Classifier(nn.Module):
-    """encoder -> pooled sentence vector -> dropout -> linear head; the same head for every encoder."""
+    """encoder -> pooled sentence vector -> dropout -> linear head; the same head for every encoder.
+    layers > 1 pools the average of the last `layers` layers' token states (pooling.layers)."""
 
-    def __init__(self, encoder: PreTrainedModel, pooling: str, num_labels: int = 2, head_dropout: float = 0.1):
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        pooling: str,
+        num_labels: int = 2,
+        head_dropout: float = 0.1,
+        layers: int = 1,
+    ):
         super().__init__()
         self.encoder = encoder
-        self.pooling = pooling
-        self.pool = get_pooler(pooling)
+        self.pooling, self.layers = pooling, layers
+        width = encoder.config.hidden_size
+        self.pool = make_pooling(pooling, width)
         self.dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.head = nn.Linear(width * POOLED_WIDTH.get(pooling, 1), num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **encoder_inputs) -> torch.Tensor:
         encoder_mask = encoder_attention_mask(self.encoder, attention_mask)  # prebuilt: no host sync per forward
-        hidden = self.encoder(input_ids=input_ids, attention_mask=encoder_mask, **encoder_inputs).last_hidden_state
+        if self.layers > 1:
+            encoder_inputs["output_hidden_states"] = True
+        out = self.encoder(input_ids=input_ids, attention_mask=encoder_mask, **encoder_inputs)
+        hidden = out.last_hidden_state
+        if self.layers > 1:  # the last layer as the encoder outputs it (ModernBERT's after its final norm)
+            hidden = torch.stack([*out.hidden_states[-self.layers : -1], hidden]).mean(dim=0)
         return self.head(self.dropout(self.pool(hidden, attention_mask)))
 
     @property
@@ -207,11 +222,17 @@ class Classifier(nn.Module):
         self.encoder.save_pretrained(directory)
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
-        head = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        trained_with_head = {"head": self.head, "pool": self.pool}  # a learned pooling's parameters too
+        head = {
+            f"{part}.{k}": v.detach().cpu().contiguous()
+            for part, module in trained_with_head.items()
+            for k, v in module.state_dict().items()
+        }
         save_file(head, directory / HEAD_FILE)
         info = {
             "family": self.encoder.config.model_type,
             "pooling": self.pooling,
+            "pooling_layers": self.layers,
             "num_labels": self.num_labels,
             "head_dropout": self.dropout.p,
             **meta,
@@ -226,7 +247,11 @@ class Classifier(nn.Module):
                 f"{str(directory)!r} is not a saved Classifier (no {CLASSIFIER_FILE}); pass a run's best/ dir"
             )
         info = json.loads((directory / CLASSIFIER_FILE).read_text())
-        model = cls(load_encoder(str(directory)), info["pooling"], info["num_labels"], info["head_dropout"])
-        head = load_file(directory / HEAD_FILE)
-        model.head.load_state_dict({k.removeprefix("head."): v for k, v in head.items()})
+        layers = info.get("pooling_layers", 1)  # checkpoints from before pooling.layers pooled the last layer
+        model = cls(load_encoder(str(directory)), info["pooling"], info["num_labels"], info["head_dropout"], layers)
+        saved = load_file(directory / HEAD_FILE)
+        for part, module in (("head", model.head), ("pool", model.pool)):
+            module.load_state_dict(
+                {k.removeprefix(f"{part}."): v for k, v in saved.items() if k.startswith(f"{part}.")}
+            )
         return model.eval()

@@ -24,3 +24,8 @@ def is_result_neutral(key: str) -> bool:
 # result-neutral, but a rerun that asks for what the first run did not leave (a checkpoint) must run again
 ARTIFACT_KEYS = ("trainer.save_best",)
 RERUN_NEUTRAL_KEYS = tuple(key for key in RESULT_NEUTRAL_KEYS if key not in ARTIFACT_KEYS)
+
+# knobs added after runs were made, at the value that does what runs without them did: a run dir
+# written before the knob existed is the same setup (the collector's cells) and the same run (a
+# rerun skips it rather than training it again)
+ADDED_KNOB_DEFAULTS = {"data.truncation": "head", "pooling.layers": 1}

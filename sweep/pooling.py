@@ -1,11 +1,12 @@
 """Sentence vectors from token states. Every pooler takes the attention mask, so padding never
-changes the result."""
+changes the result. cls, mean, max and cls_mean have no parameters; attention learns a query, saved
+with the head."""
 
+import math
 from typing import Callable, Dict
 
 import torch
-
-from sweep.errors import InputError
+from torch import nn
 
 Pooler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -28,10 +29,48 @@ def max_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden.masked_fill(padding, torch.finfo(hidden.dtype).min).max(dim=1).values
 
 
-POOLERS: Dict[str, Pooler] = {"cls": cls_pool, "mean": mean_pool, "max": max_pool}
+def cls_mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The first token's state and the masked mean side by side (twice the width)."""
+    return torch.cat([cls_pool(hidden, mask), mean_pool(hidden, mask)], dim=-1)
 
 
-def get_pooler(name: str) -> Pooler:
-    if name not in POOLERS:
-        raise InputError(f"pooling.name={name!r} is not a pooling; use one of {sorted(POOLERS)}")
-    return POOLERS[name]
+class AttentionPool(nn.Module):
+    """A learned query attends over the real tokens: softmax(states . query / sqrt(width)) weights
+    the states. The query starts at zero, where every real token weighs the same (the masked mean)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = (hidden @ self.query.to(hidden.dtype)) / math.sqrt(hidden.shape[-1])
+        scores = scores.float().masked_fill(~mask.bool(), torch.finfo(torch.float32).min)
+        weights = scores.softmax(dim=-1).to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1)
+
+
+class Parameterless(nn.Module):
+    """A pooler without parameters as a module, so that every pooling sits in the model alike."""
+
+    def __init__(self, pool: Pooler):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.pool(hidden, mask)
+
+
+POOLERS: Dict[str, Pooler] = {"cls": cls_pool, "mean": mean_pool, "max": max_pool, "cls_mean": cls_mean_pool}
+LEARNED = {"attention": AttentionPool}  # poolings with parameters, trained with the head
+WIDTH = {"cls_mean": 2}  # the pooled vector's width in token-state widths (1 where not named)
+
+
+def pooling_names():
+    return [*POOLERS, *LEARNED]
+
+
+def make_pooling(name: str, hidden_size: int) -> nn.Module:
+    """The pooling as a module of the model; its pooled width is WIDTH.get(name, 1) * hidden_size."""
+    if name in LEARNED:
+        return LEARNED[name](hidden_size)
+    return Parameterless(POOLERS[name])  # a name outside these was refused with the config (sweep/schema.py)

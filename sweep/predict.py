@@ -11,7 +11,7 @@ line). A run trained on sentence pairs (data.text_pair_column) takes a table fil
 columns, the second named by --pair-column. One row per text, in input order: the predicted
 label's name, its class id and the probability of every class, as CSV or JSON Lines, to standard
 output or --out. Uses the GPU (bf16 where the card has it) when there is one; truncates to the
-max_len the run trained with.
+max_len the run trained with, keeping the tokens it kept (data.truncation).
 """
 
 import argparse
@@ -125,14 +125,23 @@ def label_names(meta: dict, num_labels: int) -> List[str]:
 
 
 def class_probabilities(
-    model, tokenizer, texts: List[str], pairs: Optional[List[str]], max_len: int, batch_size: int, device, precision
+    model,
+    tokenizer,
+    texts: List[str],
+    pairs: Optional[List[str]],
+    max_len: int,
+    batch_size: int,
+    device,
+    precision,
+    truncation: str = "head",
 ):
     """Softmax over the classes for each text (or pair) (n x classes, float32 numpy), batch by batch;
-    each batch is padded to its longest input, pairs truncated as in training."""
+    each batch is padded to its longest input, texts and pairs truncated as in training."""
     import torch
     from tqdm.auto import tqdm
 
     from sweep.model import encoder_input_names
+    from sweep.truncation import keep_tokens
 
     names = encoder_input_names(model.encoder, tokenizer)
     starts = range(0, len(texts), batch_size)
@@ -140,14 +149,14 @@ def class_probabilities(
     out = []
     with torch.inference_mode():
         for start in tqdm(starts, desc="predict", unit="batch", disable=shown, file=sys.stderr):
-            encoded = tokenizer(
-                texts[start : start + batch_size],
-                pairs[start : start + batch_size] if pairs is not None else None,
-                truncation=True,
-                max_length=max_len,
-                padding=True,
-                return_tensors="pt",
-            )
+            batch = texts[start : start + batch_size]
+            if pairs is None and truncation != "head":  # the tail, or head and tail: as the run kept them
+                encoded = tokenizer.pad(keep_tokens(tokenizer, batch, max_len, truncation), return_tensors="pt")
+            else:
+                batch_pairs = pairs[start : start + batch_size] if pairs is not None else None
+                encoded = tokenizer(
+                    batch, batch_pairs, truncation=True, max_length=max_len, padding=True, return_tensors="pt"
+                )
             inputs = {name: encoded[name].to(device) for name in names}
             with precision.autocast():
                 logits = model(**inputs)
@@ -176,7 +185,10 @@ def predict(
     tokenizer = load_tokenizer(str(directory))
     precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
     max_len = int(meta.get("max_len") or tokenizer.model_max_length)
-    probs = class_probabilities(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision)
+    truncation = meta.get("truncation", "head")  # checkpoints from before data.truncation kept the head
+    probs = class_probabilities(
+        model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation
+    )
     names = label_names(meta, probs.shape[1])
     class_ids = probs.argmax(axis=1)
     table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})

@@ -61,10 +61,12 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     else:
         encoder = load_encoder(source)
     num_labels = splits["train"].features["label"].num_classes  # from the data: 2 for imdb, 4 for ag_news, ...
-    model = Classifier(encoder, cfg.pooling.name, num_labels, head_dropout=cfg.trainer.head_dropout).to(device)
+    check_layers(cfg.pooling.layers, encoder.config.num_hidden_layers, mcfg.name)
+    model = Classifier(encoder, cfg.pooling.name, num_labels, cfg.trainer.head_dropout, cfg.pooling.layers).to(device)
     input_names = encoder_input_names(encoder, tokenizer)
     collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding)
-    return Prepared(model, tokenizer, tokenize(splits, tokenizer, dcfg.max_len, input_names), collator)
+    tokenized = tokenize(splits, tokenizer, dcfg.max_len, input_names, dcfg.truncation)
+    return Prepared(model, tokenizer, tokenized, collator)
 
 
 def check_max_len(max_len: int, limit: Optional[int], model_name: str) -> None:
@@ -74,11 +76,23 @@ def check_max_len(max_len: int, limit: Optional[int], model_name: str) -> None:
         raise DataError(f"data.max_len={max_len} does not fit model {model_name!r}: use {accepted}")
 
 
+def check_layers(layers: int, model_layers: int, model_name: str) -> None:
+    if layers > model_layers:
+        raise InputError(
+            f"pooling.layers={layers}: model {model_name!r} has {model_layers} layers; use 1 to {model_layers}"
+        )
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every knob against its rule in the schema, all refusals in one line, before anything loads."""
     refused = problems(Config, OmegaConf.to_container(cfg, resolve=True))
     if cfg.model.tiny and cfg.model.family is None:
         refused.append("model.tiny=true needs model.family: bert or modernbert (the tiny builds there are)")
+    if cfg.data.text_pair_column and cfg.data.truncation != "head":
+        refused.append(
+            f"data.truncation={cfg.data.truncation} is for single texts; sentence pairs are cut by the "
+            "tokenizer's pair truncation (longest first): use data.truncation=head"
+        )
     if refused:
         raise ConfigError("; ".join(refused))
 

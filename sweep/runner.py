@@ -23,7 +23,7 @@ from sweep.compilation import reset_compiler
 from sweep.errors import WriteError
 from sweep.fit import Fit
 from sweep.loop import resolve_device
-from sweep.neutral import RERUN_NEUTRAL_KEYS  # a rerun that differs only in these is the same run
+from sweep.neutral import ADDED_KNOB_DEFAULTS, RERUN_NEUTRAL_KEYS
 from sweep.prepare import check_config, prepare, require_model_identity
 from sweep.resources import set_threads
 from sweep.rundir import (
@@ -45,13 +45,16 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def config_fingerprint(config: Dict[str, Any]) -> str:
+    """A run's identity: its resolved config less the keys a rerun may change (sweep/neutral.py) and
+    the knobs added since older runs where they are at the value that does what those runs did."""
     config = json.loads(json.dumps(config))
-    for dotted in RERUN_NEUTRAL_KEYS:
+    for dotted in (*RERUN_NEUTRAL_KEYS, *ADDED_KNOB_DEFAULTS):
         *parents, leaf = dotted.split(".")
         node = config
         for key in parents:
             node = node.get(key, {})
-        node.pop(leaf, None)
+        if dotted in RERUN_NEUTRAL_KEYS or node.get(leaf) == ADDED_KNOB_DEFAULTS[dotted]:
+            node.pop(leaf, None)
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 

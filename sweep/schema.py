@@ -45,6 +45,7 @@ def _tiny(architecture) -> Any:
 SEED_RANGE = Integer(0, 2**32 - 1)  # what numpy's seeding (under transformers.set_seed) takes
 FAMILIES = ("bert", "modernbert")  # the architecture families with a tiny build (sweep/tiny.py)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # sweep.loop.resolve_precision
+TRUNCATIONS = ("head", "tail", "head_tail")  # sweep/truncation.py
 
 
 def scheduler_names() -> List[str]:
@@ -54,9 +55,9 @@ def scheduler_names() -> List[str]:
 
 
 def pooling_names() -> List[str]:
-    from sweep.pooling import POOLERS
+    from sweep.pooling import pooling_names
 
-    return list(POOLERS)
+    return pooling_names()
 
 
 @dataclass
@@ -91,8 +92,11 @@ FAMILY_MODELS = {"bert": BertModelConfig, "modernbert": ModernBertModelConfig}  
 
 @dataclass
 class PoolingConfig:
-    # token states -> one sentence vector: cls | mean | max (padding masked out)
+    # token states -> one sentence vector (padding masked out): cls | mean | max | cls_mean ([CLS] and
+    # the mean side by side) | attention (a learned query weighs the tokens, trained with the head)
     name: str = knob(MISSING, OneOf(pooling_names))
+    # the token states pooled: the average of the last `layers` layers' outputs (1: the last layer's)
+    layers: int = knob(1, Integer(low=1))
 
 
 @dataclass
@@ -131,6 +135,9 @@ class DataConfig:
     split_seed: int = knob(SEED, SEED_RANGE)
     # tokens per example after truncation (special tokens included; a pair counts both texts)
     max_len: int = knob(128, Integer(low=8))
+    # which tokens of a longer text are kept: head (the first) | tail (the last) | head_tail (a quarter of
+    # the budget from the head, the rest from the end: Sun et al. 2019); single texts only (pairs: head)
+    truncation: str = knob("head", OneOf(TRUNCATIONS))
     # max_length: pad every batch to max_len (the seed's) | dynamic: to the batch's longest
     padding: str = knob("max_length", OneOf(("max_length", "dynamic")))
     group_by_length: bool = False  # dynamic padding: batch examples of similar length together (less padding)

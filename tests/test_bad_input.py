@@ -60,6 +60,10 @@ def test_max_len_of_a_real_model_is_read_from_its_config(tmp_path):
     assert "data.max_len=1024" in message and "'minilm'" in message and "<= 512" in message
 
 
+def test_more_pooled_layers_than_the_model_has(tmp_path):
+    assert failed_run(tmp_path, "pooling.layers=3") == "pooling.layers=3: model 'bert' has 2 layers; use 1 to 2"
+
+
 def test_hub_model_that_cannot_be_reached(tmp_path):
     message = failed_run(tmp_path, "model=bert", "model.tiny=false")
     assert "model.id='bert-base-uncased'" in message and "HF_HUB_OFFLINE=1" in message

@@ -1,14 +1,20 @@
-"""Pooling: padding never changes a mean/max-pooled vector; cls picks position 0, and every
-tokenizer the project uses puts its classifier token there, with the padding on the right."""
+"""Pooling: padding never changes a pooled vector; cls picks position 0, and every tokenizer the
+project uses puts its classifier token there, with the padding on the right; a learned attention
+query and the pooled layers are saved and loaded with the head."""
+
+from dataclasses import asdict
 
 import pytest
 import torch
+from transformers import AutoModel
 
+from helpers.app import train_in_process
+from helpers.rundirs import evaluate_best, metrics, run_dirs
 from sweep.data import Collator, encode_truncated, generate_synthetic
-from sweep.errors import InputError
-from sweep.model import load_tokenizer, resolve_source
-from sweep.pooling import cls_pool, get_pooler, max_pool, mean_pool
-from sweep.tiny import train_tokenizer
+from sweep.model import Classifier, load_tokenizer, resolve_source
+from sweep.pooling import AttentionPool, cls_mean_pool, cls_pool, max_pool, mean_pool
+from sweep.schema import TinyBertArchitecture
+from sweep.tiny import tiny_config, train_tokenizer
 
 
 def padded(hidden: torch.Tensor, extra: int, fill: float):
@@ -19,7 +25,17 @@ def padded(hidden: torch.Tensor, extra: int, fill: float):
     return torch.cat([hidden, pad], dim=1), mask
 
 
-@pytest.mark.parametrize("pool", [mean_pool, max_pool])
+def attention_pool(seed: int = 0) -> AttentionPool:
+    """An attention pooling with a random query (a zero one is the mean)."""
+    torch.manual_seed(seed)
+    pool = AttentionPool(16)
+    torch.nn.init.normal_(pool.query)
+    return pool
+
+
+@pytest.mark.parametrize(
+    "pool", [mean_pool, max_pool, cls_mean_pool, attention_pool()], ids=["mean", "max", "cls_mean", "attention"]
+)
 def test_padding_never_changes_the_vector(pool):
     torch.manual_seed(0)
     hidden = torch.randn(3, 7, 16)
@@ -82,6 +98,51 @@ def test_first_token_is_the_classifier_token_and_padding_is_on_the_right(tokeniz
     assert min(lengths) < batch["input_ids"].shape[1]  # some row was padded
 
 
-def test_unknown_pooling_names_the_options():
-    with pytest.raises(InputError, match=r"pooling.name='attn'.*\['cls', 'max', 'mean'\]"):
-        get_pooler("attn")
+def test_cls_mean_and_attention_of_known_values():
+    hidden = torch.tensor([[[1.0, -2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    torch.testing.assert_close(cls_mean_pool(hidden, mask), torch.tensor([[1.0, -2.0, 2.0, 1.0]]))
+    torch.testing.assert_close(AttentionPool(2)(hidden, mask), mean_pool(hidden, mask))  # a zero query: the mean
+    pool = AttentionPool(2)
+    with torch.no_grad():
+        pool.query.copy_(torch.tensor([0.0, 1.0]))
+    weights = torch.softmax(torch.tensor([-2.0, 4.0]) / 2**0.5, dim=0)
+    torch.testing.assert_close(pool(hidden, mask), (weights[:, None] * hidden[0, :2]).sum(0, keepdim=True))
+
+
+def test_attention_pooling_and_layers_survive_save_and_load(tmp_path):
+    texts = generate_synthetic(60)["text"]
+    tokenizer = train_tokenizer(texts, "bert", 500)
+    torch.manual_seed(0)
+    encoder = AutoModel.from_config(tiny_config("bert", tokenizer, asdict(TinyBertArchitecture())))
+    model = Classifier(encoder, "attention", num_labels=3, layers=2).eval()
+    torch.nn.init.normal_(model.pool.query)
+    model.save_pretrained(tmp_path, tokenizer)
+    loaded = Classifier.from_pretrained(tmp_path)
+    assert (loaded.pooling, loaded.layers, loaded.num_labels) == ("attention", 2, 3)
+    torch.testing.assert_close(loaded.pool.query, model.pool.query)
+    batch = tokenizer(list(texts[:4]), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(batch.input_ids, batch.attention_mask), model(batch.input_ids, batch.attention_mask)
+        )
+        last_only = Classifier(encoder, "attention", num_labels=3).eval()
+        last_only.load_state_dict(model.state_dict())
+        assert not torch.allclose(
+            last_only(batch.input_ids, batch.attention_mask), model(batch.input_ids, batch.attention_mask)
+        )
+
+
+@pytest.mark.slow
+def test_the_new_poolings_and_two_layers_learn_the_smoke_data_on_both_families(tmp_path):
+    learned, layered = tmp_path / "learned", tmp_path / "layered"
+    grid = ["experiment=smoke", "model=bert,modernbert", "logger=none"]
+    train_in_process(*grid, "pooling=cls_mean,attention", f"hydra.sweep.dir={learned}")
+    train_in_process(*grid, "pooling=mean", "pooling.layers=2", f"hydra.sweep.dir={layered}")
+    dirs = run_dirs(learned) + run_dirs(layered)
+    assert len(dirs) == 6
+    for run_dir in dirs:
+        m = metrics(run_dir)
+        assert m["status"] == "completed" and m["valid/acc"] > 0.8, (run_dir.name, m["valid/acc"])
+        # the learned query (attention) and the pooled layers come back with best/
+        assert evaluate_best(run_dir, "test")["acc"] == pytest.approx(m["test/acc"]), run_dir.name

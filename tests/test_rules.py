@@ -25,6 +25,7 @@ BELOW = {
     "data.split=[0.8,0.2,0]": "data.split=[0.8, 0.2, 0.0]: must be 3 numbers > 0 that sum to 1, e.g. [0.8, 0.1, 0.1]",
     "data.split_seed=-1": "data.split_seed=-1: must be an integer in [0, 4294967295]",
     "data.max_len=4": "data.max_len=4: must be an integer >= 8",
+    "data.truncation=middle": "data.truncation='middle': must be one of head, tail, head_tail",
     "data.padding=longest": "data.padding='longest': must be one of max_length, dynamic",
     "data.eval_batch_size=-1": "data.eval_batch_size=-1: must be an integer >= 1",
     "data.max_train_samples=0": "data.max_train_samples=0: must be an integer >= 1 or null",

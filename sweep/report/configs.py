@@ -5,6 +5,8 @@ import json
 import re
 from typing import Any, Dict
 
+from sweep.neutral import ADDED_KNOB_DEFAULTS
+
 # torch.compile mode recorded in metrics.json -> the trainer.compile setting that asks for it
 COMPILE_SETTING = {None: "false", "default": "true", "reduce-overhead": "reduce-overhead"}
 REFERENCE = re.compile(r"\$\{([\w.]+)\}")  # an OmegaConf interpolation of another key: ${seed}
@@ -45,6 +47,9 @@ def resolved_by_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
 def resolve_config(config: Dict[str, Any], metrics: Dict[str, Any]) -> Dict[str, Any]:
     """Cells compare what ran, not how it was spelled: interpolations and `auto` become their values."""
     config = resolve_references(config)
+    for key, default in ADDED_KNOB_DEFAULTS.items():  # a run from before the knob did what its default does
+        if any(k.startswith(key.rsplit(".", 1)[0] + ".") for k in config):
+            config.setdefault(key, default)
     if "trainer.compile" in config:  # YAML false and the string "false" are one setting
         config["trainer.compile"] = str(config["trainer.compile"]).lower()
     config.update({k: v for k, v in resolved_by_metrics(metrics).items() if k in config})

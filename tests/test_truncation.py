@@ -1,0 +1,85 @@
+"""data.truncation: which tokens of a long text are kept. On texts whose label is stated only in their
+last words, the head learns nothing while the tail and head_tail learn it; predict.py keeps the
+tokens the run kept; runs from before the knob stay the same run and the same cell."""
+
+import random
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from helpers.app import train_in_process
+from helpers.rundirs import compose_config, metrics, run_dirs
+from sweep.errors import ConfigError
+from sweep.predict import predict
+from sweep.prepare import check_config
+from sweep.report.configs import resolve_config
+from sweep.runner import config_fingerprint
+from sweep.tiny import train_tokenizer
+from sweep.truncation import keep_tokens
+
+FILLER = "the a film story scene actor night city music camera light day house road time".split()
+
+
+def verdict_reviews(n: int, seed: int = 0) -> pd.DataFrame:
+    """~60 words of filler that says nothing of the label, then the verdict in the last two words."""
+    rng = random.Random(seed)
+    labels = [i % 2 for i in range(n)]
+    texts = [
+        " ".join(rng.choice(FILLER) for _ in range(60)) + f" number {i} verdict {'good' if label else 'bad'}"
+        for i, label in enumerate(labels)
+    ]
+    return pd.DataFrame({"text": texts, "label": labels})
+
+
+def test_tail_and_head_tail_keep_the_last_tokens_the_head_the_first():
+    text = " ".join(f"w{i}" for i in range(40))
+    tokenizer = train_tokenizer([text] * 4, "bert", 300)
+    whole = tokenizer(text)["input_ids"][1:-1]  # without [CLS] and [SEP]
+    for truncation, kept in (("tail", whole[-14:]), ("head_tail", whole[:3] + whole[-11:])):  # budget 16 - 2
+        (ids,) = keep_tokens(tokenizer, [text], 16, truncation)["input_ids"]
+        assert ids == [tokenizer.cls_token_id, *kept, tokenizer.sep_token_id], truncation
+    tokenizer.truncation_side = "left"  # the tail is what the tokenizer's own left truncation keeps
+    assert (
+        keep_tokens(tokenizer, [text], 16, "tail")["input_ids"][0]
+        == tokenizer(text, truncation=True, max_length=16)["input_ids"]
+    )
+    assert keep_tokens(tokenizer, ["w1 w2"], 16, "head_tail")["input_ids"][0] == tokenizer("w1 w2")["input_ids"]
+
+
+def test_the_tail_learns_a_verdict_at_the_end_the_head_cannot_and_predict_keeps_the_same_tokens(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    verdict_reviews(600).to_csv(data / "train.csv", index=False)
+    sweep_dir = tmp_path / "sweep"
+    train_in_process(
+        "experiment=smoke",
+        "model=bert",
+        "data=text",
+        f"data.local_dir={data}",
+        "data.max_len=32",
+        "data.truncation=head,tail,head_tail",
+        "trainer.epochs=2",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    runs = {OmegaConf.load(d / ".hydra" / "config.yaml").data.truncation: d for d in run_dirs(sweep_dir)}
+    accuracy = {name: metrics(d)["test/acc"] for name, d in runs.items()}
+    assert accuracy["head"] < 0.7 and accuracy["tail"] > 0.9 and accuracy["head_tail"] > 0.9, accuracy
+    reviews = verdict_reviews(600)
+    test = pd.read_parquet(runs["tail"] / "predictions_test.parquet")
+    texts = [reviews.text[int(i)] for i in test["index"]]  # the rows' index is their place in train.csv
+    assert (predict(str(runs["tail"]), texts, device="cpu")["class_id"].to_numpy() == test["pred"].to_numpy()).all()
+
+
+def test_runs_from_before_the_knob_are_the_same_run_and_pairs_keep_the_head():
+    config = {"seed": 1, "data": {"name": "imdb", "max_len": 128}}
+    assert config_fingerprint(config) == config_fingerprint(
+        {**config, "data": {**config["data"], "truncation": "head"}}
+    )
+    assert config_fingerprint(config) != config_fingerprint(
+        {**config, "data": {**config["data"], "truncation": "tail"}}
+    )
+    assert resolve_config({"data.name": "imdb", "data.max_len": 128}, {})["data.truncation"] == "head"  # one cell
+    with pytest.raises(ConfigError, match=r"data.truncation=tail is for single texts"):
+        check_config(compose_config("data=text", "data.text_pair_column=hypothesis", "data.truncation=tail"))
