@@ -20,14 +20,16 @@ def keep_tokens(tokenizer, texts: List[str], max_len: int, truncation: str) -> D
     budget = max_len - backend.num_special_tokens_to_add(is_pair=False)
     head = int(budget * HEAD_SHARE) if truncation == "head_tail" else 0
     tails = backend.encode_batch(texts, add_special_tokens=False)
-    heads = backend.encode_batch(texts, add_special_tokens=False) if head else [None] * len(texts)
+    long = [i for i, kept in enumerate(tails) if len(kept.ids) > budget]
+    # head_tail: a second encoding of the long texts only, for their head (truncate cuts in place)
+    heads = dict(zip(long, backend.encode_batch([texts[i] for i in long], add_special_tokens=False))) if head else {}
     encoded: Dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": []}
-    for first, kept in zip(heads, tails):
+    for i, kept in enumerate(tails):
         if len(kept.ids) > budget:
             kept.truncate(budget - head, direction="left")
             if head:
-                first.truncate(head)
-                kept = Encoding.merge([first, kept], growing_offsets=False)
+                heads[i].truncate(head)
+                kept = Encoding.merge([heads[i], kept], growing_offsets=False)
         final = backend.post_process(kept)
         encoded["input_ids"].append(final.ids)
         encoded["token_type_ids"].append(final.type_ids)

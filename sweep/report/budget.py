@@ -9,7 +9,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import pandas as pd
 
-from sweep.report.cells import column_name
+from sweep.report.cells import cell_label, column_name
 from sweep.report.record import RunRecord
 from sweep.stats import expected_max
 
@@ -22,7 +22,7 @@ def trials_by_cell(cells: Dict[tuple, List[RunRecord]], keys: Sequence[str], ove
     others = [i for i, key in enumerate(keys) if column_name(key) != over]
     trials: Dict[str, List[float]] = {}
     for cell, runs in cells.items():
-        label = ", ".join(f"{column_name(keys[i])}={cell[i]}" for i in others) or "all runs"
+        label = cell_label([keys[i] for i in others], [cell[i] for i in others]) or "all runs"
         scores = [run.metrics.get(metric) for run in runs]
         trials.setdefault(label, []).extend(score for score in scores if score is not None)
     return {label: scores for label, scores in trials.items() if scores}

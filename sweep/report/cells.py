@@ -43,6 +43,11 @@ def column_name(key: str) -> str:
     return key[: -len(".name")] if key.endswith(".name") and key.count(".") == 1 else key
 
 
+def cell_label(keys: Sequence[str], values: Sequence) -> str:
+    """A cell as the tables and plots name it: model=bert, pooling=cls, ..."""
+    return ", ".join(f"{column_name(k)}={v}" for k, v in zip(keys, values))
+
+
 def assign_cells(runs: Sequence[RunRecord], keys: Sequence[str]) -> None:
     for run in runs:
         if run.path is None:  # a job that never started has only its overrides
@@ -50,7 +55,7 @@ def assign_cells(runs: Sequence[RunRecord], keys: Sequence[str]) -> None:
             continue
         # a run without .hydra names only its model and pooling: NOT_RECORDED keeps it out of other cells
         run.cell = tuple(run.config.get(k, NOT_RECORDED) for k in keys)
-        run.label = ", ".join(f"{column_name(k)}={v}" for k, v in zip(keys, run.cell))
+        run.label = cell_label(keys, run.cell)
 
 
 def drop_reruns(runs: Sequence[RunRecord]) -> None:
