@@ -6,6 +6,7 @@
     python sweep/bench.py --model bert --device cuda --precision bf16 --compile reduce-overhead --batch-size 8
     python -m sweep.bench --model bert-tiny --data               # + IMDB data preparation, cold and warm
     python sweep/bench.py --quick --model modernbert-tiny        # a few seconds: what the tests run
+    python sweep/bench.py --regimes --model bert --pooling mean  # LoRA's step and the frozen encoding vs fine-tuning
 
 "project" is `sweep.loop.train_step` on a `sweep.model.Classifier` with the optimizer of
 `sweep.loop.build_optimizer` (the seed recipe: Adam, lr 5e-5, constant); "bare" is a plain loop
@@ -14,7 +15,9 @@ architecture, weights, batches and precision. Both run in this process, interlea
 (project, bare / bare, project, ...) over several rounds, so clock drift and noisy neighbours hit
 both alike; warmup steps are not timed. One more untimed step per side counts its host syncs (device
 values the host reads, each a stall of the GPU queue; eager runs only). Models are random-init from
-configs: no download. The train-step benchmark is sweep/step_bench.py; --data's, sweep/data_bench.py.
+configs: no download. The train-step benchmark is sweep/step_bench.py; --data's, sweep/data_bench.py;
+--regimes' (method=lora's train step and method=frozen's encoding pass against the full fine-tuning
+step, on the same weights and batches), sweep/regime_bench.py, which needs peft.
 Needs only torch and transformers (GPU machines have no hydra or datasets); --data needs datasets.
 """
 
@@ -60,6 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 rounds x 3 steps, 1 warmup: a check that it runs")
     p.add_argument("--data", action="store_true", help="also time the IMDB data preparation, cold and warm cache")
     p.add_argument(
+        "--regimes",
+        action="store_true",
+        help="instead: the fine-tuning step, LoRA's step and the frozen encoding pass on the same model",
+    )
+    p.add_argument(
         "--data-dir",
         default=str(REPO.parent / "shared" / "data" / "imdb"),
         help="dir with IMDB train.parquet and test.parquet (default: ../shared/data/imdb of the repo)",
@@ -74,6 +82,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.regimes:
+        from sweep.regime_bench import bench_regimes, print_regimes  # peft: only here
+
+        print_regimes(args, bench_regimes(args))
+        return 0
     print_steps(args, bench_steps(args))
     return bench_data(args.data_dir, args.max_len) if args.data else 0
 

@@ -6,13 +6,14 @@ best/), then tests the best checkpoint and says what that pass cost."""
 import logging
 import math
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from sweep.compilation import Compiled, compile_model
 from sweep.cost import TimedLoader, inference_cost, peak_memory
 from sweep.data import make_loader
+from sweep.features import FeatureHead, Features, as_batch
 from sweep.loop import build_optimizer, evaluate, resolve_precision, train_epoch
 from sweep.model import Classifier
 from sweep.prepare import Prepared, warmup_batches
@@ -22,21 +23,34 @@ from sweep.rundir import BEST_DIR, CLASSIFIER_FILE, STATE_FILE, atomic_path, rea
 log = logging.getLogger(__name__)
 
 
-def _cpu_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+def _trained_copy(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """The weights training changes (those that need gradients), copied to the CPU."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.named_parameters() if v.requires_grad}
+
+
+def _load_trained(module: torch.nn.Module, weights: Dict[str, torch.Tensor]) -> None:
+    result = module.load_state_dict(weights, strict=False)
+    trained = {k for k, v in module.named_parameters() if v.requires_grad}
+    if result.unexpected_keys or trained & set(result.missing_keys):
+        raise RuntimeError(f"the best weights do not fit the model: {result}")
 
 
 class Fit:
-    """job: the runner's Job (config, run dir, device, tracker, config fingerprint)."""
+    """job: the runner's Job (config, run dir, device, tracker, config fingerprint).
+    features: method=frozen's cached vectors (sweep/features.py), on which only the head trains."""
 
-    def __init__(self, job, prepared: Prepared):
+    def __init__(self, job, prepared: Prepared, features: Optional[Features] = None):
         self.cfg, self.run_dir, self.device, self.job = job.cfg, job.run_dir, job.device, job
-        self.prepared, self.model = prepared, prepared.model
+        self.prepared, self.model, self.features = prepared, prepared.model, features
+        self.trained = FeatureHead(self.model) if features is not None else self.model  # what the steps update
         self.precision = resolve_precision(self.cfg.trainer.precision, self.device)
         steps_per_epoch = math.ceil(len(prepared.splits["train"]) / self.cfg.trainer.batch_size)
         self.optimizer, self.scheduler = build_optimizer(
-            self.model, self.cfg.optim, steps_per_epoch * self.cfg.trainer.epochs
+            self.trained, self.cfg.optim, steps_per_epoch * self.cfg.trainer.epochs
         )
+        # the best epoch's weights in the state, where best/ is not written or where they are small
+        # (a probe's head, LoRA's adapters: best/ holds LoRA's merged, which training cannot load back)
+        self.best_in_state = not self.cfg.trainer.save_best or self.cfg.method.name != "finetune"
         self.state = ResumeState()
         self.compiled: Compiled = None  # set by compile()
 
@@ -44,15 +58,21 @@ class Fit:
         """What the job trains, where and on how much data (for metrics.json, before training)."""
         splits = self.prepared.splits
         return {
+            "method": self.cfg.method.name,
             "params": self.model.num_parameters(),
+            "trainable_params": self.model.trainable_parameters(),
             "device": str(self.device),
             "precision": self.precision.name,
             "train_samples": len(splits["train"]),
             "valid_samples": len(splits["valid"]),
             "test_samples": len(splits["test"]),
+            **(self.features.record() if self.features is not None else {}),
         }
 
     def _loader(self, split: str, batch_size: int, **options):
+        if self.features is not None:
+            rows = self.features.rows(split, self.cfg.pooling.name)
+            return make_loader(rows, as_batch, batch_size, shuffle_seed=options.get("shuffle_seed"))
         return make_loader(
             self.prepared.splits[split],
             self.prepared.collator,
@@ -70,7 +90,7 @@ class Fit:
         if saved is None or not saved.epoch:
             return
         self.state = saved
-        saved.restore(self.model, self.optimizer, self.scheduler, self.precision.scaler, self.device)
+        saved.restore(self.trained, self.optimizer, self.scheduler, self.precision.scaler, self.device)
         best = saved.best
         log.info(
             "resuming after epoch %d (best valid/acc %.4f at epoch %d)", saved.epoch, best["valid/acc"], best["epoch"]
@@ -81,6 +101,9 @@ class Fit:
         """Compiles every shape outside the timed epochs, after the restore (which it must not
         disturb); returns the compile record for metrics.json."""
         cfg = self.cfg
+        if self.features is not None:  # a linear layer over vectors: nothing for a compiler to win
+            self.compiled = Compiled(self.trained, None, False)
+            return self.compiled.record()
         self.compiled = compile_model(
             self.model,
             cfg.trainer.compile,
@@ -150,8 +173,8 @@ class Fit:
         improved = state.best is None or row["valid/acc"] > state.best["valid/acc"]
         if improved:
             state.best, state.stale = dict(row), 0
-            if not save_best:
-                state.best_weights = _cpu_copy(self.model)
+            if self.best_in_state:
+                state.best_weights = _trained_copy(self.trained)
         else:
             state.stale += 1
         write_history(self.run_dir, state.history)
@@ -168,7 +191,7 @@ class Fit:
             "  (best)" if improved else "",
         )
         state.epoch = row["epoch"]
-        state.capture(self.model, self.optimizer, self.scheduler, self.precision.scaler, self.device)
+        state.capture(self.trained, self.optimizer, self.scheduler, self.precision.scaler, self.device)
         state.save(self.run_dir / STATE_FILE, self.job.fingerprint)
         if improved and save_best:
             self.save_best(row["epoch"])
@@ -225,11 +248,17 @@ class Fit:
 
     def test_best(self) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         """The test split on the best checkpoint (held in the state, else read from best/), and what
-        that pass cost: throughput and peak memory."""
-        best_weights = self.state.best_weights
-        if best_weights is None:  # the best checkpoint is on disk
-            best_weights = Classifier.from_pretrained(self.run_dir / BEST_DIR).state_dict()
-        self.model.load_state_dict(best_weights)
+        that pass cost: throughput and peak memory (on cached features: what encoding the test
+        split cost, the frozen model's inference)."""
+        if self.state.best_weights is not None:
+            _load_trained(self.trained, self.state.best_weights)
+        else:  # the best checkpoint is on disk
+            self.model.load_state_dict(Classifier.from_pretrained(self.run_dir / BEST_DIR).state_dict())
+        self.model.merge_adapter()  # LoRA: tested as saved, the plain model with the adapters folded in
+        if self.features is not None:
+            test = evaluate(self.trained, self._loader("test", self.cfg.data.eval_batch_size), self.device)
+            meta = self.features.meta
+            return test, {k: meta[k] for k in ("test_samples_per_s", "peak_memory_mib", "peak_memory_kind")}
         timed = TimedLoader(self._loader("test", self.cfg.data.eval_batch_size), self.device)
         with peak_memory(self.device) as memory:
             test = evaluate(
@@ -242,6 +271,8 @@ class Fit:
         """The final metrics.json fields of a completed run."""
         best, history = self.state.best, self.state.history
         train_seconds = sum(r["seconds"] for r in history)
+        if self.features is not None:  # a probe's training includes the encoding it did (or the reading)
+            train_seconds += self.features.seconds
         return {
             "best_epoch": best["epoch"],
             "epochs_run": len(history),

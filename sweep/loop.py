@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from sweep.errors import InputError
+from sweep.layer_decay import layer_scales
 from sweep.schema import PRECISIONS
 
 MODEL_INPUT_KEYS_EXCLUDED = ("labels", "idx")
@@ -39,12 +40,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_optimizer(model: nn.Module, optim_cfg, total_steps: int):
-    """Adam/AdamW with no decay on biases and norms; a transformers schedule by name."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+    """Adam/AdamW with no decay on biases and norms, each layer at its rate under
+    optim.layer_decay (sweep/layer_decay.py); a transformers schedule by name."""
+    layer_decay = optim_cfg.layer_decay
+    trains_encoder = hasattr(model, "encoder") and any(p.requires_grad for p in model.encoder.parameters())
+    scales = layer_scales(model, layer_decay) if layer_decay != 1.0 and trains_encoder else {}
+    grouped: Dict[tuple, list] = {}  # (decays, lr scale) -> parameters, in the model's order
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if param.ndim >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": optim_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            grouped.setdefault((param.ndim >= 2, scales.get(name, 1.0)), []).append(param)
+    for decays in (True, False):  # the two groups of an optimizer without layer decay, even when empty
+        grouped.setdefault((decays, 1.0), [])
+    groups = [
+        {"params": params, "weight_decay": optim_cfg.weight_decay if decays else 0.0, "lr": optim_cfg.lr * scale}
+        for (decays, scale), params in sorted(grouped.items(), key=lambda item: (not item[0][0], -item[0][1]))
+    ]
     kind = torch.optim.AdamW if optim_cfg.name.startswith("adamw") else torch.optim.Adam
     device_type = next(model.parameters()).device.type
     # fused kernels on GPU, foreach (multi-tensor) elsewhere: one launch for all params

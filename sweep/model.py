@@ -3,6 +3,8 @@
 Importable with torch and transformers alone (no hydra, datasets or wandb), so the benchmark runs
 on machines that have only those."""
 
+import contextlib
+import copy
 import importlib
 import inspect
 import json
@@ -19,7 +21,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from sweep.errors import InputError
 from sweep.pooling import WIDTH as POOLED_WIDTH
 from sweep.pooling import make_pooling
-from sweep.rundir import CLASSIFIER_FILE, HEAD_FILE
+from sweep.rundir import ADAPTER_DIR, CLASSIFIER_FILE, HEAD_FILE
 
 try:  # transformers >= 5: one mask builder per attention kind, with a switch for the no-padding shortcut
     from transformers import BertModel, ModernBertModel
@@ -190,23 +192,47 @@ class Classifier(nn.Module):
         num_labels: int = 2,
         head_dropout: float = 0.1,
         layers: int = 1,
+        frozen_encoder: bool = False,
     ):
         super().__init__()
         self.encoder = encoder
-        self.pooling, self.layers = pooling, layers
+        self.pooling, self.layers, self.frozen_encoder = pooling, layers, frozen_encoder
         width = encoder.config.hidden_size
         self.pool = make_pooling(pooling, width)
         self.dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(width * POOLED_WIDTH.get(pooling, 1), num_labels)
+        object.__setattr__(self, "adapter", None)  # a LoRA wrapper of the encoder; not a submodule (no double weights)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **encoder_inputs) -> torch.Tensor:
+    def attach_adapter(self, adapter) -> None:
+        """The peft model that wraps self.encoder (injected in place): best/ saves it merged and alone."""
+        object.__setattr__(self, "adapter", adapter)
+
+    def merge_adapter(self) -> None:
+        """Folds the adapters into the encoder's weights for good: the plain model, at its inference cost."""
+        if self.adapter is not None:
+            self.encoder = self.adapter.merge_and_unload()
+            object.__setattr__(self, "adapter", None)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        if self.frozen_encoder:  # a probe reads the encoder as inference does: no dropout inside it
+            self.encoder.eval()
+        return self
+
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **encoder_inputs) -> torch.Tensor:
+        """What the pooling reads: the last layer's token states, or the mean of the last `layers`."""
         encoder_mask = encoder_attention_mask(self.encoder, attention_mask)  # prebuilt: no host sync per forward
         if self.layers > 1:
             encoder_inputs["output_hidden_states"] = True
-        out = self.encoder(input_ids=input_ids, attention_mask=encoder_mask, **encoder_inputs)
+        with torch.no_grad() if self.frozen_encoder else contextlib.nullcontext():  # nothing to backpropagate into
+            out = self.encoder(input_ids=input_ids, attention_mask=encoder_mask, **encoder_inputs)
         hidden = out.last_hidden_state
         if self.layers > 1:  # the last layer as the encoder outputs it (ModernBERT's after its final norm)
             hidden = torch.stack([*out.hidden_states[-self.layers : -1], hidden]).mean(dim=0)
+        return hidden
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **encoder_inputs) -> torch.Tensor:
+        hidden = self.token_states(input_ids, attention_mask, **encoder_inputs)
         return self.head(self.dropout(self.pool(hidden, attention_mask)))
 
     @property
@@ -216,10 +242,19 @@ class Classifier(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
     def save_pretrained(self, directory, tokenizer: Optional[PreTrainedTokenizerBase] = None, **meta) -> None:
-        """Encoder via save_pretrained (safetensors), head weights, tokenizer and a small JSON."""
+        """Encoder via save_pretrained (safetensors), head weights, tokenizer and a small JSON. With
+        LoRA adapters the encoder is saved with them merged (a plain checkpoint, loadable without
+        peft) and the adapters alone in adapter/ (peft's format); training goes on unmerged."""
         directory = Path(directory)
-        self.encoder.save_pretrained(directory)
+        if self.adapter is None:
+            self.encoder.save_pretrained(directory)
+        else:
+            copy.deepcopy(self.adapter).merge_and_unload().save_pretrained(directory)
+            self.adapter.save_pretrained(directory / ADAPTER_DIR)
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
         trained_with_head = {"head": self.head, "pool": self.pool}  # a learned pooling's parameters too

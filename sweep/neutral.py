@@ -13,6 +13,7 @@ RESULT_NEUTRAL_KEYS = (
     "trainer.gpu_wait_min",
     "trainer.log_every_n_steps",
     "trainer.save_best",
+    "method.feature_cache",  # where cached features are kept, not what they hold
 )
 
 
@@ -28,4 +29,13 @@ RERUN_NEUTRAL_KEYS = tuple(key for key in RESULT_NEUTRAL_KEYS if key not in ARTI
 # knobs added after runs were made, at the value that does what runs without them did: a run dir
 # written before the knob existed is the same setup (the collector's cells) and the same run (a
 # rerun skips it rather than training it again)
-ADDED_KNOB_DEFAULTS = {"data.truncation": "head", "pooling.layers": 1}
+ADDED_KNOB_DEFAULTS = {
+    "data.truncation": "head",
+    "pooling.layers": 1,
+    "optim.layer_decay": 1.0,
+    "method.name": "finetune",
+    "method.r": 8,
+    "method.alpha": 16.0,
+    "method.dropout": 0.1,
+    "method.target_modules": None,
+}

@@ -61,6 +61,8 @@ class Parameterless(nn.Module):
 
 
 POOLERS: Dict[str, Pooler] = {"cls": cls_pool, "mean": mean_pool, "max": max_pool, "cls_mean": cls_mean_pool}
+# what one pass of a frozen encoder yields for sweep/features.py's cache (cls_mean is cls and mean side by side)
+ENCODED = ("cls", "mean", "max")
 LEARNED = {"attention": AttentionPool}  # poolings with parameters, trained with the head
 WIDTH = {"cls_mean": 2}  # the pooled vector's width in token-state widths (1 where not named)
 

@@ -22,6 +22,7 @@ from sweep.model import (
     require_padding,
     resolve_source,
 )
+from sweep.regimes import build_classifier
 from sweep.rules import problems
 from sweep.schema import Config
 from sweep.tiny import tiny_config, train_tokenizer
@@ -62,7 +63,7 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
         encoder = load_encoder(source)
     num_labels = splits["train"].features["label"].num_classes  # from the data: 2 for imdb, 4 for ag_news, ...
     check_layers(cfg.pooling.layers, encoder.config.num_hidden_layers, mcfg.name)
-    model = Classifier(encoder, cfg.pooling.name, num_labels, cfg.trainer.head_dropout, cfg.pooling.layers).to(device)
+    model = build_classifier(encoder, cfg.method, cfg.pooling, num_labels, cfg.trainer.head_dropout).to(device)
     input_names = encoder_input_names(encoder, tokenizer)
     collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding)
     tokenized = tokenize(splits, tokenizer, dcfg.max_len, input_names, dcfg.truncation)

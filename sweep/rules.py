@@ -125,16 +125,20 @@ class Device(Rule):
 
 @dataclass(frozen=True)
 class Each(Rule):
-    """A list of `length` values, each accepted by `rule` (Adam's betas)."""
+    """A list of `length` values (Adam's betas), or of any length but 0, each accepted by `rule`."""
 
     rule: Rule
-    length: int
+    length: Optional[int] = None
+    optional: bool = False
 
     def accepts(self) -> str:
-        return f"a list of {self.length}, each {self.rule.accepts()}"
+        return f"a list of {self.length or 'one or more'}, each {self.rule.accepts()}"
 
     def ok(self, value: Any) -> bool:
-        return isinstance(value, (list, tuple)) and len(value) == self.length and all(map(self.rule.ok, value))
+        if not isinstance(value, (list, tuple)):
+            return False
+        sized = len(value) == self.length if self.length else len(value) > 0
+        return sized and all(map(self.rule.ok, value))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ the report and Hydra's callbacks stay light.
       predictions_test.parquet   per test example: index, label, pred, prob_<i> per class (+ prob_pos for two classes)
       best/                      the best checkpoint: the encoder (save_pretrained, safetensors), its tokenizer,
                                  head.safetensors and classifier.json (family, pooling, num_labels, max_len, epoch,
-                                 label names); sweep.model.Classifier.from_pretrained(best) loads it
+                                 label names); sweep.model.Classifier.from_pretrained(best) loads it;
+                                 method=lora: the encoder with its adapters merged, and adapter/ (peft's format)
       resume_state.pt            the resumable state after the last epoch (tensors and plain values only, loaded
                                  with weights_only=True); deleted when the run completes
       wandb_id, wandb/           the run's wandb id (kept across restarts) and the wandb run files
@@ -43,6 +44,7 @@ PREDICTIONS_FILE = "predictions_test.parquet"
 BEST_DIR = "best"
 CLASSIFIER_FILE = "classifier.json"  # in best/: what Classifier.from_pretrained needs beside the weights
 HEAD_FILE = "head.safetensors"  # in best/: the pooling's and the head's weights
+ADAPTER_DIR = "adapter"  # in best/ of a method=lora run: the adapters alone (peft's save_pretrained)
 STATE_FILE = "resume_state.pt"
 WANDB_ID_FILE = "wandb_id"
 WANDB_DIR = "wandb"  # the wandb run files (wandb.init(dir=RUN_DIR) names it)
@@ -69,15 +71,19 @@ class Status(str, enum.Enum):
 METRICS_FIELDS: Dict[str, str] = {
     "model": "model.name: the encoder's short name",
     "pooling": "pooling.name: how token states become one vector",
+    "method": "method.name: the training regime (finetune, frozen, lora)",
     "seed": "the run's seed",
     "status": "a Status",
     "config_hash": "fingerprint of the config minus rerun-neutral keys: a rerun with the same hash is the same run",
     "params": "weights of encoder, pooling and head, including those the forward never uses (BERT's pooler)",
+    "trainable_params": "the weights training changes (all for finetune; pooling and head for frozen; + adapters for lora)",
     "device": "where it trained: cpu, cuda, cuda:N",
     "precision": "the precision that ran: fp32, bf16, fp16",
     "train_samples": "rows in the train split (after data.max_train_samples)",
     "valid_samples": "rows in the validation split",
     "test_samples": "rows in the test split",
+    "feature_cache": "method=frozen on cached vectors: hit (read) or miss (encoded by this run); absent otherwise",
+    "feature_seconds": "seconds this run spent on those vectors (encoding and writing, or reading); in train_seconds",
     "compile_mode": "torch.compile mode asked for and set up (null: eager)",
     "compile_seconds": "seconds spent compiling every shape before training (null: not compiled)",
     "compile_error": "why compiling failed and the run fell back to eager (null: it did not)",
@@ -94,7 +100,7 @@ METRICS_FIELDS: Dict[str, str] = {
     "test/f1": "test F1 of the positive class (label 1); null with more than two classes",
     "test/macro_f1": "mean test F1 over the classes present",
     "test/loss": "test loss of the best checkpoint",
-    "train_seconds": "seconds in the training epochs (batches, forward, backward, steps), summed",
+    "train_seconds": "seconds in the training epochs (batches, forward, backward, steps), summed, + feature_seconds",
     "train_samples_per_s": "training samples per second of train_seconds",
     "test_samples_per_s": "test-pass throughput at data.eval_batch_size, the warm-up batch left out",
     "peak_memory_mib": "peak memory of the test pass in MiB (2^20 bytes), of the kind below",
@@ -102,7 +108,14 @@ METRICS_FIELDS: Dict[str, str] = {
     "error": "'Type: message' of what ended a failed or interrupted run; null when it completed",
 }
 # the only fields that differ between two identical runs
-TIMING_FIELDS = ("train_seconds", "train_samples_per_s", "test_samples_per_s", "peak_memory_mib", "compile_seconds")
+TIMING_FIELDS = (
+    "train_seconds",
+    "train_samples_per_s",
+    "test_samples_per_s",
+    "peak_memory_mib",
+    "compile_seconds",
+    "feature_seconds",
+)
 
 HISTORY_COLUMNS = ("epoch", "train/loss", "train/acc", "valid/loss", "valid/acc", "seconds", "samples", "lr")
 

@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.compilation import reset_compiler
 from sweep.errors import WriteError
+from sweep.features import cached_features, uses_feature_cache
 from sweep.fit import Fit
-from sweep.loop import resolve_device
+from sweep.loop import resolve_device, resolve_precision
 from sweep.neutral import ADDED_KNOB_DEFAULTS, RERUN_NEUTRAL_KEYS
 from sweep.prepare import check_config, prepare, require_model_identity
 from sweep.resources import set_threads
@@ -53,8 +54,10 @@ def config_fingerprint(config: Dict[str, Any]) -> str:
         node = config
         for key in parents:
             node = node.get(key, {})
-        if dotted in RERUN_NEUTRAL_KEYS or node.get(leaf) == ADDED_KNOB_DEFAULTS[dotted]:
+        if dotted in RERUN_NEUTRAL_KEYS or (leaf in node and node[leaf] == ADDED_KNOB_DEFAULTS[dotted]):
             node.pop(leaf, None)
+    for group in [key for key, node in config.items() if node == {}]:  # a group added since, all at its defaults
+        del config[group]
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -81,6 +84,7 @@ class Job:
             {
                 "model": OmegaConf.select(self.cfg, "model.name", throw_on_missing=False),  # checked in run()
                 "pooling": self.cfg.pooling.name,
+                "method": self.cfg.method.name,
                 "seed": self.cfg.seed,
                 "status": Status.RUNNING,
                 "config_hash": self.fingerprint,
@@ -88,7 +92,8 @@ class Job:
         )
 
     def start_tracker(self) -> None:
-        tags = [f"model:{self.cfg.model.name}", f"pooling:{self.cfg.pooling.name}"]
+        cfg = self.cfg
+        tags = [f"model:{cfg.model.name}", f"pooling:{cfg.pooling.name}", f"method:{cfg.method.name}"]
         self.tracker = start_tracker(self.cfg.logger, self.run_dir, self.config, self.group, self.name, tags)
 
     def end(self, status: Status, error: BaseException) -> None:
@@ -120,7 +125,12 @@ def execute(job: Job) -> float:
     """The job as a recipe; returns its best valid/acc."""
     reset_compiler()  # nothing compiled by an earlier job of this process counts against this one
     prepared = prepare(job.cfg, job.device)
-    fit = Fit(job, prepared)
+    features = None
+    if uses_feature_cache(job.cfg):  # a probe on pooled vectors: encoded once, or read from the cache
+        features = cached_features(
+            prepared, job.cfg, job.device, resolve_precision(job.cfg.trainer.precision, job.device)
+        )
+    fit = Fit(job, prepared, features)
     job.record.update(fit.description())
     fit.resume()
     job.record.update(fit.compile())

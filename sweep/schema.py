@@ -46,6 +46,7 @@ SEED_RANGE = Integer(0, 2**32 - 1)  # what numpy's seeding (under transformers.s
 FAMILIES = ("bert", "modernbert")  # the architecture families with a tiny build (sweep/tiny.py)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # sweep.loop.resolve_precision
 TRUNCATIONS = ("head", "tail", "head_tail")  # sweep/truncation.py
+METHODS = ("finetune", "frozen", "lora")  # sweep/regimes.py
 
 
 def scheduler_names() -> List[str]:
@@ -97,6 +98,25 @@ class PoolingConfig:
     name: str = knob(MISSING, OneOf(pooling_names))
     # the token states pooled: the average of the last `layers` layers' outputs (1: the last layer's)
     layers: int = knob(1, Integer(low=1))
+
+
+@dataclass
+class MethodConfig:
+    """The training regime. Each preset in conf/method/ also sets the learning rate it needs."""
+
+    # finetune: every weight trains (the seed recipe) | frozen: the encoder never changes, only the
+    # pooling and head train (a probe; parameter-free poolings train on cached features) | lora:
+    # low-rank adapters on the encoder's attention (peft), the pooling and head in full
+    name: str = knob(MISSING, OneOf(METHODS))
+    r: int = knob(8, Integer(low=1))  # lora: rank of each adapter's update
+    alpha: float = knob(16.0, Number(0, low_open=True))  # lora: the update is scaled by alpha / r
+    dropout: float = knob(0.1, Number(0, 1, high_open=True))  # lora: dropout on the adapters' input
+    # lora: the encoder's modules that get adapters, e.g. [query,value]; null: the family's default
+    # (BERT and MiniLM: query, value; ModernBERT: Wqkv; other families: peft's default where it has one)
+    target_modules: Optional[List[str]] = knob(None, Each(Text(), optional=True))
+    # frozen: dir of the cached pooled features (shared by the runs of a sweep, safe across jobs);
+    # null: $ENCODER_SWEEP_CACHE or ~/.cache/encoder_sweep, then features/
+    feature_cache: Optional[str] = knob(None, Text(optional=True))
 
 
 @dataclass
@@ -162,6 +182,9 @@ class OptimConfig:
     # transformers.get_scheduler name: constant | linear | cosine | ...
     scheduler: str = knob("constant", OneOf(scheduler_names))
     warmup_ratio: float = knob(0.0, Number(0, 1))  # fraction of all training steps spent warming up linearly from 0
+    # layer-wise learning-rate decay: each encoder layer trains at the next-higher layer's rate times
+    # this, the embeddings lowest, pooling and head at optim.lr (Sun et al. 2019: 0.95); 1.0: off
+    layer_decay: float = knob(1.0, Number(0, 1, low_open=True))
 
 
 @dataclass
@@ -208,6 +231,7 @@ class Config:
     seed: int = knob(42, SEED_RANGE)
     model: ModelConfig = MISSING
     pooling: PoolingConfig = MISSING
+    method: MethodConfig = MISSING
     data: DataConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
@@ -218,6 +242,7 @@ class Config:
 GROUP_BASES = {
     "model": {"base_model": ModelConfig, "base_bert": BertModelConfig, "base_modernbert": ModernBertModelConfig},
     "pooling": {"base_pooling": PoolingConfig},
+    "method": {"base_method": MethodConfig},
     "data": {"base_data": DataConfig},
     "optim": {"base_optim": OptimConfig},
     "trainer": {"base_trainer": TrainerConfig},

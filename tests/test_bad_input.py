@@ -64,6 +64,27 @@ def test_more_pooled_layers_than_the_model_has(tmp_path):
     assert failed_run(tmp_path, "pooling.layers=3") == "pooling.layers=3: model 'bert' has 2 layers; use 1 to 2"
 
 
+def test_lora_adapters_on_modules_the_model_lacks_name_its_linear_layers(tmp_path):
+    message = failed_run(tmp_path, "method=lora", "method.target_modules=[query,qkv]")
+    assert message == (
+        "method.target_modules: ['qkv'] not in model_type 'bert'; its linear layers are dense, key, query, value"
+    )
+
+
+def test_lora_on_a_family_without_default_targets_asks_for_them():
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from sweep.regimes import lora_targets
+
+    encoder = DistilBertModel(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64))
+    with pytest.raises(InputError) as caught:
+        lora_targets(encoder, None)
+    message = str(caught.value)
+    assert "model_type 'distilbert'" in message and "set method.target_modules" in message
+    assert "k_lin, lin1, lin2, out_lin, q_lin, v_lin" in message
+    assert lora_targets(encoder, ["q_lin", "v_lin"]) == ["q_lin", "v_lin"]
+
+
 def test_hub_model_that_cannot_be_reached(tmp_path):
     message = failed_run(tmp_path, "model=bert", "model.tiny=false")
     assert "model.id='bert-base-uncased'" in message and "HF_HUB_OFFLINE=1" in message

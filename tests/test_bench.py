@@ -52,6 +52,7 @@ def test_quick_bench_prints_both_sides_and_their_ratio(model):
 def test_bench_and_model_imports_need_only_torch_and_transformers():
     code = (
         "import sys, sweep.bench, sweep.step_bench, sweep.host_sync, sweep.schema, sweep.model, sweep.loop, sweep.pooling\n"
+        "import sweep.regime_bench, sweep.regimes, sweep.layer_decay\n"
         "import sweep.tiny\n"
         "heavy = [m for m in ('datasets', 'hydra', 'omegaconf', 'wandb', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy"
@@ -74,3 +75,22 @@ def test_data_preparation_is_timed_on_the_imdb_layout(tmp_path):
     assert timed["rows"] == 100  # the 10 repeated texts and the test copies dropped as duplicates
     assert set(timed) == {"tokenizer", "load+dedup+split", "tokenize", "total", "rows"}
     assert timed["total"] == pytest.approx(timed["tokenizer"] + timed["load+dedup+split"] + timed["tokenize"])
+
+
+def test_regimes_bench_prints_lora_and_the_frozen_encoding_against_fine_tuning(capsys):
+    from sweep.bench import main
+
+    assert (
+        main(
+            ["--regimes", "--quick", "--model", "bert-tiny", "--device", "cpu", "--batch-size", "8", "--max-len", "64"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    rows = re.findall(r"^(finetune|lora|frozen encode)\s+([0-9.]+)\s+[0-9.]+\s+([0-9,]+)\s+([0-9.]+)x$", out, re.M)
+    assert [row[0] for row in rows] == ["finetune", "lora", "frozen encode"], out
+    rate, trainable, ratio = {}, {}, {}
+    for side, samples_per_s, params, x in rows:
+        rate[side], trainable[side], ratio[side] = float(samples_per_s), int(params.replace(",", "")), float(x)
+    assert all(r > 0 for r in rate.values()) and ratio["finetune"] == 1.0
+    assert 0 < trainable["lora"] < trainable["finetune"] and trainable["frozen encode"] == 0

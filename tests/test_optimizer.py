@@ -96,3 +96,34 @@ def test_a_run_with_adamw_linear_trains_and_ends_its_schedule_at_zero(tmp_path):
     m, history = metrics(run_dir), pd.read_csv(run_dir / "history.csv")
     assert m["status"] == "completed" and m["epochs_run"] == 1, m
     assert history["lr"].iloc[-1] == 0.0  # the linear schedule spans the run's steps exactly
+
+
+def test_layer_decay_gives_each_layer_the_rate_of_the_one_above_times_the_decay(model):
+    optimizer, _ = optimizer_for(model, "adamw_linear", "optim.lr=1e-3", "optim.layer_decay=0.5")
+    lr_of = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}  # before warmup
+    decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    named = dict(model.named_parameters())
+    assert set(lr_of) == {id(p) for p in named.values()}  # every parameter is trained, once
+    blocks = "encoder.encoder.layer." if model.encoder.config.model_type == "bert" else "encoder.layers."
+    layers = model.encoder.config.num_hidden_layers  # 2: embeddings 1e-3 / 8, layer 0 / 4, layer 1 / 2
+    for name, param in named.items():
+        if name.startswith(blocks):
+            expected = 1e-3 * 0.5 ** (layers - int(name[len(blocks) :].split(".")[0]))
+        elif "embed" in name:
+            expected = 1e-3 * 0.5 ** (layers + 1)
+        elif name.startswith("encoder."):  # after the last layer (ModernBERT's final norm, BERT's pooler)
+            expected = 1e-3 * 0.5
+        else:  # pooling and head
+            expected = 1e-3
+        assert lr_of[id(param)] == pytest.approx(expected), name
+        no_decay = name.endswith("bias") or "norm" in name.lower()
+        assert decay_of[id(param)] == (0.0 if no_decay else 0.01), name
+
+
+def test_layer_decay_on_an_encoder_without_one_list_of_layers_says_so():
+    from sweep.errors import InputError
+
+    model = tiny_classifier("bert")
+    model.encoder.config.num_hidden_layers = 3  # its 2 blocks no longer match: as a family with no such list
+    with pytest.raises(InputError, match=r"optim.layer_decay: model_type 'bert' keeps its 3 layers in no single list"):
+        optimizer_for(model, "adam", "optim.layer_decay=0.9")

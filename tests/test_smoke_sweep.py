@@ -68,7 +68,7 @@ def test_wandb_run_logged_config_steps_epochs_test_and_finished(smoke_sweep):
         assert run["group"] == f"{smoke_sweep.parent.name}_{smoke_sweep.name}"
         assert run["name"] == run_dir.name
         m = metrics(run_dir)
-        assert set(run["tags"]) == {f"model:{m['model']}", f"pooling:{m['pooling']}"}
+        assert set(run["tags"]) == {f"model:{m['model']}", f"pooling:{m['pooling']}", f"method:{m['method']}"}
         assert {"model", "pooling", "data", "optim", "trainer", "seed"} <= run["config"]
         keys = [set(row) for row in run["history"]]
         assert sum("train/loss_step" in k for k in keys) >= 2  # every log_every_n_steps

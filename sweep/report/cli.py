@@ -26,7 +26,7 @@ from sweep.report.budget import EXPECTED_MAX_CSV, budget_note, expected_max_tabl
 from sweep.report.cells import column_name, group_cells
 from sweep.report.errors import CollectError
 from sweep.report.gather import gather
-from sweep.report.markdown import display_cells, render_markdown
+from sweep.report.markdown import FEATURE_CACHE_NOTE, display_cells, render_markdown
 from sweep.report.plots import make_plots
 from sweep.report.tables import METRICS, Selection, runs_table, significance, sort_cells, summarize, tuned
 from sweep.rundir import Status
@@ -118,6 +118,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if budget is not None:
         notes.append(budget_note(budget, chosen.over, METRICS[chosen.metric]))
         tables[EXPECTED_MAX_CSV] = budget
+    if any("feature_cache" in r.metrics for r in shown_runs):
+        notes.append(FEATURE_CACHE_NOTE)
     markdown = render_markdown(shown, sig, problems, out, title, notes=notes)
     tables = {"comparison.csv": table, "summary.csv": full_summary, "significance.csv": sig, **tables}
     write_files(out, markdown, tables, plots)

@@ -47,8 +47,8 @@ def resolved_by_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
 def resolve_config(config: Dict[str, Any], metrics: Dict[str, Any]) -> Dict[str, Any]:
     """Cells compare what ran, not how it was spelled: interpolations and `auto` become their values."""
     config = resolve_references(config)
-    for key, default in ADDED_KNOB_DEFAULTS.items():  # a run from before the knob did what its default does
-        if any(k.startswith(key.rsplit(".", 1)[0] + ".") for k in config):
+    if config:  # a recorded config from before a knob (or a whole group: method) did what its default does
+        for key, default in ADDED_KNOB_DEFAULTS.items():
             config.setdefault(key, default)
     if "trainer.compile" in config:  # YAML false and the string "false" are one setting
         config["trainer.compile"] = str(config["trainer.compile"]).lower()

@@ -68,6 +68,8 @@ def load_run(path: Path) -> RunRecord:
     run.config = resolve_config(run.config, run.metrics)
     for key, name in (("model", "model.name"), ("pooling", "pooling.name"), ("seed", "seed")):
         run.config.setdefault(name, run.metrics.get(key))  # a run without .hydra still names its cell
+    if "method" in run.metrics:
+        run.config.setdefault("method.name", run.metrics["method"])
     run.history = read_history(path)
     return run
 

@@ -33,7 +33,14 @@ COLUMN_NOTES = (
     "test F1: the F1 of the positive class (label 1), two-class data only; test macro-F1: the mean of "
     "every class's F1, for any number of classes (metrics.json older than it leave the column empty).",
     "params (incl. unused): every weight of encoder and head, including those the forward pass never uses "
-    "(BERT's pooler, 590,592 in BERT-base).",
+    "(BERT's pooler, 590,592 in BERT-base), and LoRA's adapters; trainable params: those training changed "
+    "(all of them for method=finetune, the pooling and head for frozen, plus the adapters for lora).",
+)
+# said under the table when some run trained on cached features
+FEATURE_CACHE_NOTE = (
+    "method=frozen on cached features (cls, mean, max, cls_mean): its train loop includes the encoding of "
+    "every split that the run did (metrics.json feature_cache=miss) or its reading of the cache (hit), and its "
+    "inference figures are those of the encoder's pass over the test split when the features were encoded."
 )
 
 
@@ -57,7 +64,7 @@ def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame
     shown = summary[key_columns + ["n"]].copy()
     for metric, header in METRICS.items():
         mean, std, n = summary[metric], summary[f"{metric}_std"], summary["n"]
-        if metric in ("params", "best_epoch"):  # counts: no decimals unless seeds disagree
+        if metric in ("params", "trainable_params", "best_epoch"):  # counts: no decimals unless seeds disagree
             shown[header] = [fmt(m) if pd.isna(m) or not float(m).is_integer() else f"{int(m):,}" for m in mean]
         else:
             places = DECIMALS.get(metric, 4)

@@ -28,9 +28,10 @@ METRICS = {
     "test_samples_per_s": "inference samples/s (test)",
     "peak_memory_mib": "inference peak memory (MiB)",
     "params": "params (incl. unused)",
+    "trainable_params": "trainable params",
 }
 # metrics.json fields comparison.csv leaves out: its own columns already say them
-NOT_METRIC_COLUMNS = ("model", "pooling", "seed", "status", "error")
+NOT_METRIC_COLUMNS = ("model", "pooling", "method", "seed", "status", "error")
 
 Cells = Dict[tuple, List[RunRecord]]
 
