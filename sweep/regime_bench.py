@@ -12,25 +12,18 @@ from typing import Dict, List
 
 import torch
 
-from sweep.loop import build_optimizer, resolve_device, resolve_precision, train_step
+from sweep.loop import build_optimizer, resolve_precision, train_step
 from sweep.model import Classifier
 from sweep.pooling import ENCODED, POOLERS
 from sweep.regimes import build_classifier
 from sweep.schema import MethodConfig, PoolingConfig
-from sweep.step_bench import SEED_OPTIM, Sides, build_config, make_batches, time_block
+from sweep.step_bench import SEED_OPTIM, Sides, make_batches, setup, time_block, where
 
 SIDES = ("finetune", "lora", "frozen encode")
 
 
 def build_regimes(args) -> Dict[str, object]:
-    from transformers import AutoModel
-
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    config = build_config(args.model)
-    encoder = AutoModel.from_config(config)
+    device, config, encoder = setup(args)
     pooling = PoolingConfig(name=args.pooling)
     finetune = Classifier(copy.deepcopy(encoder), args.pooling).to(device).train()
     lora = build_classifier(copy.deepcopy(encoder), MethodConfig(name="lora"), pooling, 2, 0.1).to(device).train()
@@ -82,15 +75,9 @@ def bench_regimes(args) -> dict:
 
 
 def print_regimes(args, res) -> None:
-    device = res["device"]
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu, {torch.get_num_threads()} threads, load avg {res['load']:.1f} on {os.cpu_count()} cores"
-    )
     print(
         f"bench --regimes {args.model}  pooling={args.pooling}  batch {args.batch_size} x {args.max_len} tokens  "
-        f"{args.precision}  [{where}]"
+        f"{args.precision}  [{where(res['device'], res['load'])}]"
     )
     print(f"{res['params'] / 1e6:.2f}M params; {args.rounds} rounds x {args.steps} timed steps per side")
     print(f"{'side':<14} {'samples/s':>10} {'ms/step':>9} {'trainable params':>17} {'x finetune step':>16}")

@@ -137,7 +137,8 @@ class Sides:
     flops: float
 
 
-def build_sides(args) -> Sides:
+def setup(args):
+    """(device, HF config, random-init encoder) of --model, seeded, with --threads applied."""
     from transformers import AutoModel
 
     device = resolve_device(args.device)
@@ -145,7 +146,13 @@ def build_sides(args) -> Sides:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = build_config(args.model)
-    encoder = AutoModel.from_config(config)
+    return device, config, AutoModel.from_config(config)
+
+
+def build_sides(args) -> Sides:
+    from transformers import AutoModel
+
+    device, config, encoder = setup(args)
     project = Classifier(encoder, args.pooling).to(device).train()
     bare = BareClassifier(AutoModel.from_config(config), args.pooling).to(device).train()
     bare.load_state_dict(project.state_dict())  # the same weights on both sides
@@ -228,16 +235,17 @@ def bench_steps(args) -> dict:
     }
 
 
+def where(device: torch.device, load: float) -> str:
+    """The machine a benchmark ran on, as its header says it."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu, {torch.get_num_threads()} threads, load avg {load:.1f} on {os.cpu_count()} cores"
+
+
 def print_steps(args, res) -> None:
-    device = res["device"]
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu, {torch.get_num_threads()} threads, load avg {res['load']:.1f} on {os.cpu_count()} cores"
-    )
     print(
         f"bench {args.model}  pooling={args.pooling}  batch {args.batch_size} x {args.max_len} tokens  "
-        f"{args.precision}  compile={args.compile or 'off'}  [{where}]"
+        f"{args.precision}  compile={args.compile or 'off'}  [{where(res['device'], res['load'])}]"
     )
     print(
         f"{res['params'] / 1e6:.2f}M params, {res['flops'] / 1e9:.2f} GFLOP per step (fwd+bwd); "
