@@ -58,7 +58,6 @@ class Fit:
         """What the job trains, where and on how much data (for metrics.json, before training)."""
         splits = self.prepared.splits
         return {
-            "method": self.cfg.method.name,
             "params": self.model.num_parameters(),
             "trainable_params": self.model.trainable_parameters(),
             "device": str(self.device),

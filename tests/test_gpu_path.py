@@ -30,14 +30,14 @@ def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(t
     train_in_process(
         *QUICK,
         "model=bert,modernbert",
-        "pooling=cls,mean,max",
+        "pooling=cls,mean",
         "trainer.epochs=2",
         "trainer.compile=true",
         "trainer.compile_backend=eager",
         f"hydra.sweep.dir={sweep_dir}",
     )
     dirs = run_dirs(sweep_dir)
-    assert len(dirs) == 6
+    assert len(dirs) == 4
     for run_dir in dirs:
         m = metrics(run_dir)
         assert m["status"] == "completed" and m["valid/acc"] > 0.6, run_dir.name
