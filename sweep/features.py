@@ -28,7 +28,7 @@ from sweep.cost import TimedLoader, inference_cost, peak_memory
 from sweep.data import make_loader
 from sweep.loop import Precision, model_inputs, to_device
 from sweep.model import Classifier
-from sweep.pooling import ENCODED, POOLERS
+from sweep.pooling import ENCODED, POOLERS, SIDE_BY_SIDE
 from sweep.rundir import atomic_path
 
 log = logging.getLogger(__name__)
@@ -78,16 +78,13 @@ class Features:
 
     def rows(self, split: str, pooling: str) -> "FeatureRows":
         part = self.splits[split]
-        vectors = cls_mean_pool_features(part) if pooling == "cls_mean" else part[pooling]
+        parts = SIDE_BY_SIDE.get(pooling, (pooling,))  # cls_mean: the cached cls and mean side by side
+        vectors = torch.cat([part[name] for name in parts], dim=-1)
         return FeatureRows(vectors, part["labels"], part["idx"])
 
     def record(self) -> Dict[str, Any]:
         """For metrics.json."""
         return {"feature_cache": "hit" if self.hit else "miss", "feature_seconds": self.seconds}
-
-
-def cls_mean_pool_features(part: Dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([part["cls"], part["mean"]], dim=-1)  # as sweep.pooling.cls_mean_pool lays them out
 
 
 class FeatureRows(torch.utils.data.Dataset):

@@ -31,7 +31,7 @@ def max_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def cls_mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The first token's state and the masked mean side by side (twice the width)."""
-    return torch.cat([cls_pool(hidden, mask), mean_pool(hidden, mask)], dim=-1)
+    return torch.cat([POOLERS[part](hidden, mask) for part in SIDE_BY_SIDE["cls_mean"]], dim=-1)
 
 
 class AttentionPool(nn.Module):
@@ -64,6 +64,7 @@ POOLERS: Dict[str, Pooler] = {"cls": cls_pool, "mean": mean_pool, "max": max_poo
 # what one pass of a frozen encoder yields for sweep/features.py's cache (cls_mean is cls and mean side by side)
 ENCODED = ("cls", "mean", "max")
 LEARNED = {"attention": AttentionPool}  # poolings with parameters, trained with the head
+SIDE_BY_SIDE = {"cls_mean": ("cls", "mean")}  # poolings that are others concatenated, in this order
 WIDTH = {"cls_mean": 2}  # the pooled vector's width in token-state widths (1 where not named)
 
 

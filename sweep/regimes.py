@@ -48,8 +48,8 @@ def add_lora(encoder: PreTrainedModel, method_cfg):
     from peft import LoraConfig, get_peft_model
 
     targets = lora_targets(encoder, method_cfg.target_modules)
-    found = set(linear_names(encoder)) | {name for name, _ in encoder.named_modules()}
-    missing = [t for t in targets if t not in found and not any(n.endswith("." + t) for n in found)]
+    modules = [name for name, _ in encoder.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in modules)]  # peft's matching
     if missing:
         raise InputError(
             f"method.target_modules: {missing} not in model_type {encoder.config.model_type!r}; "

@@ -14,6 +14,8 @@ from helpers.app import TIMING_KEYS, train_in_process
 from helpers.rundirs import metrics, run_dirs
 from sweep.rundir import ADAPTER_DIR, BEST_DIR
 
+pytestmark = pytest.mark.slow  # eight runs of the tiny models: out of the edit-test loop
+
 LORA_GRID = ["model=bert,modernbert", "method=lora", "pooling=mean", "experiment=smoke"]
 
 
@@ -103,7 +105,6 @@ def test_predictions_from_best_are_the_ones_the_run_tested(regimes_sweep, tmp_pa
     assert predicted["prob_pos"].to_numpy() == pytest.approx(written["prob_pos"].to_numpy(), abs=1e-4)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["frozen", "lora"])
 def test_an_interrupted_run_resumes_to_the_same_result(smoke_sweep, regimes_sweep, tmp_path, monkeypatch, method):
     from sweep.fit import Fit
