@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import run_dirname
+from sweep.config import job_dirname
 from sweep.rundir import METRICS_FILE, Status, read_json
 
 log = logging.getLogger("sweep.callbacks")
@@ -40,17 +39,7 @@ def expected_run_dirs(config: DictConfig) -> Optional[List[str]]:
     parser = OverridesParser.create()
     try:
         (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(arguments), max_batch_size=None)
-        return [
-            run_dirname(
-                get_overrides_dirname(
-                    parser.parse_overrides(job),
-                    exclude_keys=list(naming.exclude_keys),
-                    item_sep=naming.item_sep,
-                    kv_sep=naming.kv_sep,
-                )
-            )
-            for job in jobs
-        ]
+        return [job_dirname(job, naming) for job in jobs]
     except Exception as error:  # the check is a safety net: never let it hide the sweep's own outcome
         log.warning(
             "cannot list the sweep's jobs (%s: %s); jobs that left no metrics.json are not reported",
@@ -75,7 +64,7 @@ class FailedJobs(Callback):
             if name not in expected and metrics_file.stat().st_mtime < getattr(self, "started", 0):
                 continue
             metrics = read_json(metrics_file) or {"status": None, "error": f"{METRICS_FILE} is not JSON"}
-            if metrics.get("status") != Status.COMPLETED:
+            if metrics.get("status") not in (Status.COMPLETED, Status.PRUNED):  # a pruned trial ended as asked
                 problems[name] = f"{metrics.get('status')}: {metrics.get('error')}"
         for name in expected:
             if not (sweep_dir / name / METRICS_FILE).is_file():

@@ -195,6 +195,8 @@ class Fit:
         if improved and save_best:
             self.save_best(row["epoch"])
         log.info("resumable state saved after epoch %d", state.epoch)  # and best/: all of the epoch is on disk
+        if self.job.trial is not None:  # a tune trial: told after the epoch is on disk, so a pruned run keeps it
+            self.job.trial.report(row["epoch"], row["valid/acc"], last=row["epoch"] == self.cfg.trainer.epochs)
 
     # ------------------------------------------------------------ best/
 
@@ -266,8 +268,8 @@ class Fit:
             timed.stop()
         return test, inference_cost(timed, memory)
 
-    def results(self, test: Dict[str, Any], inference: Dict[str, Any]) -> Dict[str, Any]:
-        """The final metrics.json fields of a completed run."""
+    def training_results(self) -> Dict[str, Any]:
+        """metrics.json's fields of the training: the best epoch's figures and what training cost."""
         best, history = self.state.best, self.state.history
         train_seconds = sum(r["seconds"] for r in history)
         if self.features is not None:  # a probe's training includes the encoding it did (or the reading)
@@ -279,12 +281,17 @@ class Fit:
             "train/loss": best["train/loss"],
             "valid/acc": best["valid/acc"],
             "valid/loss": best["valid/loss"],
+            "train_seconds": train_seconds,
+            "train_samples_per_s": sum(r["samples"] for r in history) / train_seconds if train_seconds else None,
+            "error": None,
+        }
+
+    def results(self, test: Dict[str, Any], inference: Dict[str, Any]) -> Dict[str, Any]:
+        """The final metrics.json fields of a completed run."""
+        tested = {
             "test/acc": test["acc"],
             "test/f1": test["f1"],
             "test/macro_f1": test["macro_f1"],
             "test/loss": test["loss"],
-            "train_seconds": train_seconds,
-            "train_samples_per_s": sum(r["samples"] for r in history) / train_seconds if train_seconds else None,
-            **inference,
-            "error": None,
         }
+        return {**self.training_results(), **tested, **inference}

@@ -17,6 +17,8 @@ the report and Hydra's callbacks stay light.
       wandb_id, wandb/           the run's wandb id (kept across restarts) and the wandb run files
       train.log                  the job's log
     SWEEP_DIR/multirun.yaml      Hydra's record of the sweep (the jobs it asked for)
+    SWEEP_DIR/tune.journal       hydra/sweeper=tune: the cells' Optuna studies (sweep/tune.py); each trial is a
+                                 run dir CELL,trial=K whose metrics.json names its `trial`
 
 Every file is written atomically (a temp name in the same dir, then one rename): a killed job never
 leaves a half-written file that looks complete, and a write the file system refuses (a full disk)
@@ -53,6 +55,7 @@ HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 OVERRIDES_FILE = f"{HYDRA_DIR}/overrides.yaml"
 MULTIRUN_FILE = "multirun.yaml"  # in the sweep dir, not the run dir
+TUNE_JOURNAL = "tune.journal"  # in the sweep dir of a hydra/sweeper=tune sweep
 
 
 class Status(str, enum.Enum):
@@ -62,6 +65,7 @@ class Status(str, enum.Enum):
     COMPLETED = "completed"  # tested on the best checkpoint; every field below is final
     FAILED = "failed"  # an error ended it; `error` says which
     INTERRUPTED = "interrupted"  # SIGTERM or Ctrl-C; rerunning the same command resumes it
+    PRUNED = "pruned"  # a tune trial its pruner stopped after an epoch: history and best valid figures, no test
 
     def __str__(self) -> str:
         return self.value
@@ -74,6 +78,7 @@ METRICS_FIELDS: Dict[str, str] = {
     "method": "method.name: the training regime (finetune, frozen, lora)",
     "seed": "the run's seed",
     "status": "a Status",
+    "trial": "hydra/sweeper=tune: the trial this run is, 'STUDY#NUMBER' (STUDY: its cell); absent otherwise",
     "config_hash": "fingerprint of the config minus rerun-neutral keys: a rerun with the same hash is the same run",
     "params": "weights of encoder, pooling and head, including those the forward never uses (BERT's pooler)",
     "trainable_params": "the weights training changes (all for finetune; pooling and head for frozen; + adapters for lora)",
@@ -105,7 +110,8 @@ METRICS_FIELDS: Dict[str, str] = {
     "test_samples_per_s": "test-pass throughput at data.eval_batch_size, the warm-up batch left out",
     "peak_memory_mib": "peak memory of the test pass in MiB (2^20 bytes), of the kind below",
     "peak_memory_kind": "cuda_allocated, host_rss, or host_rss_process_lifetime (the peak could not be reset)",
-    "error": "'Type: message' of what ended a failed or interrupted run; null when it completed",
+    "pruned": "a pruned trial: after which epoch, at what valid/acc, by which pruner; absent otherwise",
+    "error": "'Type: message' of what ended a failed or interrupted run; null when it completed or was pruned",
 }
 # the only fields that differ between two identical runs
 TIMING_FIELDS = (

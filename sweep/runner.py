@@ -37,6 +37,7 @@ from sweep.rundir import (
     write_predictions,
 )
 from sweep.tracking import start_tracker
+from sweep.trial import Trial, TrialPruned
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ def config_fingerprint(config: Dict[str, Any]) -> str:
 class Job:
     """One job while it runs: its config, run dir, device, tracker and metrics.json."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, group: str, name: str):
-        self.cfg, self.run_dir, self.group, self.name = cfg, Path(run_dir), group, name
+    def __init__(self, cfg: DictConfig, run_dir: Path, group: str, name: str, trial: Optional[Trial] = None):
+        self.cfg, self.run_dir, self.group, self.name, self.trial = cfg, Path(run_dir), group, name, trial
         self.device = torch.device("cpu")  # where it trains: set in run() once the config is checked
         self.config = OmegaConf.to_container(cfg, resolve=True)
         self.fingerprint = config_fingerprint(self.config)
@@ -73,8 +74,10 @@ class Job:
         self.record = MetricsRecord(self.run_dir)
 
     def completed_before(self) -> Optional[Dict[str, Any]]:
+        """metrics.json of this config's run when it ended before (completed, or pruned as a tune trial)."""
         previous = read_json(self.run_dir / METRICS_FILE)
-        if previous and previous.get("status") == Status.COMPLETED and previous.get("config_hash") == self.fingerprint:
+        ended = (Status.COMPLETED, Status.PRUNED)
+        if previous and previous.get("status") in ended and previous.get("config_hash") == self.fingerprint:
             return previous
         return None
 
@@ -88,6 +91,7 @@ class Job:
                 "seed": self.cfg.seed,
                 "status": Status.RUNNING,
                 "config_hash": self.fingerprint,
+                **({"trial": self.trial.name} if self.trial is not None else {}),
             }
         )
 
@@ -101,6 +105,14 @@ class Job:
             self.record.update({"status": status, "error": f"{type(error).__name__}: {error}"})
         except WriteError as unwritable:  # the disk that failed the run: its error is what to report
             _to_log_file(logging.WARNING, "%s", unwritable)
+
+    def pruned(self, fit: Fit, why: TrialPruned) -> float:
+        """A trial its pruner stopped: its history and best valid figures, no test pass, no state."""
+        self.record.update({"status": Status.PRUNED.value, **fit.training_results(), "pruned": str(why)})
+        (self.run_dir / STATE_FILE).unlink(missing_ok=True)  # it ends here: nothing to resume
+        self.tracker.summary({"status": Status.PRUNED.value, "pruned": str(why)})
+        log.info("pruned %s", why)
+        return fit.state.best["valid/acc"]
 
     def finish(self, test: Dict[str, Any], results: Dict[str, Any], step: int) -> None:
         """The test predictions and the final metrics (inference cost included), in the run dir and the tracker."""
@@ -134,7 +146,10 @@ def execute(job: Job) -> float:
     job.record.update(fit.description())
     fit.resume()
     job.record.update(fit.compile())
-    fit.train_epochs()
+    try:
+        fit.train_epochs()
+    except TrialPruned as why:
+        return job.pruned(fit, why)
     fit.release_training_state()
     test, inference = fit.test_best()
     job.record.update(fit.compiled.record())  # what ran compiled, now that everything has run
@@ -154,22 +169,27 @@ def run(
     device: Optional[str] = None,
     gpu_claim: Optional[ContextManager[Optional[str]]] = None,
     threads: Optional[int] = None,
+    trial: Optional[Trial] = None,
 ) -> float:
     """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises).
     device: where to train, when the caller chose it (else trainer.device decides).
     gpu_claim: entered once the run dir says "running", held until the run ends; the device it
     gives (if any) is where the job trains. A claim that fails is written down like any failure.
     threads: torch CPU threads for this job (None: torch's default).
+    trial: the tune trial this job is (sweep/trial.py): told valid/acc after each epoch, may prune it.
     A failure is written into the run dir (metrics.json, and train.log with its traceback) and
     raised; what the terminal shows of it is the caller's to say (sweep/train.py)."""
     if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
-    job = Job(cfg, run_dir, group, name or Path(run_dir).name)
+    job = Job(cfg, run_dir, group, name or Path(run_dir).name, trial)
     previous = job.completed_before() if cfg.trainer.resume else None
     if previous is not None:
         log.info(
-            "skipped %s: completed before with the same config (valid/acc %.4f)", job.run_dir, previous["valid/acc"]
+            "skipped %s: %s before with the same config (valid/acc %.4f)",
+            job.run_dir,
+            previous["status"],
+            previous["valid/acc"],
         )
         return previous["valid/acc"]
     log.info("run dir %s\nresolved config:\n%s", job.run_dir, OmegaConf.to_yaml(cfg, resolve=True))

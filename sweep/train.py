@@ -19,17 +19,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweep.config  # noqa: F401  registers the schema and the run_dirname resolver
-from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher
+from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher, TuneSweeper
 from sweep.cluster import slurm_requeues_this_job, under_submitit
 from sweep.errors import InputError
 from sweep.resources import GpuClaim, job_threads
 from sweep.runner import RunInterrupted, run
+from sweep.trial import Trial
 
 # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
 warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
 # Hydra's plugin scan does not see packages of an editable install (pip install -e): name ours
-for launcher in (SlurmLauncher, LocalLauncher):
-    Plugins.instance().register(launcher)
+for plugin in (SlurmLauncher, LocalLauncher, TuneSweeper):
+    Plugins.instance().register(plugin)
 
 
 # an absolute path: run as the encoder-sweep-train console script, Hydra would take "../conf" for a Python package
@@ -51,7 +52,8 @@ def main(cfg: DictConfig) -> Optional[float]:
         hydra_cfg.job.num if multirun else 0, device=cfg.trainer.device, wait_min=cfg.trainer.gpu_wait_min
     )
     try:
-        return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim, threads=threads)
+        trial = Trial.of_this_job(hydra_cfg) if multirun else None  # a hydra/sweeper=tune trial
+        return run(cfg, run_dir, group=group, name=name, gpu_claim=gpu_claim, threads=threads, trial=trial)
     except (Exception, RunInterrupted) as error:
         scheduled = multirun and under_submitit()
         if scheduled and slurm_requeues_this_job():

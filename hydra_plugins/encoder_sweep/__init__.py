@@ -1,7 +1,8 @@
-"""encoder-sweep's launchers (sweep/cluster.py), here because Hydra loads launcher plugins only
-from classes defined in the hydra_plugins package: hydra/launcher=slurm names them."""
+"""encoder-sweep's launchers (sweep/cluster.py) and its sweeper (sweep/tune.py), here because Hydra
+loads plugins only from classes defined in the hydra_plugins package: hydra/launcher=slurm and
+hydra/sweeper=tune name them."""
 
-from sweep import cluster
+from sweep import cluster, tune
 
 
 class SlurmLauncher(cluster.CollectingLauncher):
@@ -10,3 +11,7 @@ class SlurmLauncher(cluster.CollectingLauncher):
 
 class LocalLauncher(cluster.CollectingLauncher):
     _EXECUTOR = "local"
+
+
+class TuneSweeper(tune.CellSweeper):
+    pass

@@ -17,9 +17,9 @@ EXPECTED_MAX_CSV, EXPECTED_MAX_PNG = "expected_max_valid.csv", "expected_max_val
 COLUMNS = ["cell", "n", "expected_max_valid", "std"]
 
 
-def trials_by_cell(cells: Dict[tuple, List[RunRecord]], keys: Sequence[str], over: str, metric: str):
-    """Each cell of the keys other than `over` (a column name) -> its trials' validation scores."""
-    others = [i for i, key in enumerate(keys) if column_name(key) != over]
+def trials_by_cell(cells: Dict[tuple, List[RunRecord]], keys: Sequence[str], over: Sequence[str], metric: str):
+    """Each cell of the keys other than those in `over` (column names) -> its trials' validation scores."""
+    others = [i for i, key in enumerate(keys) if column_name(key) not in over]
     trials: Dict[str, List[float]] = {}
     for cell, runs in cells.items():
         label = cell_label([keys[i] for i in others], [cell[i] for i in others]) or "all runs"
@@ -48,11 +48,11 @@ def crossings(table: pd.DataFrame) -> List[Tuple[str, str]]:
     return crossed
 
 
-def budget_note(table: pd.DataFrame, over: str, metric_name: str) -> str:
+def budget_note(table: pd.DataFrame, over: Sequence[str], metric_name: str) -> str:
     sizes = table.groupby("cell", sort=False)["n"].max()
     note = (
         f"Expected best {metric_name} by tuning budget ({EXPECTED_MAX_CSV}, {EXPECTED_MAX_PNG}; Dodge et al. "
-        f'2019, "Show Your Work"): for n = 1..N trials drawn at random from a cell\'s runs over {over}, the '
+        f'2019, "Show Your Work"): for n = 1..N trials drawn at random from a cell\'s runs over {" and ".join(over)}, the '
         f"expected best {metric_name}, ± one std. At n = 1 it is the cell's mean over its trials; it rises "
         "towards the cell's best as n grows."
     )

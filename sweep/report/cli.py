@@ -51,8 +51,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--over",
         metavar="KEY",
-        help="tuned view: for each cell of the other keys, keep the value of "
-        "this swept key (optim.lr) with the best --select metric",
+        help="tuned view: for each cell of the other keys, keep the value of this swept key (optim.lr), "
+        "or these keys (KEY,KEY...), with the best --select metric; on a hydra/sweeper=tune sweep the "
+        "keys it searched, unless given",
     )
     parser.add_argument(
         "--select", metavar="METRIC", help="the validation metric --over maximises (default: valid/acc)"
@@ -73,7 +74,9 @@ def records(df: pd.DataFrame) -> List[Dict[str, Any]]:
 
 def json_report(out: Path, chosen: Optional[Selection], summary, table, sig, budget) -> str:
     """--format json: the output dir, the selection, and every table as records."""
-    selected = {"metric": chosen.metric, "over": chosen.over, "candidates": chosen.candidates} if chosen else None
+    selected = (
+        {"metric": chosen.metric, "over": ",".join(chosen.over), "candidates": chosen.candidates} if chosen else None
+    )
     return json.dumps(
         {
             "out_dir": str(out),
@@ -92,11 +95,16 @@ def json_report(out: Path, chosen: Optional[Selection], summary, table, sig, bud
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        runs, out, title = gather(args.paths, args.outputs, args.all)
+        gathered = gather(args.paths, args.outputs, args.all)
+        runs, out, title = gathered.runs, gathered.out, gathered.title
         keys, all_cells = group_cells(runs)
         key_columns = [column_name(k) for k in keys]
         full_summary, labels = summarize(all_cells, keys), [group[0].label for group in all_cells.values()]
-        cells, summary, labels, chosen = tuned(all_cells, full_summary, labels, key_columns, args.over, args.select)
+        over = args.over or ",".join(k for k in gathered.searched if column_name(k) in key_columns) or None
+        tuned_sweep = bool(gathered.searched) and not args.over
+        cells, summary, labels, chosen = tuned(
+            all_cells, full_summary, labels, key_columns, over, args.select, tuned_sweep
+        )
         if args.sort:
             summary, labels = sort_cells(summary, labels, args.sort)
     except CollectError as error:
@@ -112,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     plots = make_plots(shown_runs, summary, labels, out, budget)
     shown, notes, tables = display_cells(summary, key_columns), [], {}
     if chosen:
-        shown = shown.rename(columns={chosen.over: chosen.header})
+        shown = shown.rename(columns={column: chosen.header(column) for column in chosen.over})
         notes.append(chosen.note())
         tables["tuned.csv"] = summary
     if budget is not None:

@@ -4,6 +4,7 @@ multirun.yaml asked for that left no run dir."""
 
 import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -62,7 +63,8 @@ def load_run(path: Path) -> RunRecord:
     except Exception as error:
         run.status, run.error = "unreadable", f"{METRICS_FILE}: {type(error).__name__}: {first_line(error)}"
     if run.status == Status.COMPLETED:
-        run.status, run.error = run.metrics.get("status") or "unknown", first_line(run.metrics.get("error"))
+        run.status = run.metrics.get("status") or "unknown"
+        run.error = first_line(run.metrics.get("error") or run.metrics.get(Status.PRUNED.value))  # or why it was pruned
         if run.status == Status.RUNNING:
             run.error = run.error or "no final metrics: still running, or killed without a chance to write them"
     run.config = resolve_config(run.config, run.metrics)
@@ -85,6 +87,19 @@ def expected_jobs(sweep_dir: Path) -> List[List[str]]:
     except Exception:  # no readable multirun.yaml or a syntax we cannot expand: call nothing missing
         return []
     return [list(job) for job in itertools.product(*choices)] if choices else []
+
+
+def searched_keys(sweep_dir: Path) -> List[str]:
+    """The keys a hydra/sweeper=tune sweep searched (its hydra.sweeper.params and command-line
+    intervals), as its multirun.yaml records them; [] for any other sweep."""
+    try:
+        hydra = read_yaml(sweep_dir / MULTIRUN_FILE)["hydra"]
+        if not str(hydra["sweeper"].get("_target_", "")).endswith("TuneSweeper"):
+            return []
+        intervals = [o.split("=", 1)[0] for o in hydra["overrides"]["task"] if "interval(" in o]
+        return list(hydra["sweeper"].get("params") or {}) + intervals
+    except Exception:  # no readable multirun.yaml: not known as a tune sweep
+        return []
 
 
 def missing_runs(sweep_dir: Path, runs: Sequence[RunRecord]) -> List[RunRecord]:
@@ -111,17 +126,26 @@ def latest(root: Path) -> Path:
     )
 
 
-def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[RunRecord], Path, str]:
-    """The runs to collect (jobs that never started included), the default output dir, and a title."""
+@dataclass
+class Gathered:
+    runs: List[RunRecord]  # jobs that never started included
+    out: Path  # the default output dir
+    title: str
+    searched: List[str]  # the keys a tune sweep among them searched ([]: none)
+
+
+def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Gathered:
+    """The runs to collect, where the report goes by default, its title, and what tune sweeps searched."""
     if all_runs and not root.is_dir():
         raise CollectError(f"nothing to collect: {root.resolve()} does not exist")
     paths = [root] if all_runs else list(paths) or [latest(root)]
     for path in paths:
         if not path.is_dir():
             raise CollectError(f"{path}: {'not a directory' if path.exists() else 'no such directory'}")
-    runs, missing, seen = [], [], set()
+    runs, missing, seen, searched = [], [], set(), []
     for path in paths:
         run_dirs, sweep_dirs = scan(path)
+        searched += [key for sweep_dir in sweep_dirs for key in searched_keys(sweep_dir) if key not in searched]
         fresh = [p for p in run_dirs if p.resolve() not in seen]  # a dir named twice is one run, not a rerun
         seen.update(p.resolve() for p in fresh)
         runs += [load_run(p) for p in fresh]
@@ -132,5 +156,6 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Tuple[List[RunR
             + ", ".join(str(p.resolve()) for p in paths)
         )
     if len(paths) == 1 and not all_runs:
-        return runs + missing, paths[0], str(paths[0])
-    return runs + missing, root / "collected", f"all runs under {root}" if all_runs else ", ".join(map(str, paths))
+        return Gathered(runs + missing, paths[0], str(paths[0]), searched)
+    title = f"all runs under {root}" if all_runs else ", ".join(map(str, paths))
+    return Gathered(runs + missing, root / "collected", title, searched)

@@ -80,27 +80,31 @@ def significance(cells: Cells) -> pd.DataFrame:
 
 @dataclass
 class Selection:
-    """The tuned view: for each cell of the other keys, the value of `over` with the best `metric`."""
+    """The tuned view: for each cell of the other keys, the values of the `over` keys with the best `metric`."""
 
     metric: str  # a validation metric of summary.csv (valid/acc)
-    over: str  # a cell column (optim.lr)
-    candidates: List[Any]  # the values of `over` that ran
+    over: List[str]  # cell columns (optim.lr; or every key a tune sweep searched)
+    candidates: List[Any]  # the settings of `over` that ran (a value, or a tuple of values with several keys)
+    tuned_sweep: bool = False  # from a hydra/sweeper=tune sweep: `over` is its search space
 
-    @property
-    def header(self) -> str:
-        return f"{self.over} (selected by {METRICS[self.metric]})"
+    def header(self, column: str) -> str:
+        return f"{column} (selected by {METRICS[self.metric]})"
 
     def note(self) -> str:
-        values = ", ".join(map(str, self.candidates))
+        keys = " and ".join(self.over)
+        if self.tuned_sweep or len(self.candidates) > 6:
+            among = f"of its {len(self.candidates)} trials" if self.tuned_sweep else "of the values that ran"
+        else:
+            among = "of " + ", ".join(map(str, self.candidates))
         return (
-            f"Tuned view: for each cell, the {self.over} with the best mean {METRICS[self.metric]} over its "
-            f"seeds (of {values}), chosen on validation only, with that setting's test figures; "
-            "every run is in comparison.csv and every cell in summary.csv."
+            f"Tuned view: for each cell, the {keys} with the best mean {METRICS[self.metric]} over its "
+            f"seeds ({among}), chosen on validation only, with that setting's test figures; "
+            "every run is in comparison.csv and every setting in summary.csv."
         )
 
 
-def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: str) -> Selection:
-    """--select METRIC --over KEY checked against what ran: a user-facing error for anything else."""
+def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: str, tuned_sweep: bool) -> Selection:
+    """--select METRIC --over KEY[,KEY...] checked against what ran: a user-facing error for anything else."""
     if not metric.startswith("valid/"):
         raise CollectError(
             f"--select {metric}: select by a validation metric (valid/acc), never by a test figure", code=2
@@ -111,17 +115,21 @@ def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: 
             + ", ".join(m for m in METRICS if m.startswith("valid/")),
             code=2,
         )
-    column = column_name(over)
-    if column not in key_columns or summary[column].nunique(dropna=False) < 2:
-        swept = [c for c in key_columns if summary[c].nunique(dropna=False) > 1]
-        raise CollectError(f"--over {over}: not swept in these runs (swept keys: {', '.join(swept) or 'none'})", code=2)
-    return Selection(metric, column, list(dict.fromkeys(summary[column])))
+    columns = [column_name(key.strip()) for key in over.split(",") if key.strip()]
+    swept = [c for c in key_columns if summary[c].nunique(dropna=False) > 1]
+    for column in columns:
+        if column not in swept:
+            raise CollectError(
+                f"--over {column}: not swept in these runs (swept keys: {', '.join(swept) or 'none'})", code=2
+            )
+    settings = summary[columns].apply(tuple, axis=1) if len(columns) > 1 else summary[columns[0]]
+    return Selection(metric, columns, list(dict.fromkeys(settings)), tuned_sweep)
 
 
 def select_best(summary: pd.DataFrame, key_columns: List[str], chosen: Selection) -> List[int]:
     """Row numbers of summary to keep: per cell of the other keys, the row with the best mean metric
     (ties: the first in table order); cells whose metric is missing everywhere keep their first row."""
-    others = [c for c in key_columns if c != chosen.over]
+    others = [c for c in key_columns if c not in chosen.over]
     score = summary[chosen.metric].astype(float).fillna(-math.inf)
     if chosen.metric.endswith("loss"):
         score = -score
@@ -136,13 +144,14 @@ def tuned(
     key_columns: List[str],
     over: Optional[str],
     select: Optional[str],
+    tuned_sweep: bool = False,
 ) -> Tuple[Cells, pd.DataFrame, List[str], Optional[Selection]]:
-    """The cells the table shows: all of them, or with --over only each one's selected setting."""
+    """The cells the table shows: all of them, or with --over (or on a tune sweep) only each one's selected setting."""
     if not over:
         if select:
             raise CollectError(f"--select {select} needs --over KEY: the swept key whose value it chooses", code=2)
         return cells, summary, labels, None
-    chosen = selection(summary, key_columns, select or "valid/acc", over)
+    chosen = selection(summary, key_columns, select or "valid/acc", over, tuned_sweep)
     rows = select_best(summary, key_columns, chosen)
     cell_items = list(cells.items())
     return (
