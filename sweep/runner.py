@@ -73,11 +73,13 @@ class Job:
         self.tracker = None
         self.record = MetricsRecord(self.run_dir)
 
-    def completed_before(self) -> Optional[Dict[str, Any]]:
+    def ended_before(self) -> Optional[Dict[str, Any]]:
         """metrics.json of this config's run when it ended before (completed, or pruned as a tune trial)."""
         previous = read_json(self.run_dir / METRICS_FILE)
         ended = (Status.COMPLETED, Status.PRUNED)
         if previous and previous.get("status") in ended and previous.get("config_hash") == self.fingerprint:
+            said = previous["status"], previous["valid/acc"]
+            log.info("skipped %s: %s before with the same config (valid/acc %.4f)", self.run_dir, *said)
             return previous
         return None
 
@@ -183,14 +185,8 @@ def run(
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
     job = Job(cfg, run_dir, group, name or Path(run_dir).name, trial)
-    previous = job.completed_before() if cfg.trainer.resume else None
+    previous = job.ended_before() if cfg.trainer.resume else None
     if previous is not None:
-        log.info(
-            "skipped %s: %s before with the same config (valid/acc %.4f)",
-            job.run_dir,
-            previous["status"],
-            previous["valid/acc"],
-        )
         return previous["valid/acc"]
     log.info("run dir %s\nresolved config:\n%s", job.run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     job.start()

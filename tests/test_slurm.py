@@ -149,6 +149,39 @@ def test_the_smoke_grid_runs_as_an_array_with_the_basic_launchers_numbers(tmp_pa
     assert len(rows) == 2, table.stdout
 
 
+def test_a_tune_sweep_shares_its_studies_with_the_nodes_through_the_journal(tmp_path):
+    """hydra/sweeper=tune with the slurm launcher, 2 cells x 2 trials: the jobs report each epoch to
+    their trials in the sweep dir's journal from the node, and the sweeper reads their outcomes."""
+    import optuna
+
+    from sweep.tune import journal_storage
+
+    sweep_dir = tmp_path / "sweep"
+    train_in_process(
+        *SLURM,
+        "hydra/sweeper=tune",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        'hydra.sweeper.params={optim.lr: "tag(log, interval(1e-3, 1e-2))"}',
+        "experiment=smoke",
+        "data.n_samples=400",
+        "trainer.epochs=2",
+        "model=bert,modernbert",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    storage = journal_storage(sweep_dir)
+    for cell in ("model=bert", "model=modernbert"):
+        trials = optuna.load_study(study_name=cell, storage=storage).get_trials()
+        assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"], cell
+        for trial in trials:  # each epoch's valid/acc, written by the job on the node
+            run_dir = sweep_dir / f"{cell},trial={trial.user_attrs['slot']}"
+            assert metrics(run_dir)["status"] == "completed"
+            assert str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.job.id).split("_")[0].isdigit()
+            assert sorted(trial.intermediate_values) == [1, 2]
+            assert max(trial.intermediate_values.values()) == pytest.approx(trial.value)
+
+
 # ---------------------------------------------------------------- 2. scontrol requeue
 
 
