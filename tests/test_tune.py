@@ -190,3 +190,14 @@ def test_bad_tune_settings_name_the_value_and_what_is_accepted(tmp_path):
     result = train_in_process("hydra/sweeper=tune", f"hydra.sweep.dir={tmp_path / 'c'}", check=False)
     assert result.returncode != 0 and "nothing to tune" in result.stderr
     assert not list(tmp_path.glob("*/*/metrics.json"))  # nothing ran
+
+
+def test_the_learning_rate_preset_searches_fine_tunings_usual_range_on_a_log_scale():
+    from optuna.distributions import FloatDistribution
+
+    from helpers.rundirs import compose_config
+    from sweep.tune import space_of
+
+    sweeper = compose_config("hydra/sweeper=tune_lr", hydra_node=True).hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.encoder_sweep.TuneSweeper" and sweeper.n_trials == 8
+    assert space_of(sweeper.params, []) == {"optim.lr": FloatDistribution(1e-5, 1e-4, log=True)}
