@@ -21,6 +21,8 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
 
+from sweep.errors import InputError
+
 log = logging.getLogger(__name__)
 
 # squeue states after which a job runs no more (a requeued job is PENDING again)
@@ -37,6 +39,22 @@ ENDED = {
 }
 POLL_S = 2.0  # seconds between two looks at the jobs that have not ended
 GRACE_S = 30.0  # seconds a job must stay out of the running states before it counts as ended without a result
+# the environment may shorten them (the tests do: a killed job's 30 s grace is their longest wait)
+POLL_ENV, GRACE_ENV = "ENCODER_SWEEP_SLURM_POLL_S", "ENCODER_SWEEP_SLURM_GRACE_S"
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """The number of seconds in the environment variable `name`, or the default where it is unset."""
+    said = os.environ.get(name)
+    if said is None:
+        return default
+    try:
+        seconds = float(said)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        raise InputError(f"{name}={said}: must be a number of seconds >= 0 (unset: {default:g})")
+    return seconds
 
 
 # ---------------------------------------------------------------- job side
@@ -99,10 +117,11 @@ def state_of(job) -> str:
     return slurm_state(job.job_id) if isinstance(job, SlurmJob) else "ended"
 
 
-def collect(jobs: Sequence[Any], overrides: Sequence[Sequence[str]]) -> List[JobReturn]:
+def collect(jobs: Sequence[Any], overrides: Sequence[Sequence[str]], poll_s: float, grace_s: float) -> List[JobReturn]:
     """Every job's JobReturn, in order. A job that wrote no result (killed, cancelled, out of memory)
     or whose result is an error in submitit itself is logged in one line and returned as a completed
-    None (Hydra's sweeper raises on anything else), for FailedJobs to report from its run dir."""
+    None (Hydra's sweeper raises on anything else), for FailedJobs to report from its run dir.
+    poll_s: seconds between two looks; grace_s: how long a job may show no result once it runs no more."""
     import submitit
 
     returns: List[Optional[JobReturn]] = [None] * len(jobs)
@@ -120,7 +139,7 @@ def collect(jobs: Sequence[Any], overrides: Sequence[Sequence[str]]) -> List[Job
                     continue
                 except submitit.core.utils.FailedJobError as error:  # submitit itself failed in the job
                     reason = str(error).splitlines()[0]
-            elif time.time() - ended_since.setdefault(i, time.time()) < GRACE_S:
+            elif time.time() - ended_since.setdefault(i, time.time()) < grace_s:
                 continue  # the result file may be on its way, or the job about to be requeued
             else:  # job.results() would wait for it, asking sacct forever where it has no data
                 reason = (
@@ -131,7 +150,7 @@ def collect(jobs: Sequence[Any], overrides: Sequence[Sequence[str]]) -> List[Job
             )
             returns[i] = JobReturn(overrides=list(overrides[i]), status=JobStatus.COMPLETED, _return_value=None)
         if any(r is None for r in returns):
-            time.sleep(POLL_S)
+            time.sleep(poll_s)
     return returns
 
 
@@ -145,6 +164,7 @@ class CollectingLauncher(submitit_launcher.BaseSubmititLauncher):
         import submitit
 
         assert self.config is not None and len(job_overrides) > 0
+        poll_s, grace_s = seconds_from_env(POLL_ENV, POLL_S), seconds_from_env(GRACE_ENV, GRACE_S)  # before any job
         params = self.params
         init_keys = {"max_num_timeout", "submitit_folder"}
         executor = submitit.AutoExecutor(
@@ -166,4 +186,4 @@ class CollectingLauncher(submitit_launcher.BaseSubmititLauncher):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         jobs = executor.map_array(self, *zip(*job_params))
-        return collect(jobs, job_overrides)
+        return collect(jobs, job_overrides, poll_s, grace_s)

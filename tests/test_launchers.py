@@ -50,3 +50,20 @@ def test_slurm_preset_composes_with_one_gpu_per_job_and_requeues():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.gpus_per_node == 1 and launcher.partition == "gpu" and launcher.max_num_timeout > 0
+
+
+def test_the_launchers_waits_are_their_defaults_unless_the_environment_shortens_them(monkeypatch):
+    """A user's launcher looks every 2 s and gives a job that runs no more 30 s to show its result
+    (the tests shorten both); a bad value is refused in one line before any job is submitted."""
+    from sweep.cluster import GRACE_ENV, GRACE_S, POLL_ENV, POLL_S, seconds_from_env
+    from sweep.errors import InputError
+
+    monkeypatch.delenv(GRACE_ENV, raising=False)
+    monkeypatch.delenv(POLL_ENV, raising=False)
+    assert (seconds_from_env(POLL_ENV, POLL_S), seconds_from_env(GRACE_ENV, GRACE_S)) == (2.0, 30.0)
+    monkeypatch.setenv(GRACE_ENV, "5")
+    assert seconds_from_env(GRACE_ENV, GRACE_S) == 5.0
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv(GRACE_ENV, bad)
+        with pytest.raises(InputError, match=f"{GRACE_ENV}={bad}: must be a number of seconds >= 0"):
+            seconds_from_env(GRACE_ENV, GRACE_S)
