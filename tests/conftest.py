@@ -1,9 +1,16 @@
 """Fixtures shared by the test modules: the runs that several tests only read, trained once per
-session. Helpers live in tests/helpers/."""
+test session. Helpers live in tests/helpers/.
+
+The suite runs on pytest-xdist workers (the README's `-n 2`), each its own pytest session: a
+shared run is trained by the first worker that asks for it, into a dir above every worker's own,
+while the others wait on its lock and then read it."""
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 # before transformers / huggingface_hub are imported: the hub is unreachable here, fail at once;
 # the in-process runs read the same settings a subprocess gets from helpers.app.app_env
@@ -15,7 +22,19 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
+# each worker its share of the cores, before torch starts (it reads OMP_NUM_THREADS once), and the
+# app's subprocesses the same: two workers of all-core thread pools on 2 cores fight over both,
+# and a run compared with another must sum its floats on the same number of threads
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
 from helpers.app import SMOKE_GRID, train_in_process  # noqa: E402  after the environment above
+from sweep.cluster import POLL_ENV  # noqa: E402
+
+# the submitit launchers look at their jobs 4 times as often as a user's (every 2 s): each job the
+# tests wait for is seen ended up to 1.5 s sooner
+os.environ.setdefault(POLL_ENV, "0.5")
 
 # 2 models x 2 poolings x 2 seeds, short: 4 cells of 2 seeds each, with 2-epoch curves
 SEEDS_GRID = [
@@ -30,17 +49,41 @@ SEEDS_GRID = [
 ]
 
 
+def pytest_collection_modifyitems(items):
+    """The order xdist hands out test files (--dist loadfile --no-loadscope-reorder): the SLURM
+    tests first, mostly waits on the scheduler that the other worker's tests fill; then the files
+    with slow tests, longest work first; the quick files last, to even out the two workers' ends."""
+    files = {}
+    for item in items:
+        marks = files.setdefault(item.path, set())
+        marks.update(mark for mark in ("slurm", "slow") if item.get_closest_marker(mark))
+    # a stable sort by file: each file's tests keep their order
+    items.sort(key=lambda item: ("slurm" not in files[item.path], "slow" not in files[item.path]))
+
+
+def trained_once(tmp_path_factory, name: str, overrides) -> Path:
+    """The sweep dir of `overrides`, trained once for the whole test session: by this process, or
+    by the xdist worker that got the lock first. Tests only read it (copy it to change it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's base temp; each worker's own is a dir inside it
+    sweep_dir = root / name / "sweep"
+    with FileLock(str(root / f"{name}.lock")):
+        done = root / name / "trained"
+        if not done.exists():
+            shutil.rmtree(sweep_dir, ignore_errors=True)  # what a worker that failed half-way left
+            train_in_process(*overrides, f"hydra.sweep.dir={sweep_dir}")
+            done.touch()
+    return sweep_dir
+
+
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory):
     """The README's smoke grid (2 models x 2 poolings, tiny models, generated data), run once."""
-    sweep_dir = tmp_path_factory.mktemp("smoke") / "sweep"
-    train_in_process(*SMOKE_GRID, f"hydra.sweep.dir={sweep_dir}")
-    return sweep_dir
+    return trained_once(tmp_path_factory, "smoke", SMOKE_GRID)
 
 
 @pytest.fixture(scope="session")
 def seeds_sweep(tmp_path_factory):
     """The smoke grid over seed=1,2 for the collector (mean, std, seed-aware tests), run once."""
-    sweep_dir = tmp_path_factory.mktemp("collect") / "sweep"
-    train_in_process(*SEEDS_GRID, f"hydra.sweep.dir={sweep_dir}")
-    return sweep_dir
+    return trained_once(tmp_path_factory, "collect", SEEDS_GRID)

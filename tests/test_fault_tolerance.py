@@ -4,6 +4,7 @@ a resumable run."""
 
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -48,18 +49,19 @@ def test_killed_run_resumes_at_its_next_epoch_and_ends_as_if_never_stopped(smoke
     no_partial_files(run_dir)
 
 
-def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sweep):
+def test_rerun_of_a_completed_sweep_skips_every_job_and_changes_no_file(smoke_sweep, tmp_path):
+    sweep_dir = shutil.copytree(smoke_sweep, tmp_path / "sweep")  # the shared sweep stays as trained
     before = {
         p: (p.stat().st_mtime_ns, p.read_bytes())
-        for p in smoke_sweep.rglob("*")
+        for p in sweep_dir.rglob("*")
         if p.is_file() and ".hydra" not in p.parts and p.name not in ("train.log", "multirun.yaml")
     }
     result = train_in_process(
-        "model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={smoke_sweep}"
+        "model=bert,modernbert", "pooling=cls,mean", "experiment=smoke", f"hydra.sweep.dir={sweep_dir}"
     )
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in before}
     assert after == before
-    for run_dir in run_dirs(smoke_sweep):
+    for run_dir in run_dirs(sweep_dir):
         assert "skipped" in (run_dir / "train.log").read_text().splitlines()[-1]
     assert result.returncode == 0
 

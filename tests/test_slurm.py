@@ -17,7 +17,11 @@ from omegaconf import OmegaConf
 from helpers.app import REPO, TIMING_KEYS, app_env, start, train, train_in_process, wait_for_log
 from helpers.rundirs import metrics, run_dirs
 from helpers.wandb_records import summarize
+from sweep.cluster import GRACE_ENV
 
+# one xdist worker runs this file (--dist loadfile), first (conftest.py), one test after another: the
+# cluster is one node of 2 cores, two tests restart its daemons, and their waits on the scheduler
+# overlap the other worker's CPU-bound tests
 pytestmark = pytest.mark.slurm
 
 # the commands of the README's cluster section: CPU jobs of one core on the debug partition
@@ -326,9 +330,9 @@ def test_a_job_killed_without_a_result_is_collected_not_waited_for_forever(tmp_p
     job's end from squeue, reports it, and the sweep exits non-zero instead of polling forever."""
     sweep_dir = tmp_path / "sweep"
     output = tmp_path / "launcher.out"
-    process = start(
-        *SLURM, *CELL, "model=bert", "pooling=cls", "logger=none", f"hydra.sweep.dir={sweep_dir}", stdout=output
-    )
+    overrides = [*SLURM, *CELL, "model=bert", "pooling=cls", "logger=none", f"hydra.sweep.dir={sweep_dir}"]
+    # a 5 s grace for a job without a result (30 s unset): long enough for a result file on its way here
+    process = start(*overrides, stdout=output, env=app_env(**{GRACE_ENV: "5"}))
     run_dir = sweep_dir / BERT_CLS
     job = job_id(run_dir, process)
     wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1", process, timeout=TIMEOUT)

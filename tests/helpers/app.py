@@ -102,11 +102,11 @@ def train_in_process(*overrides: str, multirun: bool = True, check: bool = True)
     return result
 
 
-def start(*overrides, stdout=None):
+def start(*overrides, stdout=None, env=None):
     """Starts a sweep as a subprocess; its stdout (where Hydra logs) goes to the file stdout, if given."""
     cmd = [sys.executable, str(REPO / "sweep" / "train.py"), "-m", *overrides]
     out = open(stdout, "w") if stdout else subprocess.DEVNULL
-    return subprocess.Popen(cmd, cwd=REPO, env=app_env(), stdout=out, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=REPO, env=env or app_env(), stdout=out, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_log(path, text, process, timeout=300):
