@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -350,6 +351,7 @@ def test_a_job_killed_without_a_result_is_collected_not_waited_for_forever(tmp_p
 # ---------------------------------------------------------------- the cluster itself
 
 START = REPO / "tests" / "slurm" / "start.sh"
+STATE = Path("/var/lib/slurm/encoder-sweep")  # start.sh's state dir: the controller's saved state is in ctld/
 
 
 def node_state():
@@ -379,6 +381,7 @@ def test_start_frees_the_node_of_jobs_a_run_that_died_with_its_machine_left(as_r
     brings the jobs back as running (or requeued) on the next start, and they held the node:
     start.sh failed after 60 s with the node `alloc`, and CI with it. It cancels them."""
     sleeper = "sleep 3171"  # a command no other process runs
+    submitted = time.time()
     job = subprocess.run(
         ["sbatch", "--parsable", "-J", "left-behind", "-p", "debug", "-c", "1", "--mem=100M"]
         + ["-o", str(tmp_path / "job.out"), "--wrap", sleeper],
@@ -394,7 +397,14 @@ def test_start_frees_the_node_of_jobs_a_run_that_died_with_its_machine_left(as_r
         ):
             break
         time.sleep(1)
-    time.sleep(2)  # the controller saves its state a moment after a change
+    # the controller saves its state a moment after a change, later on a loaded machine (the other
+    # xdist worker's tests): a fixed 2 s was too short once; wait until the job's state was saved since its submission
+    job_state = STATE / "ctld" / "job_state"
+    for _ in range(300):
+        if job_state.is_file() and job_state.stat().st_mtime > submitted:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
     for daemon in ("slurmctld", "slurmd", "slurmstepd"):  # the machine stops: everything dies at once
         subprocess.run(["pkill", "-KILL", "-x", daemon], timeout=30)
     subprocess.run(["pkill", "-KILL", "-f", sleeper], timeout=30)
