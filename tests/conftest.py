@@ -52,7 +52,7 @@ SEEDS_GRID = [
 def pytest_collection_modifyitems(items):
     """The order xdist hands out test files (--dist loadfile --no-loadscope-reorder): the SLURM
     tests first, mostly waits on the scheduler that the other worker's tests fill; then the files
-    with slow tests, longest work first; the quick files last, to even out the two workers' ends."""
+    with slow tests; the quick files last, to even out the two workers' ends."""
     files = {}
     for item in items:
         marks = files.setdefault(item.path, set())
