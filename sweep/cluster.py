@@ -8,6 +8,7 @@ job's state from squeue instead. A job without a result is collected as None and
 sweep.callbacks.FailedJobs from its run dir."""
 
 import logging
+import math
 import os
 import re
 import subprocess
@@ -51,8 +52,8 @@ def seconds_from_env(name: str, default: float) -> float:
     try:
         seconds = float(said)
     except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # also NaN
+        seconds = math.nan
+    if not seconds >= 0:  # NaN too
         raise InputError(f"{name}={said}: must be a number of seconds >= 0 (unset: {default:g})")
     return seconds
 

@@ -351,7 +351,12 @@ def test_a_job_killed_without_a_result_is_collected_not_waited_for_forever(tmp_p
 # ---------------------------------------------------------------- the cluster itself
 
 START = REPO / "tests" / "slurm" / "start.sh"
-STATE = Path("/var/lib/slurm/encoder-sweep")  # start.sh's state dir: the controller's saved state is in ctld/
+
+
+def saved_state_dir() -> Path:
+    """Where the controller saves its state (start.sh's config sets it), as the controller says."""
+    shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    return Path(re.search(r"^StateSaveLocation\s*=\s*(\S+)", shown, re.M).group(1))
 
 
 def node_state():
@@ -399,7 +404,7 @@ def test_start_frees_the_node_of_jobs_a_run_that_died_with_its_machine_left(as_r
         time.sleep(1)
     # the controller saves its state a moment after a change, later on a loaded machine (the other
     # xdist worker's tests): a fixed 2 s was too short once; wait until the job's state was saved since its submission
-    job_state = STATE / "ctld" / "job_state"
+    job_state = saved_state_dir() / "job_state"
     for _ in range(300):
         if job_state.is_file() and job_state.stat().st_mtime > submitted:
             break
