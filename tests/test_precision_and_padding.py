@@ -20,7 +20,7 @@ def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
         "logger=none",
         "trainer.precision=bf16,fp16",
         "data.padding=dynamic",
-        "trainer.epochs=2",  # the smoke data is learnt (> 0.8) from epoch 1
+        "trainer.epochs=1",  # the smoke data is learnt in one epoch: valid/acc 0.829 (bf16), 0.832 (fp16)
         f"hydra.sweep.dir={sweep_dir}",
     )
     train_in_process(
@@ -30,7 +30,8 @@ def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
         "logger=none",
         "trainer.compile=true",
         "trainer.precision=fp32",
-        "trainer.epochs=2",
+        "trainer.epochs=1",  # valid/acc 0.852
+        "model.tiny_config.num_hidden_layers=1",  # inductor's C++ build is the cost: 34 s cold, 42 s with 2 layers
         f"hydra.sweep.dir={sweep_dir}",
     )
     runs = {

