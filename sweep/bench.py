@@ -25,6 +25,7 @@ import argparse
 import sys
 
 from sweep.data_bench import REPO, bench_data
+from sweep.schema import TRUNCATIONS
 from sweep.step_bench import MODELS, bench_steps, print_steps
 
 
@@ -63,6 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 rounds x 3 steps, 1 warmup: a check that it runs")
     p.add_argument("--data", action="store_true", help="also time the IMDB data preparation, cold and warm cache")
     p.add_argument(
+        "--truncation", default="head", choices=TRUNCATIONS, help="--data: the tokens kept of a longer review"
+    )
+    p.add_argument(
         "--regimes",
         action="store_true",
         help="instead: the fine-tuning step, LoRA's step and the frozen encoding pass on the same model",
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
         print_regimes(args, bench_regimes(args))
         return 0
     print_steps(args, bench_steps(args))
-    return bench_data(args.data_dir, args.max_len) if args.data else 0
+    return bench_data(args.data_dir, args.max_len, args.truncation) if args.data else 0
 
 
 if __name__ == "__main__":

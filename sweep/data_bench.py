@@ -3,7 +3,7 @@ split, tokenize), timed in a fresh process with an empty datasets cache ("cold")
 the cache that run left ("warm"). A fresh process each, because datasets reads HF_DATASETS_CACHE
 once, at import. Needs the project's full environment (datasets).
 
-    python -m sweep.data_bench DATA_DIR [--max-len N]    # one timed preparation: prints a JSON line
+    python -m sweep.data_bench DATA_DIR [--max-len N] [--truncation head|tail|head_tail]    # one timed preparation: prints a JSON line
 """
 
 import argparse
@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sweep.schema import TRUNCATIONS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_TARGETS = {"cold": 20.0, "warm": 3.0}  # seconds a whole preparation may take, without imports
@@ -29,7 +31,7 @@ def imdb_config(data_dir: str):
     return OmegaConf.structured(DataConfig(name="imdb", local_dir=data_dir, split_seed=42))
 
 
-def time_preparation(data_dir: str, max_len: int) -> dict:
+def time_preparation(data_dir: str, max_len: int, truncation: str = "head") -> dict:
     """Seconds of each step of one data preparation as the runner does it (sweep.runner.prepare),
     the model load left out; and the rows it tokenized."""
     from sweep.data import prepare_splits, tokenize
@@ -43,7 +45,7 @@ def time_preparation(data_dir: str, max_len: int) -> dict:
     t2 = time.perf_counter()
     names = encoder_input_names(load_encoder(source), tokenizer)  # untimed: a model load, not data
     t3 = time.perf_counter()
-    tokenized = tokenize(splits, tokenizer, max_len, names)
+    tokenized = tokenize(splits, tokenizer, max_len, names, truncation)
     t4 = time.perf_counter()
     return {
         "tokenizer": t1 - t0,
@@ -54,7 +56,7 @@ def time_preparation(data_dir: str, max_len: int) -> dict:
     }
 
 
-def bench_data(data_dir, max_len: int) -> int:
+def bench_data(data_dir, max_len: int, truncation: str = "head") -> int:
     """Times the preparation cold and warm (each in a child `python -m sweep.data_bench`) and
     prints both against their targets; returns the exit status."""
     data_dir = Path(data_dir).expanduser().resolve()
@@ -67,7 +69,16 @@ def bench_data(data_dir, max_len: int) -> int:
         env = {**os.environ, "HF_DATASETS_CACHE": cache, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
         for label in ("cold", "warm"):
             proc = subprocess.run(
-                [sys.executable, "-m", "sweep.data_bench", str(data_dir), "--max-len", str(max_len)],
+                [
+                    sys.executable,
+                    "-m",
+                    "sweep.data_bench",
+                    str(data_dir),
+                    "--max-len",
+                    str(max_len),
+                    "--truncation",
+                    truncation,
+                ],
                 env=env,
                 cwd=REPO,
                 capture_output=True,
@@ -77,14 +88,14 @@ def bench_data(data_dir, max_len: int) -> int:
                 print(f"--data: the {label} run failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
                 return 1
             runs[label] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print_data(data_dir, max_len, runs)
+    print_data(data_dir, max_len, truncation, runs)
     return 0
 
 
-def print_data(data_dir: Path, max_len: int, runs: dict) -> None:
+def print_data(data_dir: Path, max_len: int, truncation: str, runs: dict) -> None:
     print(
         f"\ndata preparation: IMDB from {data_dir} ({runs['cold']['rows']:,} rows after dedup), "
-        f"MiniLM tokenizer, max_len {max_len}; seconds, imports excluded"
+        f"MiniLM tokenizer, max_len {max_len}, truncation {truncation}; seconds, imports excluded"
     )
     cols = ("tokenizer", "load+dedup+split", "tokenize", "total")
     print(f"{'cache':<6}" + "".join(f"{c:>18}" for c in cols) + f"{'target':>10}")
@@ -98,5 +109,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", help="dir with IMDB train.parquet and test.parquet")
     p.add_argument("--max-len", type=int, default=128, help="tokens per example")
+    p.add_argument("--truncation", default="head", choices=TRUNCATIONS, help="the tokens kept of a longer review")
     args = p.parse_args()
-    print(json.dumps(time_preparation(args.data_dir, args.max_len)))
+    print(json.dumps(time_preparation(args.data_dir, args.max_len, args.truncation)))

