@@ -295,7 +295,7 @@ def make_loader(
     if shuffle_seed is None:
         batches = BatchSampler(SequentialSampler(ds), batch_size, drop_last=False)
     elif group_by_length:
-        batches = length_grouped_batches([len(ids) for ids in ds["input_ids"]], batch_size, shuffle_seed)
+        batches = length_grouped_batches([len(ids) for ids in ds["input_ids"][:]], batch_size, shuffle_seed)
     else:
         order = RandomSampler(ds, generator=torch.Generator().manual_seed(shuffle_seed))
         batches = BatchSampler(order, batch_size, drop_last=False)

@@ -56,7 +56,7 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     set_seed(cfg.seed)
     if mcfg.tiny:
         train = splits["train"]
-        texts = list(train["text"]) + (list(train["text_pair"]) if "text_pair" in train.column_names else [])
+        texts = train["text"][:] + (train["text_pair"][:] if "text_pair" in train.column_names else [])
         tokenizer = train_tokenizer(texts, mcfg.family, int(mcfg.tiny_config.vocab_size))
         encoder = AutoModel.from_config(tiny_config(mcfg.family, tokenizer, OmegaConf.to_container(mcfg.tiny_config)))
     else:

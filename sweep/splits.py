@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 def drop_duplicates(ds: Dataset) -> Dataset:
     """Keep the first occurrence of each exact text (or text pair), so no example sits in two splits."""
     seen, keep = set(), []
-    texts = zip(ds["text"], ds["text_pair"]) if "text_pair" in ds.column_names else ds["text"]
+    # [:]: the column read whole, not row by row
+    texts = zip(ds["text"][:], ds["text_pair"][:]) if "text_pair" in ds.column_names else ds["text"][:]
     for i, text in enumerate(texts):
         if text not in seen:
             seen.add(text)

@@ -142,7 +142,8 @@ def drop_unusable(parts: DatasetDict) -> DatasetDict:
     out = {}
     for name, ds in parts.items():
         columns = [c for c in ("text", "text_pair") if c in ds.column_names]
-        reasons = [_unusable(row, columns) for row in zip(ds["label"], *(ds[c] for c in columns))]
+        # each column read whole ([:]: one arrow read), not row by row (a datasets Column iterates by rows)
+        reasons = [_unusable(row, columns) for row in zip(ds["label"][:], *(ds[c][:] for c in columns))]
         keep = [i for i, reason in enumerate(reasons) if reason is None]
         if len(keep) < len(ds):
             counts = Counter(reason for reason in reasons if reason is not None)
