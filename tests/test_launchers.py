@@ -3,7 +3,7 @@ stand-in for a SLURM cluster. Same seed, same numbers as the basic launcher."""
 
 import pytest
 
-from helpers.app import TIMING_KEYS, train, train_in_process
+from helpers.app import TIMING_KEYS, train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
 from helpers.wandb_records import summarize
 from sweep.resources import available_cores
@@ -17,7 +17,7 @@ def test_joblib_runs_the_grid_in_parallel_with_the_same_numbers(tmp_path):
     # one job per family, side by side: 2 jobs fill n_jobs=2
     # valid/acc after one epoch on one thread: 0.867 (bert), 0.872 (modernbert)
     grid = ["experiment=smoke", "model=bert,modernbert", "pooling=cls", "trainer.epochs=1"]
-    train(*grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}")
+    train_in_process(*grid, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}")
     dirs = run_dirs(sweep_dir)
     assert len(dirs) == 2
     for run_dir in dirs:
