@@ -190,7 +190,7 @@ def test_a_bf16_checkpoint_named_by_model_id_trains_with_fp32_weights(tmp_path, 
         "model.tiny=false",
         f"model.id={bf16_checkpoint}",
         "logger=none",
-        "trainer.epochs=2",
+        "trainer.epochs=1",  # valid/acc 0.803 for both (threshold 0.7)
         f"hydra.sweep.dir={sweep_dir}",
     )
     tiny_params = json.loads((bf16_checkpoint / "config.json").read_text())["hidden_size"]

@@ -12,15 +12,18 @@ from sweep.loop import resolve_precision
 
 @pytest.mark.slow
 def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
+    """bf16 and fp16 autocast (5x slower than fp32 on this CPU) on half the smoke data for one epoch
+    learn what fp32 learns: valid/acc 0.765 (bf16), 0.760 (fp16), 0.760 (fp32)."""
     sweep_dir = tmp_path / "sweep"
     train_in_process(
         "experiment=smoke",
         "model=bert",
         "pooling=mean",
         "logger=none",
-        "trainer.precision=bf16,fp16",
+        "trainer.precision=bf16,fp16,fp32",
         "data.padding=dynamic",
-        "trainer.epochs=1",  # the smoke data is learnt in one epoch: valid/acc 0.829 (bf16), 0.832 (fp16)
+        "data.n_samples=2000",
+        "trainer.epochs=1",
         f"hydra.sweep.dir={sweep_dir}",
     )
     train_in_process(
@@ -38,9 +41,13 @@ def test_every_cpu_precision_and_compile_setting_learns(tmp_path):
         metrics(d)["precision"] + ("+compile" if metrics(d)["compiled"] else ""): metrics(d)
         for d in run_dirs(sweep_dir)
     }
-    assert set(runs) == {"bf16", "fp16", "fp32+compile"}
+    assert set(runs) == {"bf16", "fp16", "fp32", "fp32+compile"}
     for name, m in runs.items():
-        assert m["status"] == "completed" and m["valid/acc"] > 0.8, (name, m["valid/acc"])
+        assert m["status"] == "completed", (name, m["status"])
+    for name in ("bf16", "fp16"):
+        assert abs(runs[name]["valid/acc"] - runs["fp32"]["valid/acc"]) <= 0.02, (name, runs[name]["valid/acc"])
+        assert runs[name]["valid/acc"] > 0.7, (name, runs[name]["valid/acc"])
+    assert runs["fp32+compile"]["valid/acc"] > 0.8, runs["fp32+compile"]["valid/acc"]
     assert runs["fp32+compile"]["compile_seconds"] > 0
 
 
