@@ -28,7 +28,8 @@ def test_jobs_of_one_process_stay_compiled_with_no_recompile_after_the_warm_up(t
     (dynamo's eager backend: the same graph capture and guards as inductor, without code generation.)"""
     sweep_dir = tmp_path / "sweep"
     train_in_process(
-        *QUICK,
+        *[o for o in QUICK if not o.startswith("data.n_samples")],
+        "data.n_samples=600",  # capturing the graphs is the cost (5-9 s a job); valid/acc 0.83-0.90 on 600
         "model=bert,modernbert",
         "pooling=cls,mean",
         "trainer.epochs=2",

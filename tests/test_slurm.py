@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from helpers.app import REPO, TIMING_KEYS, app_env, start, train, train_in_proce
 from helpers.rundirs import metrics, run_dirs
 from helpers.wandb_records import summarize
 from sweep.cluster import GRACE_ENV
+from sweep.collect import main as collect
 
 # one xdist worker runs this file (--dist loadfile), first (conftest.py), one test after another: the
 # cluster is one node of 2 cores, two tests restart its daemons, and their waits on the scheduler
@@ -122,16 +122,15 @@ def epochs_logged(run_dir):
 # ---------------------------------------------------------------- 1. the grid as an array
 
 
-def test_the_smoke_grid_runs_as_an_array_with_the_basic_launchers_numbers(tmp_path, reference):
+def test_the_smoke_grid_runs_as_an_array_with_the_basic_launchers_numbers(tmp_path, reference, capsys):
     sweep_dir = tmp_path / "sweep"
-    train(
+    train_in_process(  # the launcher in this process: it waits on the jobs, which are SLURM's
         *SLURM,
         *CELL,
         "model=bert,modernbert",  # one job of each family, on the node's two cores at once
         "pooling=cls",
         "logger=none",
         f"hydra.sweep.dir={sweep_dir}",
-        timeout=TIMEOUT,
     )
     dirs = run_dirs(sweep_dir)
     assert len(dirs) == 2
@@ -141,17 +140,10 @@ def test_the_smoke_grid_runs_as_an_array_with_the_basic_launchers_numbers(tmp_pa
         assert metrics(run_dir)["status"] == "completed", run_dir.name
         assert "torch threads: 1 (" in (run_dir / "train.log").read_text()  # cpus_per_task=1
     same_numbers(sweep_dir / BERT_CLS, reference)
-    table = subprocess.run(
-        [sys.executable, "sweep/collect.py", str(sweep_dir), "--out", str(tmp_path / "table")],
-        cwd=REPO,
-        env=app_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert table.returncode == 0, table.stderr[-3000:]
-    rows = [line for line in table.stdout.splitlines() if re.match(r"\|\s*(bert|modernbert)\s*\|", line)]
-    assert len(rows) == 2, table.stdout
+    assert collect([str(sweep_dir), "--out", str(tmp_path / "table")]) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if re.match(r"\|\s*(bert|modernbert)\s*\|", line)]
+    assert len(rows) == 2, table
 
 
 def test_a_tune_sweep_shares_its_studies_with_the_nodes_through_the_journal(tmp_path):
@@ -277,7 +269,7 @@ def test_sigterm_to_one_job_of_an_array_and_the_rerun_completes_it(tmp_path, ref
     assert metrics(other)["status"] == "completed"
     assert metrics(stopped)["status"] == "interrupted" and "SIGTERM" in metrics(stopped)["error"]
     assert (stopped / "resume_state.pt").is_file()
-    train(*overrides, timeout=TIMEOUT)  # the same command again
+    train_in_process(*overrides)  # the same command again
     assert re.search(r"resuming after epoch [1-3]", (stopped / "train.log").read_text())
     assert "skipped" in (other / "train.log").read_text()
     same_numbers(stopped, reference)
