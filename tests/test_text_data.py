@@ -1,11 +1,10 @@
 """data=text and its presets on local files (the hub is unreachable here), labels of any type and
 number, the imdb and synthetic data unchanged by them."""
 
+import contextlib
 import hashlib
 import io
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -13,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import sweep.config  # noqa: F401  (registers the config schema that config.yaml names)
-from helpers.app import IMDB_DIR, REPO, app_env, needs_imdb, train_in_process
+from helpers.app import IMDB_DIR, REPO, InProcessResult, needs_imdb, train_in_process
 from sweep.data import DataError, generate_synthetic, load_raw, prepare_splits, tokenize
 from sweep.tiny import train_tokenizer
 
@@ -43,9 +42,14 @@ def write(frame: pd.DataFrame, path):
     return path
 
 
-def predict_main(*args):
-    command = [sys.executable, str(REPO / "sweep" / "predict.py"), *map(str, args)]
-    return subprocess.run(command, cwd=REPO, env=app_env(), capture_output=True, text=True, timeout=300)
+def predict_main(*args) -> InProcessResult:
+    """predict.py's main() in this process, its output captured (the script's start is test_predict.py's)."""
+    from sweep.predict import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(arg) for arg in args])
+    return InProcessResult(code, out.getvalue(), err.getvalue())
 
 
 def split_hashes(splits):
