@@ -49,16 +49,30 @@ SEEDS_GRID = [
 ]
 
 
+SHARED_RUNS = ("smoke_sweep", "seeds_sweep")  # the session fixtures below: trained once, read by many files
+
+
 def pytest_collection_modifyitems(items):
     """The order xdist hands out test files (--dist loadfile --no-loadscope-reorder): the SLURM
     tests first, mostly waits on the scheduler that the other worker's tests fill; then the files
-    with slow tests; the quick files last, to even out the two workers' ends."""
-    files = {}
+    with slow tests; the quick files last, to even out the two workers' ends. Within a tier, the
+    first file to read each shared run comes first and the other files that read one come last:
+    the worker that is not training a shared run runs other files meanwhile, not waiting on its lock."""
+    marks, reads = {}, {}
     for item in items:
-        marks = files.setdefault(item.path, set())
-        marks.update(mark for mark in ("slurm", "slow") if item.get_closest_marker(mark))
+        marks.setdefault(item.path, set()).update(m for m in ("slurm", "slow") if item.get_closest_marker(m))
+        reads.setdefault(item.path, set()).update(run for run in SHARED_RUNS if run in item.fixturenames)
+
+    def tier(path):
+        return ("slurm" not in marks[path], "slow" not in marks[path])
+
+    first_readers = {}
+    for path in marks:  # in collection order
+        for run in reads[path]:
+            first_readers.setdefault((tier(path), run), path)
+    rank = {path: 0 if path in first_readers.values() else (2 if reads[path] else 1) for path in marks}
     # a stable sort by file: each file's tests keep their order
-    items.sort(key=lambda item: ("slurm" not in files[item.path], "slow" not in files[item.path]))
+    items.sort(key=lambda item: (*tier(item.path), rank[item.path]))
 
 
 def trained_once(tmp_path_factory, name: str, overrides) -> Path:
