@@ -2,7 +2,7 @@
 tokenizer's own truncation, sweep.data.encode_truncated), tail (the last) or head_tail (a quarter of
 the budget from the head, the rest from the end: Sun et al. 2019, "How to Fine-Tune BERT for Text
 Classification?", kept 128 + 382 of 512 on IMDB). The budget is max_len less the special tokens.
-Training and predict.py cut through the same function. Imports nothing: it works on the tokenizer given."""
+Training and predict.py cut through the same function."""
 
 from typing import Dict, List
 
