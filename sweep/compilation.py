@@ -15,7 +15,7 @@ import torch._dynamo
 from torch import nn
 
 from sweep.errors import InputError
-from sweep.loop import Precision, model_inputs, to_device
+from sweep.loop import Precision, mark_cuda_graph_step, model_inputs, to_device
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def warm_up(
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         for item in batches:
-            torch.compiler.cudagraph_mark_step_begin()  # reduce-overhead: each item is a new step
+            mark_cuda_graph_step()  # reduce-overhead: each item is a new step
             forward.train(item.train)
             with ExitStack() as stack:
                 if not item.train:  # as evaluate() runs: inputs made inside inference mode

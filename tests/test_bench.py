@@ -48,13 +48,21 @@ def test_quick_bench_prints_both_sides_and_their_ratio(model, capsys):
     assert syncs and int(syncs.group(1)) == 0 and int(syncs.group(2)) >= 1, out
 
 
-def test_bench_and_model_imports_need_only_torch_and_transformers():
+def test_bench_and_model_imports_need_only_torch_and_transformers_and_a_step_loads_no_compiler():
+    """A training step that compiles nothing leaves torch's compiler unloaded: marking a CUDA-graph
+    step imports inductor (1.1 s of CPU at every job's start) and only a compiled model has graphs."""
     code = (
         "import sys, sweep.bench, sweep.step_bench, sweep.host_sync, sweep.schema, sweep.model, sweep.loop, sweep.pooling\n"
         "import sweep.regime_bench, sweep.regimes, sweep.layer_decay\n"
         "import sweep.tiny\n"
         "heavy = [m for m in ('datasets', 'hydra', 'omegaconf', 'wandb', 'pandas') if m in sys.modules]\n"
-        "assert not heavy, heavy"
+        "assert not heavy, heavy\n"
+        "import torch\n"
+        "model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(8, 2))\n"
+        "optimizer = torch.optim.Adam(model.parameters())\n"
+        "sweep.loop.train_step(model, {'input': torch.tensor([[1, 2], [3, 4]])}, torch.tensor([0, 1]), optimizer)\n"
+        "compiler = [m for m in ('torch._inductor.compile_fx', 'torch._inductor.cudagraph_trees') if m in sys.modules]\n"
+        "assert not compiler, compiler"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
