@@ -5,6 +5,7 @@ best validation accuracy (the value a Hydra sweeper optimises).
     python sweep/train.py -m model=bert,modernbert pooling=cls,mean experiment=smoke
 """
 
+import gc
 import logging
 import sys
 import traceback
@@ -26,6 +27,11 @@ from sweep.resources import GpuClaim, job_threads
 from sweep.runner import RunInterrupted, run
 from sweep.trial import Trial
 
+# Each job ends with a full garbage collection (sweep/runner.py: its model and optimizer go before
+# the process's next job starts). The ~450k objects of the modules imported above are never garbage:
+# frozen out of every later collection, each of them costs 0.3 s of CPU less.
+gc.collect()
+gc.freeze()
 # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
 warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
 # Hydra's plugin scan does not see packages of an editable install (pip install -e): name ours
