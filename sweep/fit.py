@@ -14,6 +14,7 @@ from sweep.compilation import Compiled, compile_model
 from sweep.cost import TimedLoader, inference_cost, peak_memory
 from sweep.data import make_loader
 from sweep.features import FeatureHead, Features, as_batch
+from sweep.interrupts import deferred
 from sweep.loop import build_optimizer, evaluate, resolve_precision, train_epoch
 from sweep.model import Classifier
 from sweep.prepare import Prepared, warmup_batches
@@ -168,33 +169,34 @@ class Fit:
         repairs from the state's weights; the other order could leave best/ ahead with no way back
         to the state's best weights)."""
         state, save_best = self.state, self.cfg.trainer.save_best
-        state.history.append(row)
-        improved = state.best is None or row["valid/acc"] > state.best["valid/acc"]
-        if improved:
-            state.best, state.stale = dict(row), 0
-            if self.best_in_state:
-                state.best_weights = _trained_copy(self.trained)
-        else:
-            state.stale += 1
-        write_history(self.run_dir, state.history)
-        self.job.tracker.log({k: v for k, v in row.items() if k != "samples"}, state.global_step)
-        log.info(
-            "epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
-            row["epoch"],
-            self.cfg.trainer.epochs,
-            row["train/loss"],
-            row["train/acc"],
-            row["valid/loss"],
-            row["valid/acc"],
-            row["seconds"],
-            "  (best)" if improved else "",
-        )
-        state.epoch = row["epoch"]
-        state.capture(self.trained, self.optimizer, self.scheduler, self.precision.scaler, self.device)
-        state.save(self.run_dir / STATE_FILE, self.job.fingerprint)
-        if improved and save_best:
-            self.save_best(row["epoch"])
-        log.info("resumable state saved after epoch %d", state.epoch)  # and best/: all of the epoch is on disk
+        with deferred():  # a SIGTERM now stops the run once the epoch is on disk, not half-way
+            state.history.append(row)
+            improved = state.best is None or row["valid/acc"] > state.best["valid/acc"]
+            if improved:
+                state.best, state.stale = dict(row), 0
+                if self.best_in_state:
+                    state.best_weights = _trained_copy(self.trained)
+            else:
+                state.stale += 1
+            write_history(self.run_dir, state.history)
+            self.job.tracker.log({k: v for k, v in row.items() if k != "samples"}, state.global_step)
+            log.info(
+                "epoch %d/%d  train/loss %.4f  train/acc %.4f  valid/loss %.4f  valid/acc %.4f  %.1fs%s",
+                row["epoch"],
+                self.cfg.trainer.epochs,
+                row["train/loss"],
+                row["train/acc"],
+                row["valid/loss"],
+                row["valid/acc"],
+                row["seconds"],
+                "  (best)" if improved else "",
+            )
+            state.epoch = row["epoch"]
+            state.capture(self.trained, self.optimizer, self.scheduler, self.precision.scaler, self.device)
+            state.save(self.run_dir / STATE_FILE, self.job.fingerprint)
+            if improved and save_best:
+                self.save_best(row["epoch"])
+            log.info("resumable state saved after epoch %d", state.epoch)  # and best/: all of the epoch is on disk
         if self.job.trial is not None:  # a tune trial: told after the epoch is on disk, so a pruned run keeps it
             self.job.trial.report(row["epoch"], row["valid/acc"], last=row["epoch"] == self.cfg.trainer.epochs)
 

@@ -23,6 +23,7 @@ from sweep.compilation import reset_compiler
 from sweep.errors import WriteError
 from sweep.features import cached_features, uses_feature_cache
 from sweep.fit import Fit
+from sweep.interrupts import raise_interrupt
 from sweep.loop import resolve_device, resolve_precision
 from sweep.neutral import ADDED_KNOB_DEFAULTS, RERUN_NEUTRAL_KEYS
 from sweep.prepare import check_config, prepare, require_model_identity
@@ -40,10 +41,6 @@ from sweep.tracking import start_tracker
 from sweep.trial import Trial, TrialPruned
 
 log = logging.getLogger(__name__)
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """SIGTERM (pre-emption, scancel, kill) handled like Ctrl-C."""
 
 
 def config_fingerprint(config: Dict[str, Any]) -> str:
@@ -159,10 +156,6 @@ def execute(job: Job) -> float:
     return fit.state.best["valid/acc"]
 
 
-def _raise_interrupt(signum, frame):
-    raise RunInterrupted(f"received {signal.Signals(signum).name}")
-
-
 def run(
     cfg: DictConfig,
     run_dir: Path,
@@ -190,7 +183,7 @@ def run(
         return previous["valid/acc"]
     log.info("run dir %s\nresolved config:\n%s", job.run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     job.start()
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_handler = signal.signal(signal.SIGTERM, raise_interrupt)
     exit_code = 1
     held = contextlib.ExitStack()
     try:

@@ -23,8 +23,9 @@ import sweep.config  # noqa: F401  registers the schema and the run_dirname reso
 from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher, TuneSweeper
 from sweep.cluster import slurm_requeues_this_job, under_submitit
 from sweep.errors import InputError
+from sweep.interrupts import RunInterrupted
 from sweep.resources import GpuClaim, job_threads
-from sweep.runner import RunInterrupted, run
+from sweep.runner import run
 from sweep.trial import Trial
 
 # Each job ends with a full garbage collection (sweep/runner.py: its model and optimizer go before

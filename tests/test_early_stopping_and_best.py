@@ -15,10 +15,11 @@ from omegaconf import OmegaConf
 from helpers.app import TIMING_KEYS
 from helpers.rundirs import compose_config, evaluate_best, metrics
 from sweep import fit
+from sweep.interrupts import RunInterrupted
 from sweep.model import Classifier
 from sweep.resume import ResumeState
 from sweep.rundir import CLASSIFIER_FILE, read_json
-from sweep.runner import RunInterrupted, run
+from sweep.runner import run
 
 # so little data that validation stops improving after epoch 1 (epoch 2 ties it): patience 1 stops there
 TINY = [

@@ -115,6 +115,42 @@ def test_nan_loss_stops_the_run_with_a_clear_message(tmp_path):
     assert failed["status"] == "failed" and "NonFiniteLossError" in failed["error"] and "optim.lr" in failed["error"]
 
 
+def test_a_sigterm_while_an_epoch_is_written_stops_the_run_once_the_epoch_is_saved(tmp_path, monkeypatch):
+    """A SIGTERM (pre-emption, scancel, a killed sweep) that lands after an epoch was validated, while
+    its history row, log line and resumable state are written, stops the run once they are on disk:
+    the rerun resumes after that epoch and trains none twice (it used to retrain it, a lost epoch)."""
+    import sweep.fit
+    from sweep.interrupts import RunInterrupted
+
+    sweep_dir = tmp_path / "sweep"
+    overrides = [
+        *CELL.split(","),
+        "data.n_samples=400",
+        "trainer.epochs=2",
+        "logger=none",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    write_history = sweep.fit.write_history
+
+    def terminated_while_writing(run_dir, rows):
+        if len(rows) == 1:  # epoch 1's bookkeeping
+            os.kill(os.getpid(), signal.SIGTERM)
+        write_history(run_dir, rows)
+
+    monkeypatch.setattr(sweep.fit, "write_history", terminated_while_writing)
+    with pytest.raises(RunInterrupted):
+        train_in_process(*overrides)
+    (run_dir,) = run_dirs(sweep_dir)
+    assert metrics(run_dir)["status"] == "interrupted" and (run_dir / "resume_state.pt").is_file()
+    monkeypatch.undo()
+    train_in_process(*overrides)
+    log = (run_dir / "train.log").read_text()
+    assert "resuming after epoch 1" in log
+    assert [log.count(f"epoch {k}/2 ") for k in (1, 2)] == [1, 1]
+    assert metrics(run_dir)["status"] == "completed"
+    no_partial_files(run_dir)
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_run_and_the_rerun_resumes_into_the_same_wandb_run(tmp_path):
     """SIGTERM leaves an interrupted, resumable run; the rerun resumes it, and logs into the same
