@@ -11,6 +11,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, loa
 from tokenizers import Tokenizer
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
+from sweep.rundir import LABEL_NAMES
 from sweep.splits import cap, drop_duplicates, given_splits, merged, split_dataset
 
 # DataError lives beside the text loader, which raises it too
@@ -19,7 +20,6 @@ from sweep.truncation import keep_tokens
 
 log = logging.getLogger(__name__)
 
-LABEL_NAMES = ["neg", "pos"]
 REQUIRED_COLUMNS = ("text", "label")
 
 

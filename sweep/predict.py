@@ -11,7 +11,8 @@ line). A run trained on sentence pairs (data.text_pair_column) takes a table fil
 columns, the second named by --pair-column. One row per text, in input order: the predicted
 label's name, its class id and the probability of every class, as CSV or JSON Lines, to standard
 output or --out. Uses the GPU (bf16 where the card has it) when there is one; truncates to the
-max_len the run trained with, keeping the tokens it kept (data.truncation).
+max_len the run trained with, keeping the tokens it kept (data.truncation). --backend onnx or
+onnx-int8 runs the run's ONNX export (sweep/export.py) in ONNX Runtime instead, without torch.
 """
 
 import argparse
@@ -117,7 +118,7 @@ def require_matching_input(meta: dict, directory: Path, pairs: Optional[List[str
 def label_names(meta: dict, num_labels: int) -> List[str]:
     """The class names saved with the checkpoint; checkpoints saved before they were recorded come
     from the project's binary datasets (IMDB, generated reviews), labelled neg/pos."""
-    from sweep.data import LABEL_NAMES
+    from sweep.rundir import LABEL_NAMES
 
     if meta.get("label_names"):
         return list(meta["label_names"])
@@ -164,31 +165,57 @@ def class_probabilities(
     return torch.cat(out).numpy()
 
 
-def predict(
-    run_dir: str, texts: List[str], batch_size: int = 64, device: str = "auto", pairs: Optional[List[str]] = None
-):
-    """A DataFrame with label, class_id and prob_<label> per text (or pair), in input order."""
-    import pandas as pd
+BACKENDS = ("torch", "onnx", "onnx-int8")  # onnx*: the export in best/onnx/ (sweep/export.py), without torch
+
+
+def torch_probabilities(directory: Path, meta: dict, texts, pairs, batch_size: int, device: str):
     from transformers.utils import logging as transformers_logging
 
     from sweep.loop import resolve_device, resolve_precision
     from sweep.model import Classifier, load_tokenizer
-    from sweep.rundir import CLASSIFIER_FILE
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars: predict.py's own bar is the one to show
-
-    directory = checkpoint_dir(Path(run_dir))
-    meta = json.loads((directory / CLASSIFIER_FILE).read_text())
-    require_matching_input(meta, directory, pairs)
     torch_device = resolve_device(device)
     model = Classifier.from_pretrained(directory).to(torch_device)
     tokenizer = load_tokenizer(str(directory))
     precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
     max_len = int(meta.get("max_len") or tokenizer.model_max_length)
     truncation = meta.get("truncation", "head")  # checkpoints from before data.truncation kept the head
-    probs = class_probabilities(
-        model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation
-    )
+    return class_probabilities(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation)
+
+
+def onnx_probabilities(directory: Path, backend: str, texts, pairs, batch_size: int):
+    """The export's probabilities, through ONNX Runtime on the CPU: no torch import on this path."""
+    from sweep.rundir import EXPORT_FILE, read_json
+    from sweep.serving import OnnxClassifier, export_dir
+
+    onnx_dir = export_dir(directory, backend)
+    failed = (read_json(onnx_dir / EXPORT_FILE) or {}).get("failed_check")
+    if failed:
+        print(f"predict.py: warning: this export failed its check against torch: {'; '.join(failed)}", file=sys.stderr)
+    return OnnxClassifier(onnx_dir, backend).probabilities(texts, pairs, batch_size)
+
+
+def predict(
+    run_dir: str,
+    texts: List[str],
+    batch_size: int = 64,
+    device: str = "auto",
+    pairs: Optional[List[str]] = None,
+    backend: str = "torch",
+):
+    """A DataFrame with label, class_id and prob_<label> per text (or pair), in input order."""
+    import pandas as pd
+
+    from sweep.rundir import CLASSIFIER_FILE
+
+    directory = checkpoint_dir(Path(run_dir))
+    meta = json.loads((directory / CLASSIFIER_FILE).read_text())
+    require_matching_input(meta, directory, pairs)
+    if backend == "torch":
+        probs = torch_probabilities(directory, meta, texts, pairs, batch_size, device)
+    else:
+        probs = onnx_probabilities(directory, backend, texts, pairs, batch_size)
     names = label_names(meta, probs.shape[1])
     class_ids = probs.argmax(axis=1)
     table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})
@@ -220,7 +247,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--out", help="write here instead of standard output (.jsonl: JSON Lines)")
     p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from --out, else csv)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (--backend torch)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: best/'s checkpoint; onnx, onnx-int8: its export (encoder-sweep-export), on the CPU without torch",
+    )
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size {args.batch_size}: must be at least 1")
@@ -231,7 +264,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         texts, pairs = read_texts(args.texts, args.file, args.text_column, args.pair_column)
-        table = predict(args.run_dir, texts, args.batch_size, args.device, pairs)
+        table = predict(args.run_dir, texts, args.batch_size, args.device, pairs, args.backend)
     except InputError as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         return 2

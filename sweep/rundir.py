@@ -11,7 +11,10 @@ the report and Hydra's callbacks stay light.
       best/                      the best checkpoint: the encoder (save_pretrained, safetensors), its tokenizer,
                                  head.safetensors and classifier.json (family, pooling, num_labels, max_len, epoch,
                                  label names); sweep.model.Classifier.from_pretrained(best) loads it;
-                                 method=lora: the encoder with its adapters merged, and adapter/ (peft's format)
+                                 method=lora: the encoder with its adapters merged, and adapter/ (peft's format);
+                                 README.md: the model card (sweep/model_card.py), written when the run completes
+      best/onnx/                 sweep/export.py: model.onnx (fp32), model_int8.onnx (--quantize int8), the
+                                 tokenizer files, classifier.json and export.json (its check against torch)
       resume_state.pt            the resumable state after the last epoch (tensors and plain values only, loaded
                                  with weights_only=True); deleted when the run completes
       wandb_id, wandb/           the run's wandb id (kept across restarts) and the wandb run files
@@ -47,6 +50,10 @@ BEST_DIR = "best"
 CLASSIFIER_FILE = "classifier.json"  # in best/: what Classifier.from_pretrained needs beside the weights
 HEAD_FILE = "head.safetensors"  # in best/: the pooling's and the head's weights
 ADAPTER_DIR = "adapter"  # in best/ of a method=lora run: the adapters alone (peft's save_pretrained)
+MODEL_CARD_FILE = "README.md"  # in best/: the model card, in the Hugging Face hub's layout
+ONNX_DIR = "onnx"  # in best/: the exported classifier, all that serving it needs
+ONNX_MODELS = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}  # in best/onnx/, by predict.py's --backend
+EXPORT_FILE = "export.json"  # in best/onnx/: the source's hash, the versions, the check against torch
 STATE_FILE = "resume_state.pt"
 WANDB_ID_FILE = "wandb_id"
 WANDB_DIR = "wandb"  # the wandb run files (wandb.init(dir=RUN_DIR) names it)
@@ -122,6 +129,10 @@ TIMING_FIELDS = (
     "compile_seconds",
     "feature_seconds",
 )
+
+# the class names of the project's binary data sets (IMDB, generated reviews); checkpoints saved
+# before best/classifier.json recorded label_names are labelled with them
+LABEL_NAMES = ["neg", "pos"]
 
 HISTORY_COLUMNS = ("epoch", "train/loss", "train/acc", "valid/loss", "valid/acc", "seconds", "samples", "lr")
 

@@ -25,6 +25,7 @@ from sweep.features import cached_features, uses_feature_cache
 from sweep.fit import Fit
 from sweep.interrupts import raise_interrupt
 from sweep.loop import resolve_device, resolve_precision
+from sweep.model_card import write_model_card
 from sweep.neutral import ADDED_KNOB_DEFAULTS, RERUN_NEUTRAL_KEYS
 from sweep.prepare import check_config, prepare, require_model_identity
 from sweep.resources import set_threads
@@ -123,6 +124,7 @@ class Job:
         final = {"status": Status.COMPLETED.value, **results}
         self.tracker.summary(final)
         self.record.update(final)
+        write_model_card(self.run_dir)  # best/README.md, from the files just written
         (self.run_dir / STATE_FILE).unlink(missing_ok=True)  # a finished run keeps best/, not optimizer states
         log.info(
             "test on the best checkpoint (epoch %d): test/acc %.4f  test/macro_f1 %.4f",

@@ -11,8 +11,9 @@ HEAD_SHARE = 0.25  # head_tail: the head's share of the token budget (Sun et al.
 
 def keep_tokens(tokenizer, texts: List[str], max_len: int, truncation: str) -> Dict[str, list]:
     """tail or head_tail: the texts tokenized whole (no special tokens), cut to the budget, then the
-    tokenizer's special tokens put around what is kept (its post-processor, as a normal call does)."""
-    backend = tokenizer.backend_tokenizer
+    tokenizer's special tokens put around what is kept (its post-processor, as a normal call does).
+    `tokenizer`: a transformers fast tokenizer or the `tokenizers.Tokenizer` behind one (ONNX serving)."""
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
     backend.no_truncation()  # transformers leaves its last call's truncation and padding on the backend
     backend.no_padding()
     budget = max_len - backend.num_special_tokens_to_add(is_pair=False)

@@ -49,7 +49,22 @@ SEEDS_GRID = [
 ]
 
 
-SHARED_RUNS = ("smoke_sweep", "seeds_sweep")  # the session fixtures below: trained once, read by many files
+# both families x the learned and the side-by-side pooling (cls_mean: [CLS] and the masked mean), one
+# epoch: test_pooling checks that they learn, test_export exports every pooling family of both
+LEARNED_POOLINGS_GRID = [
+    "experiment=smoke",
+    "model=bert,modernbert",
+    "logger=none",
+    "pooling=cls_mean,attention",
+    "trainer.epochs=1",
+]
+
+
+SHARED_RUNS = (
+    "smoke_sweep",
+    "seeds_sweep",
+    "learned_poolings_sweep",
+)  # the session fixtures below: trained once, read by many files
 
 
 def pytest_collection_modifyitems(items):
@@ -95,6 +110,12 @@ def trained_once(tmp_path_factory, name: str, overrides) -> Path:
 def smoke_sweep(tmp_path_factory):
     """The README's smoke grid (2 models x 2 poolings, tiny models, generated data), run once."""
     return trained_once(tmp_path_factory, "smoke", SMOKE_GRID)
+
+
+@pytest.fixture(scope="session")
+def learned_poolings_sweep(tmp_path_factory):
+    """Both tiny families with pooling=cls_mean and attention, one epoch, run once."""
+    return trained_once(tmp_path_factory, "learned_poolings", LEARNED_POOLINGS_GRID)
 
 
 @pytest.fixture(scope="session")

@@ -14,15 +14,18 @@ from sweep.report.record import RunRecord
 from sweep.rundir import (
     BEST_DIR,
     CONFIG_FILE,
+    EXPORT_FILE,
     HYDRA_DIR,
     METRICS_FILE,
     MULTIRUN_FILE,
+    ONNX_DIR,
     OVERRIDES_FILE,
     WANDB_DIR,
     Status,
     is_run_dir,
     load_metrics,
     read_history,
+    read_json,
     read_yaml,
 )
 
@@ -73,6 +76,10 @@ def load_run(path: Path) -> RunRecord:
     if "method" in run.metrics:
         run.config.setdefault("method.name", run.metrics["method"])
     run.history = read_history(path)
+    exported = read_json(path / BEST_DIR / ONNX_DIR / EXPORT_FILE) or {}
+    int8 = exported.get("check", {}).get("onnx-int8", {})
+    if int8.get("samples_per_s") is not None:  # the serving cost beside torch's, for runs exported to int8
+        run.metrics = {**run.metrics, "onnx_int8_samples_per_s": int8["samples_per_s"]}
     return run
 
 

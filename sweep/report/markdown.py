@@ -15,7 +15,13 @@ from sweep.report.tables import METRICS
 from sweep.stats import ALPHA, MCNEMAR, TEST_MEANINGS
 
 # shown precision (else 4); CSV and JSON keep every digit
-DECIMALS = {"train_seconds": 1, "train_samples_per_s": 0, "test_samples_per_s": 0, "peak_memory_mib": 0}
+DECIMALS = {
+    "train_seconds": 1,
+    "train_samples_per_s": 0,
+    "test_samples_per_s": 0,
+    "onnx_int8_samples_per_s": 0,
+    "peak_memory_mib": 0,
+}
 # what the job records under those names (sweep/rundir.py METRICS_FIELDS)
 COLUMN_NOTES = (
     "train acc (running, best epoch): the accuracy over the best epoch's training batches while they were "
@@ -30,6 +36,9 @@ COLUMN_NOTES = (
     "peak resident set size during it (everything the process holds, data-loader workers not counted). "
     "metrics.json's peak_memory_kind says which: cuda_allocated, host_rss, or host_rss_process_lifetime "
     "where the peak could not be reset.",
+    "onnx int8 samples/s: the run's int8 ONNX export (encoder-sweep-export RUN_DIR --quantize int8) in ONNX "
+    "Runtime on the CPU, batch 32, over the test rows its check ran on (best/onnx/export.json); empty for a run "
+    "not exported.",
     "test F1: the F1 of the positive class (label 1), two-class data only; test macro-F1: the mean of "
     "every class's F1, for any number of classes (metrics.json older than it leave the column empty).",
     "params (incl. unused): every weight of encoder and head, including those the forward pass never uses "

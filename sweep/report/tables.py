@@ -27,6 +27,7 @@ METRICS = {
     "train_samples_per_s": "train loop samples/s",
     "test_samples_per_s": "inference samples/s (test)",
     "peak_memory_mib": "inference peak memory (MiB)",
+    "onnx_int8_samples_per_s": "onnx int8 samples/s",
     "params": "params (incl. unused)",
     "trainable_params": "trainable params",
 }
