@@ -7,6 +7,7 @@
     python -m sweep.bench --model bert-tiny --data               # + IMDB data preparation, cold and warm
     python sweep/bench.py --quick --model modernbert-tiny        # a few seconds: what the tests run
     python sweep/bench.py --regimes --model bert --pooling mean  # LoRA's step and the frozen encoding vs fine-tuning
+    python sweep/bench.py --inference RUN_DIR --threads 2         # torch vs its ONNX export (fp32, int8), served
 
 "project" is `sweep.loop.train_step` on a `sweep.model.Classifier` with the optimizer of
 `sweep.loop.build_optimizer` (the seed recipe: Adam, lr 5e-5, constant); "bare" is a plain loop
@@ -17,7 +18,8 @@ both alike; warmup steps are not timed. One more untimed step per side counts it
 values the host reads, each a stall of the GPU queue; eager runs only). Models are random-init from
 configs: no download. The train-step benchmark is sweep/step_bench.py; --data's, sweep/data_bench.py;
 --regimes' (method=lora's train step and method=frozen's encoding pass against the full fine-tuning
-step, on the same weights and batches), sweep/regime_bench.py, which needs peft.
+step, on the same weights and batches), sweep/regime_bench.py, which needs peft; --inference's (a
+run's best/ in torch and its ONNX export in ONNX Runtime, batch 1 and 32), sweep/inference_bench.py.
 Needs only torch and transformers (GPU machines have no hydra or datasets); --data needs datasets.
 """
 
@@ -76,6 +78,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=str(REPO.parent / "shared" / "data" / "imdb"),
         help="dir with IMDB train.parquet and test.parquet (default: ../shared/data/imdb of the repo)",
     )
+    p.add_argument(
+        "--inference",
+        metavar="RUN_DIR",
+        help="instead: a run's classifier served by torch and by its ONNX export (samples/s, p50/p95 latency)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.warmup = 3, 2, 1
@@ -86,6 +93,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.inference:
+        from sweep.inference_bench import bench_inference, print_inference
+
+        threads = args.threads or 2
+        print_inference(args.inference, bench_inference(args.inference, args.rounds, threads), args.rounds, threads)
+        return 0
     if args.regimes:
         from sweep.regime_bench import bench_regimes, print_regimes  # peft: only here
 

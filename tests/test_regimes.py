@@ -151,3 +151,13 @@ def test_the_table_tells_the_regimes_apart_with_their_trainable_parameters(regim
     header = next(line for line in (tmp_path / "comparison.md").read_text().splitlines() if line.startswith("| model"))
     assert "| method |" in header and "| trainable params |" in header
     assert "includes the encoding of every split" in (tmp_path / "comparison.md").read_text()
+
+
+def test_a_frozen_probe_and_a_merged_lora_run_export_and_serve_the_labels_they_tested(regimes_sweep, tmp_path):
+    """The exporter on the regimes' best/: a probe's (a fine-tuned encoder loaded as any checkpoint) and
+    LoRA's, saved with its adapters merged."""
+    from test_export import assert_backends_give_the_runs_labels, exported_copy
+
+    _, runs = regimes_sweep
+    for cell in (("smoke-bert", "frozen", "cls_mean"), ("modernbert", "lora", "mean")):
+        assert_backends_give_the_runs_labels(exported_copy(runs[cell], tmp_path / cell[1]), tmp_path)
