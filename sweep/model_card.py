@@ -4,7 +4,7 @@ how to load it, and, once sweep/export.py ran, the export and its agreement with
 the run dir's own files, so it says nothing the run did not record; rewritten by each export."""
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from sweep.rundir import (
     BEST_DIR,
@@ -128,8 +128,7 @@ def export_section(record: Dict[str, Any]) -> List[str]:
     return lines
 
 
-def render(run_dir: Path) -> str:
-    config = read_yaml(run_dir / CONFIG_FILE) or {}
+def render(run_dir: Path, config: Dict[str, Any]) -> str:
     metrics = read_json(run_dir / METRICS_FILE) or {}
     meta = read_json(run_dir / BEST_DIR / CLASSIFIER_FILE) or {}
     title = f"# {metrics.get('model')} · {metrics.get('pooling')} pooling · {metrics.get('method')}"
@@ -149,9 +148,12 @@ def render(run_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_model_card(run_dir: Path) -> None:
-    """best/README.md of a completed run (nothing where the run saved no best/)."""
+def write_model_card(run_dir: Path, config: Optional[Dict[str, Any]] = None) -> None:
+    """best/README.md of a completed run (nothing where the run saved no best/). config: the run's resolved
+    config; read from its .hydra/config.yaml when not given (a run trained in-process may have none)."""
     run_dir = Path(run_dir)
+    if config is None and (run_dir / CONFIG_FILE).is_file():
+        config = read_yaml(run_dir / CONFIG_FILE)
     if (run_dir / BEST_DIR / CLASSIFIER_FILE).is_file():
         with atomic_path(run_dir / BEST_DIR / MODEL_CARD_FILE) as tmp:
-            tmp.write_text(render(run_dir))
+            tmp.write_text(render(run_dir, config or {}))

@@ -124,7 +124,7 @@ class Job:
         final = {"status": Status.COMPLETED.value, **results}
         self.tracker.summary(final)
         self.record.update(final)
-        write_model_card(self.run_dir)  # best/README.md, from the files just written
+        write_model_card(self.run_dir, self.config)  # best/README.md, from the files just written
         (self.run_dir / STATE_FILE).unlink(missing_ok=True)  # a finished run keeps best/, not optimizer states
         log.info(
             "test on the best checkpoint (epoch %d): test/acc %.4f  test/macro_f1 %.4f",
