@@ -24,8 +24,9 @@ import shutil
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from sweep.errors import InputError
 from sweep.rundir import (
@@ -53,6 +54,19 @@ EXPORTER = "torch.onnx.export(dynamo=True)"
 
 class ExportError(InputError):
     """A run dir, an option or an environment the export cannot use: said in one line."""
+
+
+@contextmanager
+def errors_only(logger: str) -> Iterator[None]:
+    """The named logger ("" the root) at ERROR for a library call's notes, then as it was: the process's
+    later warnings (a caller's, its next run's) still show."""
+    target = logging.getLogger(logger)
+    level = target.level
+    target.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        target.setLevel(level)
 
 
 def locate(path: Path) -> Tuple[Path, Path]:
@@ -161,9 +175,8 @@ def write_graph(model, tokenizer, names: List[str], texts: List[str], meta: Dict
     sequence = torch.export.Dim("sequence", max=longest) if longest else torch.export.Dim("sequence")
     dims = tuple({0: torch.export.Dim("batch"), 1: sequence} for _ in names)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), errors_only("torch.onnx"):
             warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not the user's to act on
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
             torch.onnx.export(
                 positional(model, names),
                 tuple(example[name] for name in names),
@@ -193,12 +206,12 @@ def vector_products(fp32: Path) -> List[str]:
 def quantize(fp32: Path, int8: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its pre-processing advice
-    # per channel: a scale per output row of each weight; per tensor, MiniLM fine-tuned one epoch gave
-    # torch's label on 96.4% of its test rows, per channel 98.8%, at the same speed
-    quantize_dynamic(
-        str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=vector_products(fp32)
-    )
+    with errors_only(""):  # the quantizer's pre-processing advice, on the root logger
+        # per channel: a scale per output row of each weight; per tensor, MiniLM fine-tuned one epoch gave
+        # torch's label on 96.4% of its test rows, per channel 98.8%, at the same speed
+        quantize_dynamic(
+            str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=vector_products(fp32)
+        )
 
 
 def weights_hash(best: Path) -> str:

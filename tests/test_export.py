@@ -4,6 +4,7 @@ card and collect's table; bad input gets one line and changes nothing."""
 
 import hashlib
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -28,10 +29,13 @@ SMOKE_CELL = "experiment=smoke,model=modernbert,pooling=mean"  # ModernBERT: loc
 
 
 def exported_copy(run_dir: Path, tmp_path: Path) -> Path:
-    """A copy of a shared run (the tests only read those), exported with int8."""
+    """A copy of a shared run (the tests only read those), exported with int8; the process's logging
+    left as it was (a root logger raised to ERROR silenced every later warning of the process)."""
     copy = tmp_path / run_dir.name
     shutil.copytree(run_dir, copy)
+    levels = logging.getLogger().level, logging.getLogger("sweep").getEffectiveLevel()
     assert export_main([str(copy), "--quantize", "int8"]) == 0
+    assert (logging.getLogger().level, logging.getLogger("sweep").getEffectiveLevel()) == levels
     return copy
 
 
