@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from sweep.errors import InputError
+from sweep.onnx_fusion import fuse_for_onnxruntime
 from sweep.rundir import (
     BEST_DIR,
     CLASSIFIER_FILE,
@@ -317,12 +318,13 @@ def export(path: Path, int8: bool = False, opset: Optional[int] = None, rows: in
     backends = ["onnx", "onnx-int8"] if int8 else ["onnx"]
     with atomic_path(best / ONNX_DIR, is_dir=True) as tmp:
         write_graph(model, tokenizer, names, checked_rows[0], meta, tmp / ONNX_MODELS["onnx"], opset)
+        fusions = fuse_for_onnxruntime(tmp / ONNX_MODELS["onnx"])  # int8 quantizes the fused graph
         if int8:
             quantize(tmp / ONNX_MODELS["onnx"], tmp / ONNX_MODELS["onnx-int8"])
         for name in (*TOKENIZER_FILES, CLASSIFIER_FILE):
             if (best / name).is_file():
                 shutil.copy2(best / name, tmp / name)
-        record = describe(best, tmp, names, tokenizer, meta, backends)
+        record = {**describe(best, tmp, names, tokenizer, meta, backends), "fusions": fusions}
         write_json(tmp / EXPORT_FILE, record)  # the runtime reads its inputs' padding from it
         record["check"] = check(model, tokenizer, meta, tmp, backends, checked_rows)
         record["failed_check"] = shortfalls(record["check"])

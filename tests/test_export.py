@@ -72,6 +72,8 @@ def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_an
         digest.update(path.name.encode() + path.read_bytes())
     assert record["source"]["weights_sha256"] == digest.hexdigest()
     assert record["opset"] >= 18 and record["inputs"] == ["input_ids", "attention_mask"]  # ModernBERT: no type ids
+    # ONNX Runtime's fused attention (with its rotary embedding) serves it, checked like any graph below
+    assert record["fusions"]["sdpa"] == record["fusions"]["rotary_embedding"] / 2 == 2, record["fusions"]
     assert record["check"]["rows"] == metrics(run_dir)["test_samples"]  # under 1,000: all of them
     assert_backends_give_the_runs_labels(run_dir, tmp_path)
 
