@@ -13,7 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import job_dirname
+from sweep.dirnames import job_dirname
 from sweep.rundir import METRICS_FILE, Status, read_json
 
 log = logging.getLogger("sweep.callbacks")

@@ -8,8 +8,8 @@ from transformers import AutoModel, RobertaConfig
 
 from helpers.app import train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
-from sweep.config import run_dirname
 from sweep.data import DataError
+from sweep.dirnames import run_dirname
 from sweep.errors import InputError
 from sweep.model import encoder_input_names, load_encoder, load_tokenizer
 from sweep.report.cli import main as collect_main

@@ -287,7 +287,7 @@ def test_failed_jobs_names_jobs_that_left_no_run_dir_or_no_metrics(tmp_path, cap
     )
     callback = FailedJobs()
     callback.on_multirun_start(config)
-    # logger is an excluded key; a path value becomes one dir level (sweep.config.run_dirname)
+    # logger is an excluded key; a path value becomes one dir level (sweep.dirnames.run_dirname)
     cell = "data.local_dir=_data_imdb,experiment=smoke,model={},pooling={}".format
     write_status(tmp_path / cell("bert", "cls"), "completed")
     write_status(tmp_path / cell("modernbert", "mean"), "completed")
