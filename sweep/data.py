@@ -165,12 +165,12 @@ def prepare_splits(data_cfg) -> DatasetDict:
     parts = load_text(data_cfg) if data_cfg.get("text_column") else None
     splits = None
     if parts is not None and data_cfg.get("use_given_splits"):
-        splits = given_splits(parts, int(data_cfg.split_seed))
+        splits = given_splits(parts, int(data_cfg.split_seed), data_cfg.get("task", "single_label"))
     if splits is None:
         ds = merged(parts) if parts is not None else load_raw(data_cfg)
         if data_cfg.dedup:
             ds = drop_duplicates(ds)
-        splits = split_dataset(ds, list(data_cfg.split), int(data_cfg.split_seed))
+        splits = split_dataset(ds, list(data_cfg.split), int(data_cfg.split_seed), data_cfg.get("task", "single_label"))
     splits = cap(splits, data_cfg.max_train_samples, data_cfg.max_eval_samples)
     log.info("splits: %s", ", ".join(f"{k} {len(v):,}" for k, v in splits.items()))
     return splits
@@ -245,10 +245,23 @@ def tokenize(
 
 
 class Collator:
-    """Dict of token-id lists -> padded tensors; pads to max_len (the seed's) or to the batch's longest."""
+    """Dict of token-id lists -> padded tensors; pads to max_len (the seed's) or to the batch's longest.
+    Labels as data.task holds them (sweep/tasks.py): class ids; a 0/1 row over num_labels labels
+    (multi_label); the numbers themselves (regression: the task standardizes them for its loss)."""
 
-    def __init__(self, input_names: List[str], pad_token_id: int, max_len: int, padding: str):
+    def __init__(self, input_names: List[str], pad_token_id: int, max_len: int, padding: str, task=None, num_labels=0):
         self.input_names, self.pad_token_id, self.max_len, self.padding = input_names, pad_token_id, max_len, padding
+        self.task, self.num_labels = task or "single_label", num_labels
+
+    def labels(self, labels: list) -> torch.Tensor:
+        if self.task == "multi_label":
+            rows = torch.zeros((len(labels), self.num_labels), dtype=torch.float32)
+            for row, ids in enumerate(labels):
+                rows[row, ids] = 1.0
+            return rows
+        if self.task == "regression":
+            return torch.tensor(labels, dtype=torch.float64)
+        return torch.tensor(labels, dtype=torch.long)
 
     def __call__(self, rows: Dict[str, list]) -> Dict[str, torch.Tensor]:
         sequences = rows["input_ids"]
@@ -262,7 +275,7 @@ class Collator:
             batch[name] = tensor
         if "attention_mask" not in batch:
             batch["attention_mask"] = (batch["input_ids"] != self.pad_token_id).long()
-        batch["labels"] = torch.tensor(rows["label"], dtype=torch.long)
+        batch["labels"] = self.labels(rows["label"])
         batch["idx"] = torch.tensor(rows["idx"], dtype=torch.long)
         return batch
 
@@ -288,10 +301,12 @@ def make_loader(
     group_by_length: bool = False,
     num_workers: int = 0,
     pin_memory: bool = False,
+    skip_batches: int = 0,
 ) -> DataLoader:
     """Whole batches are read from arrow in one call (ds[list_of_rows]), not row by row.
     shuffle_seed=None keeps the order; the train loader is rebuilt each epoch with seed + epoch,
-    which makes the batch order of any epoch reproducible on resume."""
+    which makes the batch order of any epoch reproducible on resume; skip_batches leaves out its
+    first batches (a resume in the middle of the epoch), without reading them."""
     if shuffle_seed is None:
         batches = BatchSampler(SequentialSampler(ds), batch_size, drop_last=False)
     elif group_by_length:
@@ -299,6 +314,8 @@ def make_loader(
     else:
         order = RandomSampler(ds, generator=torch.Generator().manual_seed(shuffle_seed))
         batches = BatchSampler(order, batch_size, drop_last=False)
+    if skip_batches:
+        batches = list(batches)[skip_batches:]
     return DataLoader(
         ds, sampler=batches, batch_size=None, collate_fn=collator, num_workers=num_workers, pin_memory=pin_memory
     )

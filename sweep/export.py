@@ -309,10 +309,13 @@ def export(path: Path, int8: bool = False, opset: Optional[int] = None, rows: in
     from sweep.model_card import write_model_card
 
     run_dir, best = locate(Path(path))
+    meta = json.loads((best / CLASSIFIER_FILE).read_text())
+    task = meta.get("task", "single_label")
+    if task != "single_label":  # its check compares class labels and probabilities
+        raise ExportError(f"{str(best)!r} holds a {task} model; the export serves single-label classifiers")
     require_exporter(opset)
     require_writable(best)
     model, tokenizer = load_checkpoint(best)
-    meta = json.loads((best / CLASSIFIER_FILE).read_text())
     checked_rows = test_rows(run_dir, rows)
     names = encoder_input_names(model.encoder, tokenizer)
     backends = ["onnx", "onnx-int8"] if int8 else ["onnx"]

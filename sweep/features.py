@@ -50,7 +50,8 @@ def cache_root(configured: Optional[str]) -> Path:
     return Path(base).expanduser() / "features"
 
 
-def cache_key(model: Classifier, splits, layers: int, precision: str, padding: str) -> str:
+def cache_key(model: Classifier, splits, layers: int, precision: str, padding: str, task: str = "single_label") -> str:
+    """The entry's name: what decides the vectors and the labels stored beside them."""
     digest = xxhash.xxh3_128()
     described = {
         "version": CACHE_VERSION,
@@ -59,6 +60,9 @@ def cache_key(model: Classifier, splits, layers: int, precision: str, padding: s
         "layers": layers,
         "precision": precision,
         "padding": padding,
+        **(
+            {"task": task} if task != "single_label" else {}
+        ),  # labels as the task batches them (0/1 rows, standardized)
     }
     digest.update(json.dumps(described, sort_keys=True).encode())
     for name, tensor in model.encoder.state_dict().items():  # the weights themselves: any checkpoint, any init
@@ -160,7 +164,9 @@ def encode(prepared, device: torch.device, precision: Precision, eval_batch_size
 def cached_features(prepared, cfg, device: torch.device, precision: Precision) -> Features:
     """The job's vectors from the cache, encoded first (once, under the entry's lock) where absent."""
     started = time.perf_counter()
-    key = cache_key(prepared.model, prepared.splits, cfg.pooling.layers, precision.name, cfg.data.padding)
+    key = cache_key(
+        prepared.model, prepared.splits, cfg.pooling.layers, precision.name, cfg.data.padding, cfg.data.task
+    )
     entry = cache_root(cfg.method.feature_cache) / key
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry) + ".lock"):

@@ -1,14 +1,13 @@
-"""The training step, one epoch, evaluation, and the optimizer. Importable with torch and
+"""The training step (backward, optimizer step), evaluation, and the optimizer. Importable with torch and
 transformers alone (the benchmark uses train_step on machines without hydra or datasets)."""
 
 import math
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -16,8 +15,10 @@ from transformers import get_scheduler
 from sweep.errors import InputError
 from sweep.layer_decay import layer_scales
 from sweep.schema import PRECISIONS
+from sweep.tasks import SingleLabel
 
 MODEL_INPUT_KEYS_EXCLUDED = ("labels", "idx")
+SINGLE_LABEL = SingleLabel()  # the task of a caller that names none (the benchmark, the seed recipe)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -119,6 +120,52 @@ def mark_cuda_graph_step() -> None:
         torch.compiler.cudagraph_mark_step_begin()
 
 
+def backward(
+    model: nn.Module,
+    inputs: Dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    precision: Optional[Precision] = None,
+    weight: Optional[torch.Tensor] = None,
+    share=None,
+    task=None,
+):
+    """Forward, loss and backward of one (micro-)batch: gradients add up until optimizer_step.
+    weight: per-class weights of the cross-entropy; share: this batch's part of an accumulated
+    step's loss (None: the whole step); task: sweep/tasks.py's (None: single_label). Returns the
+    batch's mean loss and its number of correct rows as device tensors: nothing here waits for the device."""
+    task = task or SINGLE_LABEL
+    mark_cuda_graph_step()
+    with precision.autocast() if precision else nullcontext():
+        logits = model(**inputs)
+    loss = task.loss(logits, labels, weight)
+    scaled = loss if share is None else loss * share
+    scaler = precision.scaler if precision else None
+    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+    return loss.detach(), task.hits(logits, labels)
+
+
+def optimizer_step(optimizer, scheduler=None, precision: Optional[Precision] = None, max_grad_norm=None):
+    """One update from the gradients backward() left, then the schedule's step. max_grad_norm clips
+    their global L2 norm first (under fp16's scaler, the unscaled gradients); returns that norm
+    before clipping as a device tensor (None without clipping)."""
+    scaler = precision.scaler if precision else None
+    norm = None
+    if max_grad_norm is not None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if scheduler is not None:
+        scheduler.step()
+    return norm
+
+
 def train_step(
     model: nn.Module,
     inputs: Dict[str, torch.Tensor],
@@ -127,128 +174,43 @@ def train_step(
     scheduler=None,
     precision: Optional[Precision] = None,
 ):
-    """Forward, loss, backward, optimizer step. Returns the loss and the number of correct
-    predictions as device tensors: nothing here waits for the device."""
-    mark_cuda_graph_step()
-    with precision.autocast() if precision else nullcontext():
-        logits = model(**inputs)
-    loss = F.cross_entropy(logits.float(), labels)
-    scaler = precision.scaler if precision else None
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if scheduler is not None:
-        scheduler.step()
-    return loss.detach(), (logits.argmax(dim=-1) == labels).sum()
-
-
-@dataclass
-class EpochResult:
-    loss: float
-    acc: float
-    samples: int
-    steps: int
-
-
-def train_epoch(
-    model: nn.Module,
-    loader,
-    optimizer,
-    scheduler,
-    device: torch.device,
-    *,
-    epoch: int,
-    global_step: int,
-    log_every: int,
-    on_log: Callable[[Dict[str, float], int], None],
-    precision: Optional[Precision] = None,
-) -> EpochResult:
-    """One pass over the loader. Loss and accuracy accumulate on the device; the host syncs only
-    every `log_every` steps (to log the running loss and check it is finite)."""
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    window_loss, window_steps, samples, steps = torch.zeros((), device=device), 0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=None)
-    for batch in bar:
-        batch = to_device(batch, device)
-        labels = batch["labels"]
-        loss, hits = train_step(model, model_inputs(batch), labels, optimizer, scheduler, precision)
-        size = labels.shape[0]
-        loss_sum += loss * size
-        correct += hits
-        window_loss += loss
-        samples, steps, window_steps = samples + size, steps + 1, window_steps + 1
-        if (global_step + steps) % log_every == 0:
-            value = (window_loss / window_steps).item()
-            check_finite(value, epoch, global_step + steps)
-            on_log(
-                {"train/loss_step": value, "train/lr": scheduler.get_last_lr()[0], "epoch": epoch}, global_step + steps
-            )
-            bar.set_postfix(loss=f"{value:.4f}")
-            window_loss.zero_()
-            window_steps = 0
-    mean_loss = (loss_sum / max(samples, 1)).item()
-    check_finite(mean_loss, epoch, global_step + steps)
-    return EpochResult(loss=mean_loss, acc=correct.item() / max(samples, 1), samples=samples, steps=steps)
-
-
-def check_finite(loss: float, epoch: int, step: int) -> None:
-    if not math.isfinite(loss):
-        raise NonFiniteLossError(
-            f"train loss is {loss} at epoch {epoch}, step {step}; lower optim.lr or check the data"
-        )
-
-
-def class_f1(labels: torch.Tensor, preds: torch.Tensor, cls: int) -> float:
-    """F1 of one class against the rest (0 when the class is neither predicted nor present)."""
-    tp = int(((preds == cls) & (labels == cls)).sum())
-    fp = int(((preds == cls) & (labels != cls)).sum())
-    fn = int(((preds != cls) & (labels == cls)).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-
-
-def macro_f1(labels: torch.Tensor, preds: torch.Tensor, f1s: List[float]) -> float:
-    """Mean F1 over the classes that occur in the labels or predictions (sklearn's macro average over
-    its labels); a class absent from both, e.g. from a capped split, would only add an arbitrary 0."""
-    seen = set(labels.tolist()) | set(preds.tolist())
-    return sum(f1s[c] for c in seen) / len(seen)
+    """One batch, one optimizer step (the benchmark's unit). Returns the loss and the number of
+    correct predictions as device tensors."""
+    loss, hits = backward(model, inputs, labels, precision)
+    optimizer_step(optimizer, scheduler, precision)
+    return loss, hits
 
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, loader, device: torch.device, desc: str = "eval", precision: Optional[Precision] = None
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    desc: str = "eval",
+    precision: Optional[Precision] = None,
+    task=None,
 ) -> Dict[str, object]:
-    """Loss, accuracy, macro-F1 (and F1 of the positive class for two classes), per-example predictions
-    and class probabilities."""
+    """The loss and the task's metrics (sweep/tasks.py; single_label: accuracy, macro-F1 and the F1 of
+    the positive class for two classes), with the per-example labels, predictions (and probabilities)."""
+    task = task or SINGLE_LABEL
     model.eval()
-    losses, labels, preds, probs, idx = [], [], [], [], []
+    losses, labels, outputs, idx = [], [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
         mark_cuda_graph_step()
         batch = to_device(batch, device)
         with precision.autocast() if precision else nullcontext():
             logits = model(**model_inputs(batch))
         logits = logits.float()
-        losses.append(F.cross_entropy(logits, batch["labels"], reduction="sum"))
+        losses.append(task.loss(logits, batch["labels"], reduction="sum"))
         labels.append(batch["labels"])
-        preds.append(logits.argmax(dim=-1))
-        probs.append(logits.softmax(dim=-1))
+        outputs.append(task.outputs(logits))
         idx.append(batch["idx"])
-    labels_t, preds_t, probs_t = torch.cat(labels).cpu(), torch.cat(preds).cpu(), torch.cat(probs).cpu()
-    n, n_classes = len(labels_t), probs_t.shape[1]
-    f1s = [class_f1(labels_t, preds_t, c) for c in range(n_classes)]
+    labels_t = torch.cat(labels).cpu()
+    out = {key: torch.cat([o[key] for o in outputs]).cpu() for key in outputs[0]}
     return {
-        "loss": float(torch.stack(losses).sum()) / n,
-        "acc": int((preds_t == labels_t).sum()) / n,  # exact, not a float32 mean
-        "f1": f1s[1] if n_classes == 2 else None,  # binary F1 of the positive class; no single one for more classes
-        "macro_f1": macro_f1(labels_t, preds_t, f1s),
+        "loss": float(torch.stack(losses).sum()) / len(labels_t),
+        **task.metrics(labels_t, out),
         "labels": labels_t.numpy(),
-        "preds": preds_t.numpy(),
-        "probs": probs_t.numpy(),
+        **{key: value.numpy() for key, value in out.items()},
         "idx": torch.cat(idx).cpu().numpy(),
     }

@@ -20,11 +20,22 @@ from sweep.rundir import (
 )
 
 # (metrics.json field, the hub's metric type, its name on the card)
-TEST_FIGURES = (
+TEST_FIGURES = (  # (metrics.json key, the hub's metric type, its name here): those the run's task has
     ("test/acc", "accuracy", "accuracy"),
+    ("test/micro_f1", "f1", "micro-F1"),
     ("test/macro_f1", "f1", "macro-F1"),
     ("test/f1", "f1", "F1 (positive class)"),
+    ("test/subset_acc", "accuracy", "subset accuracy"),
+    ("test/pearson", "pearsonr", "Pearson r"),
+    ("test/spearman", "spearmanr", "Spearman r"),
+    ("test/mse", "mse", "MSE"),
 )
+# what the head's outputs become, by task (best/classifier.json's task; none: single_label)
+READ_OUTPUTS = {
+    "single_label": 'probs = model(batch["input_ids"], batch["attention_mask"]).softmax(-1)',
+    "multi_label": 'probs = model(batch["input_ids"], batch["attention_mask"]).sigmoid()  # a label where >= {threshold}',
+    "regression": 'value = model(batch["input_ids"], batch["attention_mask"])[:, 0] * {target_std} + {target_mean}',
+}
 
 
 def metadata(config: Dict[str, Any], metrics: Dict[str, Any]) -> List[str]:
@@ -34,7 +45,8 @@ def metadata(config: Dict[str, Any], metrics: Dict[str, Any]) -> List[str]:
     lines = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
     if not model.get("tiny"):  # a random-init tiny model has no base model on the hub
         lines.append(f"base_model: {model.get('id')}")
-    lines += [f"datasets:\n- {dataset}", "metrics:\n- accuracy\n- f1", "tags:\n- encoder-sweep"]
+    kinds = dict.fromkeys(kind for key, kind, _ in TEST_FIGURES if metrics.get(key) is not None) or ["accuracy", "f1"]
+    lines += [f"datasets:\n- {dataset}", "metrics:\n" + "\n".join(f"- {k}" for k in kinds), "tags:\n- encoder-sweep"]
     lines += [f"- pooling-{metrics.get('pooling')}", f"- {metrics.get('method')}"]
     lines += ["model-index:", f"- name: {metrics.get('model')}-{metrics.get('pooling')}-{metrics.get('method')}"]
     lines += ["  results:", "  - task:", "      type: text-classification"]
@@ -103,7 +115,7 @@ def usage(meta: Dict[str, Any]) -> List[str]:
         "from transformers import AutoTokenizer",
         'model, tokenizer = Classifier.from_pretrained("best"), AutoTokenizer.from_pretrained("best")',
         f'batch = tokenizer(["a gripping film"], truncation=True, max_length={meta.get("max_len")}, return_tensors="pt")',
-        'probs = model(batch["input_ids"], batch["attention_mask"]).softmax(-1)',
+        READ_OUTPUTS[meta.get("task", "single_label")].format(**meta),
         "```",
     ]
 

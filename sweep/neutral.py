@@ -38,4 +38,13 @@ ADDED_KNOB_DEFAULTS = {
     "method.alpha": 16.0,
     "method.dropout": 0.1,
     "method.target_modules": None,
+    "optim.class_weights": "none",
+    "trainer.grad_accum_steps": 1,
+    "trainer.max_grad_norm": None,
+    "trainer.eval_every_steps": None,
+    "trainer.max_steps": None,
+    "trainer.select_metric": None,
+    "trainer.threshold": 0.5,
+    "data.task": "single_label",
+    "data.label_separator": ",",
 }

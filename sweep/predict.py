@@ -138,6 +138,28 @@ def class_probabilities(
 ):
     """Softmax over the classes for each text (or pair) (n x classes, float32 numpy), batch by batch;
     each batch is padded to its longest input, texts and pairs truncated as in training."""
+    logits = model_outputs(model, tokenizer, texts, pairs, max_len, batch_size, device, precision, truncation)
+    return softmax(logits)
+
+
+def softmax(logits):
+    import torch
+
+    return torch.from_numpy(logits).softmax(dim=-1).numpy()
+
+
+def model_outputs(
+    model,
+    tokenizer,
+    texts: List[str],
+    pairs: Optional[List[str]],
+    max_len: int,
+    batch_size: int,
+    device,
+    precision,
+    truncation: str = "head",
+):
+    """The head's outputs (logits) for each text (or pair) (n x outputs, float32 numpy), batch by batch."""
     import torch
     from tqdm.auto import tqdm
 
@@ -161,14 +183,14 @@ def class_probabilities(
             inputs = {name: encoded[name].to(device) for name in names}
             with precision.autocast():
                 logits = model(**inputs)
-            out.append(logits.float().softmax(dim=-1).cpu())
+            out.append(logits.float().cpu())
     return torch.cat(out).numpy()
 
 
 BACKENDS = ("torch", "onnx", "onnx-int8")  # onnx*: the export in best/onnx/ (sweep/export.py), without torch
 
 
-def torch_probabilities(directory: Path, meta: dict, texts, pairs, batch_size: int, device: str):
+def torch_outputs(directory: Path, meta: dict, texts, pairs, batch_size: int, device: str):
     from transformers.utils import logging as transformers_logging
 
     from sweep.loop import resolve_device, resolve_precision
@@ -181,7 +203,7 @@ def torch_probabilities(directory: Path, meta: dict, texts, pairs, batch_size: i
     precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
     max_len = int(meta.get("max_len") or tokenizer.model_max_length)
     truncation = meta.get("truncation", "head")  # checkpoints from before data.truncation kept the head
-    return class_probabilities(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation)
+    return model_outputs(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation)
 
 
 def onnx_probabilities(directory: Path, backend: str, texts, pairs, batch_size: int):
@@ -204,7 +226,9 @@ def predict(
     pairs: Optional[List[str]] = None,
     backend: str = "torch",
 ):
-    """A DataFrame with label, class_id and prob_<label> per text (or pair), in input order."""
+    """A DataFrame per text (or pair), in input order, as the run's task reads its outputs: label,
+    class_id and prob_<label> (single_label); labels (the predicted set, comma-separated) and
+    prob_<label> (multi_label); pred, the number (regression)."""
     import pandas as pd
 
     from sweep.rundir import CLASSIFIER_FILE
@@ -212,11 +236,34 @@ def predict(
     directory = checkpoint_dir(Path(run_dir))
     meta = json.loads((directory / CLASSIFIER_FILE).read_text())
     require_matching_input(meta, directory, pairs)
-    if backend == "torch":
-        probs = torch_probabilities(directory, meta, texts, pairs, batch_size, device)
-    else:
+    task = meta.get("task", "single_label")
+    if backend != "torch":
+        if task != "single_label":
+            raise PredictError(
+                f"--backend {backend}: the export serves single-label classifiers; this run's task is {task}"
+            )
         probs = onnx_probabilities(directory, backend, texts, pairs, batch_size)
-    names = label_names(meta, probs.shape[1])
+        return class_table(probs, label_names(meta, probs.shape[1]))
+    outputs = torch_outputs(directory, meta, texts, pairs, batch_size, device)
+    if task == "regression":
+        return pd.DataFrame({"pred": outputs[:, 0] * meta["target_std"] + meta["target_mean"]})
+    names = label_names(meta, outputs.shape[1])
+    if task == "multi_label":
+        import torch
+
+        probs = torch.from_numpy(outputs).sigmoid().numpy()
+        chosen = probs >= meta.get("threshold", 0.5)
+        table = pd.DataFrame({"labels": [",".join(n for n, on in zip(names, row) if on) for row in chosen]})
+        for i, name in enumerate(names):
+            table[f"prob_{name}"] = probs[:, i]
+        return table
+    return class_table(softmax(outputs), names)
+
+
+def class_table(probs, names: List[str]):
+    """single_label: the most probable class's name and id, and every class's probability."""
+    import pandas as pd
+
     class_ids = probs.argmax(axis=1)
     table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})
     for i, name in enumerate(names):

@@ -3,8 +3,9 @@
 in seconds, not after an epoch."""
 
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModel, set_seed
@@ -25,21 +26,41 @@ from sweep.model import (
 from sweep.regimes import build_classifier
 from sweep.rules import problems
 from sweep.schema import Config
+from sweep.selection import metric_problem
+from sweep.tasks import make_task
 from sweep.tiny import tiny_config, train_tokenizer
 
 
 @dataclass
 class Prepared:
-    """A job's model (on its device), tokenizer, tokenized splits and the collator that batches them."""
+    """A job's model (on its device), tokenizer, tokenized splits, the collator that batches them and
+    the task (sweep/tasks.py) the head learns."""
 
     model: Classifier
     tokenizer: Any
     splits: Any
     collator: Collator
+    task: Any = None
 
     @property
     def label_names(self) -> List[str]:
-        return list(self.splits["train"].features["label"].names)
+        return label_names(self.splits["train"])
+
+
+def label_names(train) -> List[str]:
+    """The class (or label) names of a labelled split; none for regression's numbers."""
+    feature = train.features["label"]
+    feature = getattr(feature, "feature", feature)  # multi_label: a sequence of class labels
+    return list(feature.names) if hasattr(feature, "names") else []
+
+
+def regression_target(train) -> Tuple[float, float]:
+    """The train split's mean and std of the target (the head learns it standardized)."""
+    values = np.asarray(train["label"][:], dtype=np.float64)
+    mean, std = float(values.mean()), float(values.std())
+    if not std > 0:
+        raise DataError(f"every train label is {mean:g}: a regression needs targets that vary")
+    return mean, std
 
 
 def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
@@ -61,13 +82,16 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
         encoder = AutoModel.from_config(tiny_config(mcfg.family, tokenizer, OmegaConf.to_container(mcfg.tiny_config)))
     else:
         encoder = load_encoder(source)
-    num_labels = splits["train"].features["label"].num_classes  # from the data: 2 for imdb, 4 for ag_news, ...
+    # from the data: 2 for imdb, 4 for ag_news, ...; a logit per label (multi_label); one number (regression)
+    num_labels = len(label_names(splits["train"])) or 1
+    target = regression_target(splits["train"]) if dcfg.task == "regression" else None
+    task = make_task(dcfg.task, cfg.trainer.threshold, target)
     check_layers(cfg.pooling.layers, encoder.config.num_hidden_layers, mcfg.name)
     model = build_classifier(encoder, cfg.method, cfg.pooling, num_labels, cfg.trainer.head_dropout).to(device)
     input_names = encoder_input_names(encoder, tokenizer)
-    collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding)
+    collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding, dcfg.task, num_labels)
     tokenized = tokenize(splits, tokenizer, dcfg.max_len, input_names, dcfg.truncation)
-    return Prepared(model, tokenizer, tokenized, collator)
+    return Prepared(model, tokenizer, tokenized, collator, task)
 
 
 def check_max_len(max_len: int, limit: Optional[int], model_name: str) -> None:
@@ -94,6 +118,12 @@ def check_config(cfg: DictConfig) -> None:
             f"data.truncation={cfg.data.truncation} is for single texts; sentence pairs are cut by the "
             "tokenizer's pair truncation (longest first): use data.truncation=head"
         )
+    task, metric_refused = cfg.data.task, metric_problem(cfg.data.task, cfg.trainer.select_metric)
+    refused += [metric_refused] if metric_refused else []
+    if task != "single_label" and cfg.optim.class_weights != "none":
+        refused.append(f"optim.class_weights={cfg.optim.class_weights} weighs classes: data.task=single_label only")
+    if task != "single_label" and cfg.data.name in ("imdb", "synthetic"):
+        refused.append(f"data.task={task}: data={cfg.data.name} is single-label; use data=text with your labels")
     if refused:
         raise ConfigError("; ".join(refused))
 

@@ -1,6 +1,6 @@
-"""The resumable state of a run after an epoch: what a killed, pre-empted or requeued job needs to
+"""The resumable state of a run after a validation (each epoch's, or every trainer.eval_every_steps): what a killed, pre-empted or requeued job needs to
 go on exactly where it stopped (weights, optimizer, schedule, grad scaler, random streams, the
-epoch history and the best epoch so far), saved atomically and restored as one object.
+history and the best validation so far, and where in which epoch it was), saved atomically and restored as one object.
 It holds tensors and plain values only and is loaded with weights_only=True: a run dir may sit on
 a shared file system, and unpickling a file planted there would run its code."""
 
@@ -43,11 +43,12 @@ def set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
 
 @dataclass
 class ResumeState:
-    epoch: int = 0  # epochs completed
-    global_step: int = 0
-    stale: int = 0  # epochs since the best valid/acc (early stopping)
+    epoch: int = 0  # the epoch of the last validation (0: none yet)
+    epoch_batches: Optional[int] = None  # micro-batches of that epoch trained by then (None: all of them)
+    global_step: int = 0  # optimizer steps
+    stale: int = 0  # validations since the best one (early stopping)
     history: List[Dict[str, Any]] = field(default_factory=list)
-    best: Optional[Dict[str, Any]] = None  # the best epoch's history row
+    best: Optional[Dict[str, Any]] = None  # the best validation's history row
     best_weights: Optional[Dict[str, torch.Tensor]] = None  # kept here only when best/ is not written
     training: Dict[str, Any] = field(default_factory=dict)  # model, optimizer, scheduler, scaler, rng
 
@@ -85,7 +86,7 @@ class ResumeState:
         if saved.pop("config_hash", None) != fingerprint:
             log.warning("ignoring %s: it was written by a different config", path)
             return None
-        if "training" not in saved:
+        if "training" not in saved or "epoch_batches" not in saved:
             log.warning("ignoring %s: it was written by an older version of encoder-sweep", path)
             return None
         return cls(**saved)

@@ -6,8 +6,10 @@ the report and Hydra's callbacks stay light.
     RUN_DIR/
       .hydra/                    config.yaml, overrides.yaml, hydra.yaml: Hydra's record of what ran
       metrics.json               flat final values (METRICS_FIELDS), rewritten as the job goes; `status` says how far
-      history.csv                one row per epoch (HISTORY_COLUMNS)
-      predictions_test.parquet   per test example: index, label, pred, prob_<i> per class (+ prob_pos for two classes)
+      history.csv                one row per validation: each epoch's, or every trainer.eval_every_steps (HISTORY_COLUMNS)
+      predictions_test.parquet   per test example: index, label, pred, prob_<i> per class (+ prob_pos for two classes);
+                                 multi_label: label and pred as lists of label ids, prob_<i> per label;
+                                 regression: label and pred as numbers (sweep/tasks.py, columns)
       best/                      the best checkpoint: the encoder (save_pretrained, safetensors), its tokenizer,
                                  head.safetensors and classifier.json (family, pooling, num_labels, max_len, epoch,
                                  label names); sweep.model.Classifier.from_pretrained(best) loads it;
@@ -94,6 +96,10 @@ METRICS_FIELDS: Dict[str, str] = {
     "train_samples": "rows in the train split (after data.max_train_samples)",
     "valid_samples": "rows in the validation split",
     "test_samples": "rows in the test split",
+    "task": "data.task: single_label, multi_label or regression (its metrics below: sweep/selection.py TASK_METRICS)",
+    "effective_batch_size": "rows per optimizer step: trainer.batch_size x trainer.grad_accum_steps",
+    "select_metric": "the validation metric that chose the best checkpoint (trainer.select_metric)",
+    "class_weights": "optim.class_weights=balanced: the cross-entropy's weight of each class id; absent otherwise",
     "feature_cache": "method=frozen on cached vectors: hit (read) or miss (encoded by this run); absent otherwise",
     "feature_seconds": "seconds this run spent on those vectors (encoding and writing, or reading); in train_seconds",
     "compile_mode": "torch.compile mode asked for and set up (null: eager)",
@@ -102,16 +108,29 @@ METRICS_FIELDS: Dict[str, str] = {
     "compiled": "true only if nothing ran eagerly after the warm-up",
     "recompiles": "frames compiled after the warm-up (null: not compiled)",
     "graph_breaks": "graph breaks during the warm-up (null: not compiled)",
-    "best_epoch": "the epoch with the best valid/acc, whose checkpoint was tested",
-    "epochs_run": "epochs trained (fewer than trainer.epochs after an early stop)",
-    "train/acc": "the best epoch's running accuracy over its training batches (dropout on, weights moving)",
-    "train/loss": "the best epoch's mean training loss",
-    "valid/acc": "the best epoch's validation accuracy",
-    "valid/loss": "the best epoch's validation loss",
-    "test/acc": "test accuracy of the best checkpoint",
+    "best_epoch": "the epoch of the best validation (by select_metric), whose checkpoint was tested; fractional mid-epoch",
+    "best_step": "the optimizer step of that validation",
+    "epochs_run": "epochs trained (fewer than trainer.epochs after an early stop; fractional where it stopped mid-epoch)",
+    "optimizer_steps": "optimizer steps taken (each of effective_batch_size rows)",
+    "train/acc": "the best validation's running accuracy over the batches before it (dropout on, weights moving)",
+    "train/loss": "the best validation's mean training loss over the batches since the one before",
+    "valid/acc": "the best validation's accuracy",
+    "valid/loss": "the best validation's loss",
+    "valid/macro_f1": "the best validation's macro-F1 (multi_label: over labels)",
+    "valid/micro_f1": "multi_label: the best validation's micro-F1 (every label decision pooled)",
+    "valid/subset_acc": "multi_label: the best validation's share of rows with every label right",
+    "valid/pearson": "regression: the best validation's Pearson correlation of prediction and target",
+    "valid/spearman": "regression: the best validation's Spearman (rank) correlation",
+    "valid/mse": "regression: the best validation's mean squared error, in the target's units",
+    "test/acc": "test accuracy of the best checkpoint (single_label)",
     "test/f1": "test F1 of the positive class (label 1); null with more than two classes",
     "test/macro_f1": "mean test F1 over the classes present",
-    "test/loss": "test loss of the best checkpoint",
+    "test/loss": "test loss of the best checkpoint (regression: on the standardized target)",
+    "test/micro_f1": "multi_label: test micro-F1 at trainer.threshold",
+    "test/subset_acc": "multi_label: share of test rows with every label right (exact match)",
+    "test/pearson": "regression: test Pearson correlation",
+    "test/spearman": "regression: test Spearman (rank) correlation",
+    "test/mse": "regression: test mean squared error, in the target's units",
     "train_seconds": "seconds in the training epochs (batches, forward, backward, steps), summed, + feature_seconds",
     "train_samples_per_s": "training samples per second of train_seconds",
     "test_samples_per_s": "test-pass throughput at data.eval_batch_size, the warm-up batch left out",
@@ -134,7 +153,21 @@ TIMING_FIELDS = (
 # before best/classifier.json recorded label_names are labelled with them
 LABEL_NAMES = ["neg", "pos"]
 
-HISTORY_COLUMNS = ("epoch", "train/loss", "train/acc", "valid/loss", "valid/acc", "seconds", "samples", "lr")
+# train/* cover the batches since the previous row; train/grad_norm (their mean norm before clipping)
+# only under trainer.max_grad_norm; epoch is fractional for a row in the middle of an epoch
+HISTORY_COLUMNS = (
+    "epoch",
+    "step",
+    "train/loss",
+    "train/acc",
+    "train/grad_norm",
+    "valid/loss",
+    "valid/acc",
+    "valid/macro_f1",
+    "seconds",
+    "samples",
+    "lr",
+)
 
 FULL_DISK_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
 _UMASK = os.umask(0)
@@ -229,18 +262,6 @@ def write_history(run_dir: Path, rows: List[Dict[str, Any]]) -> None:
 
     with atomic_path(Path(run_dir) / HISTORY_FILE) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-
-
-def prediction_columns(test: Dict[str, Any]) -> Dict[str, Any]:
-    """predictions_test.parquet's columns from an evaluation's arrays (idx, labels, preds, and probs of
-    shape examples x classes): index, label, pred, prob_<i> for every class i, and prob_pos (= prob_1)
-    for two classes, which older readers use."""
-    probs = test["probs"]
-    columns = {"index": test["idx"], "label": test["labels"], "pred": test["preds"]}
-    if probs.shape[1] == 2:
-        columns["prob_pos"] = probs[:, 1]
-    columns.update({f"prob_{i}": probs[:, i] for i in range(probs.shape[1])})
-    return columns
 
 
 def write_predictions(run_dir: Path, columns: Dict[str, Any]) -> None:

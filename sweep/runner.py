@@ -34,10 +34,10 @@ from sweep.rundir import (
     STATE_FILE,
     MetricsRecord,
     Status,
-    prediction_columns,
     read_json,
     write_predictions,
 )
+from sweep.selection import DEFAULT_METRIC
 from sweep.tracking import start_tracker
 from sweep.trial import Trial, TrialPruned
 
@@ -76,8 +76,14 @@ class Job:
         previous = read_json(self.run_dir / METRICS_FILE)
         ended = (Status.COMPLETED, Status.PRUNED)
         if previous and previous.get("status") in ended and previous.get("config_hash") == self.fingerprint:
-            said = previous["status"], previous["valid/acc"]
-            log.info("skipped %s: %s before with the same config (valid/acc %.4f)", self.run_dir, *said)
+            metric = self.cfg.trainer.select_metric
+            log.info(
+                "skipped %s: %s before with the same config (%s %s)",
+                self.run_dir,
+                previous["status"],
+                metric,
+                previous.get(metric),
+            )
             return previous
         return None
 
@@ -112,30 +118,24 @@ class Job:
         (self.run_dir / STATE_FILE).unlink(missing_ok=True)  # it ends here: nothing to resume
         self.tracker.summary({"status": Status.PRUNED.value, "pruned": str(why)})
         log.info("pruned %s", why)
-        return fit.state.best["valid/acc"]
+        return fit.state.best[fit.best.metric]
 
-    def finish(self, test: Dict[str, Any], results: Dict[str, Any], step: int) -> None:
+    def finish(self, predictions: Dict[str, Any], results: Dict[str, Any], step: int) -> None:
         """The test predictions and the final metrics (inference cost included), in the run dir and the tracker."""
-        write_predictions(self.run_dir, prediction_columns(test))
-        tested = {
-            k: results[k] for k in ("test/acc", "test/f1", "test/macro_f1", "test/loss") if results[k] is not None
-        }
+        write_predictions(self.run_dir, predictions)
+        tested = {k: v for k, v in results.items() if k.startswith("test/") and v is not None}
         self.tracker.log(tested, step)
         final = {"status": Status.COMPLETED.value, **results}
         self.tracker.summary(final)
         self.record.update(final)
         write_model_card(self.run_dir, self.config)  # best/README.md, from the files just written
         (self.run_dir / STATE_FILE).unlink(missing_ok=True)  # a finished run keeps best/, not optimizer states
-        log.info(
-            "test on the best checkpoint (epoch %d): test/acc %.4f  test/macro_f1 %.4f",
-            results["best_epoch"],
-            results["test/acc"],
-            results["test/macro_f1"],
-        )
+        figures = "  ".join(f"{k} {v:.4f}" for k, v in tested.items() if k != "test/loss")
+        log.info("test on the best checkpoint (epoch %s): %s", results["best_epoch"], figures)
 
 
 def execute(job: Job) -> float:
-    """The job as a recipe; returns its best valid/acc."""
+    """The job as a recipe; returns its best trainer.select_metric."""
     reset_compiler()  # nothing compiled by an earlier job of this process counts against this one
     prepared = prepare(job.cfg, job.device)
     features = None
@@ -148,14 +148,14 @@ def execute(job: Job) -> float:
     fit.resume()
     job.record.update(fit.compile())
     try:
-        fit.train_epochs()
+        fit.train()
     except TrialPruned as why:
         return job.pruned(fit, why)
     fit.release_training_state()
     test, inference = fit.test_best()
     job.record.update(fit.compiled.record())  # what ran compiled, now that everything has run
-    job.finish(test, fit.results(test, inference), fit.state.global_step)
-    return fit.state.best["valid/acc"]
+    job.finish(fit.task.columns(test), fit.results(test, inference), fit.state.global_step)
+    return fit.state.best[fit.best.metric]
 
 
 def run(
@@ -168,12 +168,12 @@ def run(
     threads: Optional[int] = None,
     trial: Optional[Trial] = None,
 ) -> float:
-    """Runs one job into run_dir and returns its best valid/acc (what a sweeper optimises).
+    """Runs one job into run_dir and returns its best trainer.select_metric (what a sweeper optimises).
     device: where to train, when the caller chose it (else trainer.device decides).
     gpu_claim: entered once the run dir says "running", held until the run ends; the device it
     gives (if any) is where the job trains. A claim that fails is written down like any failure.
     threads: torch CPU threads for this job (None: torch's default).
-    trial: the tune trial this job is (sweep/trial.py): told valid/acc after each epoch, may prune it.
+    trial: the tune trial this job is (sweep/trial.py): told the select metric after each validation, may prune it.
     A failure is written into the run dir (metrics.json, and train.log with its traceback) and
     raised; what the terminal shows of it is the caller's to say (sweep/train.py)."""
     if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs
@@ -182,7 +182,7 @@ def run(
     job = Job(cfg, run_dir, group, name or Path(run_dir).name, trial)
     previous = job.ended_before() if cfg.trainer.resume else None
     if previous is not None:
-        return previous["valid/acc"]
+        return previous.get(previous.get("select_metric", DEFAULT_METRIC))
     log.info("run dir %s\nresolved config:\n%s", job.run_dir, OmegaConf.to_yaml(cfg, resolve=True))
     job.start()
     previous_handler = signal.signal(signal.SIGTERM, raise_interrupt)

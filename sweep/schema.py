@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Optional
 
 from sweep.rules import Device, Each, Fields, Fractions, Integer, Number, OneOf, Text, knob
+from sweep.selection import SELECT_METRICS, TASKS
 
 MISSING = "???"  # OmegaConf's marker of a value the user must set (omegaconf.MISSING is this string)
 SEED = "${seed}"  # follows the top-level seed unless set
@@ -138,8 +139,14 @@ class DataConfig:
     text_column: Optional[str] = knob(None, Text(optional=True))
     # a second text column for sentence pairs (a tokenizer pair); null = none
     text_pair_column: Optional[str] = knob(None, Text(optional=True))
-    # the label column: integers or strings, mapped to ids 0..k-1 in sorted order
+    # the label column: single_label: integers or strings, mapped to ids 0..k-1 in sorted order;
+    # multi_label: a list of them per row (JSONL, parquet) or a string of them split by label_separator
+    # (CSV); regression: numbers
     label_column: str = knob("label", Text())
+    # single_label: one class per text | multi_label: a set of labels per text (one sigmoid each) |
+    # regression: a number per text (one output, MSE on the standardized target)
+    task: str = knob("single_label", OneOf(TASKS))
+    label_separator: str = knob(",", Text())  # multi_label: what separates the labels of a CSV cell
     # true: keep the data's own train/validation/test (a missing valid or test is carved from train);
     # false: merge all and split by `split`
     use_given_splits: bool = False
@@ -185,13 +192,36 @@ class OptimConfig:
     # layer-wise learning-rate decay: each encoder layer trains at the next-higher layer's rate times
     # this, the embeddings lowest, pooling and head at optim.lr (Sun et al. 2019: 0.95); 1.0: off
     layer_decay: float = knob(1.0, Number(0, 1, low_open=True))
+    # none: every class weighs the same (the seed's) | balanced: the cross-entropy weighs class c by
+    # n_rows / (n_classes x rows of c), counted on the train split (an imbalanced set's minority counts)
+    class_weights: str = knob("none", OneOf(("none", "balanced")))
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = knob(5, Integer(low=1))  # maximum epochs; validation after each, the best one by valid/acc is kept
+    epochs: int = knob(
+        5, Integer(low=1)
+    )  # maximum epochs; validation after each, the best one by select_metric is kept
     batch_size: int = knob(8, Integer(low=1))  # training batch size (the seed's: 40,000 / 8 = 5,000 steps an epoch)
-    # stop after this many epochs without a better valid/acc; null: off
+    # micro-batches of batch_size per optimizer step: the update of one batch of grad_accum_steps x
+    # batch_size in the memory of one batch_size (steps, warmup and logging count optimizer steps)
+    grad_accum_steps: int = knob(1, Integer(low=1))
+    # clip the gradients' global L2 norm to this before each optimizer step (the norm before clipping
+    # is logged as train/grad_norm); null: no clipping (the seed's)
+    max_grad_norm: Optional[float] = knob(None, Number(0, low_open=True, optional=True))
+    # validate every n optimizer steps (and after the last), each a row of history.csv; null: after every epoch
+    eval_every_steps: Optional[int] = knob(None, Integer(low=1, optional=True))
+    # end training after this many optimizer steps, however many epochs that is; null: trainer.epochs decides
+    max_steps: Optional[int] = knob(None, Integer(low=1, optional=True))
+    # the validation metric that chooses the best checkpoint and drives early stopping and tuning, one
+    # of data.task's: single_label: valid/acc | valid/macro_f1 (an imbalanced set) | valid/loss;
+    # multi_label: valid/micro_f1 | valid/macro_f1 | valid/subset_acc | valid/loss; regression:
+    # valid/pearson | valid/spearman | valid/mse | valid/loss (loss and mse: lower is better);
+    # null: the task's headline (valid/acc, valid/micro_f1, valid/pearson)
+    select_metric: Optional[str] = knob(None, OneOf(SELECT_METRICS, optional=True))
+    # multi_label: a label is predicted where its probability is at least this
+    threshold: float = knob(0.5, Number(0, 1, low_open=True, high_open=True))
+    # stop after this many validations without a better select_metric; null: off
     early_stopping_patience: Optional[int] = knob(None, Integer(low=1, optional=True))
     head_dropout: float = knob(0.1, Number(0, 1, high_open=True))  # dropout before the linear head
     # train/loss to the logger every n optimizer steps (the only host sync in the loop)

@@ -4,6 +4,7 @@ line naming the class counts and the smallest data that splits."""
 
 import logging
 import math
+from collections import Counter
 from typing import Optional, Sequence
 
 import numpy as np
@@ -29,23 +30,54 @@ def drop_duplicates(ds: Dataset) -> Dataset:
     return ds.select(keep) if dropped else ds
 
 
-def split_dataset(ds: Dataset, fractions: Sequence[float], seed: int) -> DatasetDict:
-    """Stratified by label, shuffled with the seed (the raw data is ordered by label); data.split's
-    rule (three fractions above 0 summing to 1) was checked with the config."""
+def split_dataset(ds: Dataset, fractions: Sequence[float], seed: int, task: str = "single_label") -> DatasetDict:
+    """Stratified by label (multi_label: by label set), shuffled with the seed (the raw data is
+    ordered by label); regression's numbers: seeded random. data.split's rule (three fractions above
+    0 summing to 1) was checked with the config."""
     try:
-        train, held_out, valid, test = _split_plan(_labels(ds), fractions, seed)
-    except ValueError:  # datasets' stratifier: some class too small for some split
-        raise DataError(_too_small(ds, fractions)) from None
+        train, held_out, valid, test = _split_plan(strata(ds, task), fractions, seed, len(ds))
+    except ValueError:  # datasets' stratifier: some class (or label set) too small for some split
+        if task == "single_label":
+            raise DataError(_too_small(ds, fractions)) from None
+        log.info("multi_label: too few rows of each label set to split by it: a seeded random split")
+        train, held_out, valid, test = _split_plan(None, fractions, seed, len(ds))
     held = ds.select(held_out)
     return DatasetDict(train=ds.select(train), valid=held.select(valid), test=held.select(test))
 
 
-def _split_plan(labels: np.ndarray, fractions: Sequence[float], seed: int):
-    """The two stratified cuts: (train, held-out) of all rows, then (valid, test) of the held-out ones."""
+def _split_plan(labels: Optional[np.ndarray], fractions: Sequence[float], seed: int, n: int = 0):
+    """The two cuts, stratified by labels (None: seeded random over n rows): (train, held-out) of all
+    rows, then (valid, test) of the held-out ones."""
     _, valid_f, test_f = fractions
-    train, held_out = _split_indices(labels, valid_f + test_f, seed)
-    valid, test = _split_indices(labels[held_out], test_f / (valid_f + test_f), seed)
+    train, held_out = _split_indices(labels, valid_f + test_f, seed, n)
+    valid, test = _split_indices(
+        labels[held_out] if labels is not None else None, test_f / (valid_f + test_f), seed, len(held_out)
+    )
     return train, held_out, valid, test
+
+
+MIN_SET_ROWS = 10  # multi_label: a label set on fewer rows joins the stratum of the rare sets
+
+
+def strata(ds: Dataset, task: str) -> Optional[np.ndarray]:
+    """What the split keeps in proportion: the class; the label set, the rare sets pooled; None
+    (regression): nothing, a seeded random split."""
+    if task == "regression":
+        return None
+    if task != "multi_label":
+        return _labels(ds)
+    sets = [tuple(labels) for labels in ds["label"][:]]
+    counts = Counter(sets)
+    ids = {s: i for i, s in enumerate(sorted(s for s, n in counts.items() if n >= MIN_SET_ROWS))}
+    rare = sum(n for s, n in counts.items() if s not in ids)
+    if rare:
+        log.info(
+            "multi_label: %d rows of %d label sets seen fewer than %d times split as one stratum",
+            rare,
+            len(counts) - len(ids),
+            MIN_SET_ROWS,
+        )
+    return np.array([ids.get(s, len(ids)) for s in sets])
 
 
 def _class_counts(ds: Dataset) -> str:
@@ -77,9 +109,14 @@ def _labels(ds: Dataset) -> np.ndarray:
     return ds.select_columns(["label"]).with_format("numpy")[:]["label"]  # one batch read
 
 
-def _split_indices(labels: np.ndarray, test_size: float, seed: int):
+def _split_indices(labels: Optional[np.ndarray], test_size: float, seed: int, n: int = 0):
     """The same indices as Dataset.train_test_split(stratify_by_column="label", seed=seed), 8x
-    faster: datasets reads the label column row by row there (4 s of a cold start on IMDB)."""
+    faster: datasets reads the label column row by row there (4 s of a cold start on IMDB).
+    labels None: a seeded random cut of n rows."""
+    if labels is None:
+        order = np.random.default_rng(seed).permutation(n)
+        n_test = math.ceil(test_size * n)
+        return order[n_test:], order[:n_test]
     n_test = math.ceil(test_size * len(labels))
     generator = stratified_shuffle_split_generate_indices(
         labels, len(labels) - n_test, n_test, rng=np.random.default_rng(seed)
@@ -103,7 +140,7 @@ def merged(parts: DatasetDict) -> Dataset:
     return concatenate_datasets([parts[name] for name in parts])
 
 
-def given_splits(parts: DatasetDict, split_seed: int) -> Optional[DatasetDict]:
+def given_splits(parts: DatasetDict, split_seed: int, task: str = "single_label") -> Optional[DatasetDict]:
     """data.use_given_splits: the data's own train / valid / test. A missing valid or test split is
     carved from train (stratified, seeded) at the size of the other (sst2: its test labels are
     withheld, so its test is carved from train at the size of its validation split). None when the
@@ -114,13 +151,17 @@ def given_splits(parts: DatasetDict, split_seed: int) -> Optional[DatasetDict]:
     missing = "test" if "test" not in parts else "valid" if "valid" not in parts else None
     if missing:
         given, train = parts["valid" if missing == "test" else "test"], parts["train"]
+        size = len(given) / len(train)
         try:
-            keep, held_out = _split_indices(_labels(train), len(given) / len(train), split_seed)
-        except ValueError:  # datasets' stratifier: some class too small for some split
-            raise DataError(
-                f"the train split ({len(train)} rows: {_class_counts(train)}) is too small to carve a {missing} split of "
-                f"{len(given)} rows from it by class; give a {missing} split or more rows of each class"
-            ) from None
+            keep, held_out = _split_indices(strata(train, task), size, split_seed, len(train))
+        except ValueError:  # datasets' stratifier: some class (or label set) too small for some split
+            if task == "single_label":
+                raise DataError(
+                    f"the train split ({len(train)} rows: {_class_counts(train)}) is too small to carve a {missing} "
+                    f"split of {len(given)} rows from it by class; give a {missing} split or more rows of each class"
+                ) from None
+            log.info("multi_label: too few rows of each label set to carve by it: a seeded random %s split", missing)
+            keep, held_out = _split_indices(None, size, split_seed, len(train))
         train, carved = train.select(keep), train.select(held_out)
         log.info("data.use_given_splits: no %s split given, carved %d rows from train", missing, len(carved))
         parts = DatasetDict({**parts, "train": train, missing: carved})

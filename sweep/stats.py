@@ -23,6 +23,7 @@ ALPHA = 0.05
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 2000, 0
 # the `test` column of significance.csv
 MCNEMAR, SEEDS_T, PINNED_T = "mcnemar (models)", "paired t over seeds", "paired t over seeds, pinned test set"
+BOOTSTRAP_SE = "paired bootstrap of squared errors (models)"  # regression runs, one per cell
 # what each test tests, in the words comparison.md puts next to the table
 TEST_MEANINGS = {
     MCNEMAR: "McNemar's exact test on the test predictions of one run per cell. It asks whether these two "
@@ -34,6 +35,9 @@ TEST_MEANINGS = {
     PINNED_T: "paired t-test over the seed-matched differences in test accuracy (df = seed pairs - 1) on one "
     "pinned test set, its variance widened by the per-example differences that persist across seeds. "
     "It tests the configurations: whether one is better on average over seeds and test sets.",
+    BOOTSTRAP_SE: "a paired bootstrap of the per-example squared errors of one regression run per cell "
+    f"({BOOTSTRAP_RESAMPLES} resamples of the test examples): whether the two trained models' test MSE "
+    "differ on this test set. Over seeds, regression runs take the paired t-tests above on their MSE.",
 }
 
 
@@ -135,25 +139,44 @@ def paired_correct(runs_a: Sequence[Any], runs_b: Sequence[Any]) -> List[Tuple[A
     ]
 
 
+def paired_bootstrap(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of mean(a - b) = 0 by a paired bootstrap: the resampled means of the
+    per-example differences, centred on their observed mean, as far from 0 as that mean or farther."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    rows = np.random.default_rng(BOOTSTRAP_SEED).integers(0, len(d), (BOOTSTRAP_RESAMPLES, len(d)))
+    resampled = d[rows].mean(axis=1)
+    extreme = np.sum(np.abs(resampled - d.mean()) >= abs(d.mean()))
+    return float((extreme + 1) / (BOOTSTRAP_RESAMPLES + 1))
+
+
 def compare(pairs: List[Tuple[Any, np.ndarray, np.ndarray]]) -> Optional[Dict[str, Any]]:
     """The test between two cells from their paired predictions (see the module docstring), with
-    descriptive counts: b and c are the discordant examples summed over the seed pairs."""
+    descriptive counts: b and c are the discordant examples summed over the seed pairs. Per-example
+    squared errors (regression) in place of correct flags: their mean difference is mse_diff, one run
+    per cell takes a paired bootstrap, several seeds the t-tests."""
     if not pairs:
         return None
     correct_a, correct_b = [a for _, a, _ in pairs], [b for _, _, b in pairs]
-    b, c, p_mcnemar = mcnemar(np.concatenate(correct_a), np.concatenate(correct_b))
+    mean_diff = float(np.mean([a.mean() - b.mean() for a, b in zip(correct_a, correct_b)]))
+    squared_errors = correct_a[0].dtype.kind == "f"
+    if squared_errors:
+        b = c = None
+    else:
+        b, c, p_mcnemar = mcnemar(np.concatenate(correct_a), np.concatenate(correct_b))
     if len(pairs) == 1:
-        test, p = MCNEMAR, p_mcnemar
+        test, p = (
+            (BOOTSTRAP_SE, paired_bootstrap(correct_a[0], correct_b[0])) if squared_errors else (MCNEMAR, p_mcnemar)
+        )
     elif len({key for key, _, _ in pairs}) == 1:
         test, p = PINNED_T, pinned_test_set_t(np.stack(correct_a), np.stack(correct_b))
     else:
         test, p = SEEDS_T, paired_t([a.mean() - b.mean() for a, b in zip(correct_a, correct_b)])
-    acc_diff = float(np.mean([a.mean() - b.mean() for a, b in zip(correct_a, correct_b)]))
     return {
         "test": test,
         "seed_pairs": len(pairs),
         "examples": len(correct_a[0]),
-        "acc_diff": acc_diff,
+        "acc_diff": None if squared_errors else mean_diff,
+        "mse_diff": mean_diff if squared_errors else None,
         "b": b,
         "c": c,
         "p_value": p,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from datasets import ClassLabel, Dataset, DatasetDict, Value, load_dataset
+from datasets import Dataset, DatasetDict, Value, load_dataset
 
 from sweep.errors import InputError
 
@@ -135,15 +135,18 @@ def select_columns(parts: DatasetDict, data_cfg) -> DatasetDict:
     return DatasetDict(out)
 
 
-def drop_unusable(parts: DatasetDict) -> DatasetDict:
+def drop_unusable(parts: DatasetDict, task: str = "single_label") -> DatasetDict:
     """Rows that cannot train or score, dropped with a log line counting each reason: no label
-    (None, or GLUE's -1 for withheld test labels) and a text (or text pair) that is missing, empty
-    or only whitespace. A split with no row left is dropped (sst2's test split)."""
+    (None, or GLUE's -1 for withheld test labels: a class of -1, or a regression split whose every
+    label is -1) and a text (or text pair) that is missing, empty or only whitespace. A split with no
+    row left is dropped (sst2's and stsb's test splits)."""
     out = {}
     for name, ds in parts.items():
         columns = [c for c in ("text", "text_pair") if c in ds.column_names]
         # each column read whole ([:]: one arrow read), not row by row (a datasets Column iterates by rows)
-        reasons = [_unusable(row, columns) for row in zip(ds["label"][:], *(ds[c][:] for c in columns))]
+        labels = ds["label"][:]
+        withheld = UNLABELLED if task == "single_label" or all(v == UNLABELLED for v in labels) else None
+        reasons = [_unusable(row, columns, withheld) for row in zip(labels, *(ds[c][:] for c in columns))]
         keep = [i for i, reason in enumerate(reasons) if reason is None]
         if len(keep) < len(ds):
             counts = Counter(reason for reason in reasons if reason is not None)
@@ -157,9 +160,9 @@ def drop_unusable(parts: DatasetDict) -> DatasetDict:
     return DatasetDict(out)
 
 
-def _unusable(row: tuple, columns: List[str]) -> Optional[str]:
+def _unusable(row: tuple, columns: List[str], withheld: Optional[int]) -> Optional[str]:
     label, *texts = row
-    if label is None or label == UNLABELLED:
+    if label is None or (withheld is not None and label == withheld) or label != label:  # NaN: a blank number
         return "without a label"
     for column, text in zip(columns, texts):
         what = column.replace("_", " ")  # text, text pair
@@ -170,47 +173,13 @@ def _unusable(row: tuple, columns: List[str]) -> Optional[str]:
     return None
 
 
-def label_names(parts: DatasetDict) -> List[str]:
-    """The class names in a stable order: a ClassLabel's own names, else the sorted unique values
-    (integers numerically, strings alphabetically), so the same data always maps to the same ids."""
-    feature = next(iter(parts.values())).features["label"]
-    if isinstance(feature, ClassLabel):
-        return list(feature.names)
-    if not (
-        isinstance(feature, Value) and (feature.dtype.startswith("int") or feature.dtype in ("string", "large_string"))
-    ):
-        raise DataError(f"the label column holds {feature}; labels must be all integers or all strings")
-    values = set()
-    for ds in parts.values():
-        values.update(ds.unique("label"))
-    kinds = {type(v) for v in values}
-    if len(kinds) > 1 or not (kinds <= {int} or kinds <= {str}):
-        raise DataError(f"labels {sorted(map(repr, values))[:10]} mix types; use all integers or all strings")
-    if len(values) < 2:
-        raise DataError(f"the labels hold {len(values)} class(es) {sorted(values)}; a classifier needs at least 2")
-    return [str(v) for v in sorted(values)]
-
-
-def encode_labels(parts: DatasetDict) -> DatasetDict:
-    """Labels -> class ids 0..k-1 in label_names' order, as a ClassLabel that records the names."""
-    names = label_names(parts)
-    if isinstance(next(iter(parts.values())).features["label"], ClassLabel):
-        return parts
-    ids = {name: i for i, name in enumerate(names)}
-    feature = ClassLabel(names=names)
-    out = {}
-    for name, ds in parts.items():
-        ds = ds.map(
-            lambda batch: {"label": [ids[str(v)] for v in batch["label"]]}, batched=True, desc=f"label ids {name}"
-        )
-        out[name] = ds.cast_column("label", Value("int64")).cast_column("label", feature)
-    log.info("labels: %s", ", ".join(f"{i} = {n}" for i, n in enumerate(names)))
-    return DatasetDict(out)
-
-
 def load_text(data_cfg) -> DatasetDict:
     """The given splits, labelled, with project columns and a stable row index `idx` across splits."""
-    parts = encode_labels(drop_unusable(select_columns(load_given(data_cfg), data_cfg)))
+    from sweep.labels import check_labels, encode_labels
+
+    parts = select_columns(load_given(data_cfg), data_cfg)
+    check_labels(parts, data_cfg)  # a label the task cannot read is an error naming its row, not a dropped row
+    parts = encode_labels(drop_unusable(parts, data_cfg.get("task", "single_label")), data_cfg)
     out, offset = {}, 0
     for name in ("train", "valid", "test"):
         if name in parts:

@@ -1,6 +1,6 @@
 """A job's side of a hydra/sweeper=tune sweep (sweep/tune.py): the Optuna trial it is, found through
 the sweep dir's journal file (shared by joblib workers and SLURM nodes), told the validation
-accuracy after every epoch; the trial's pruner says whether to stop there."""
+select metric (trainer.select_metric) after every validation; the trial's pruner says whether to stop there."""
 
 import logging
 import os
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class TrialPruned(Exception):
-    """The pruner stopped the trial after an epoch: the run ends as pruned, without a test pass."""
+    """The pruner stopped the trial after a validation: the run ends as pruned, without a test pass."""
 
 
 class Trial:
@@ -41,14 +41,14 @@ class Trial:
     def name(self) -> str:
         return f"{self.study.study_name}#{self.number}"
 
-    def report(self, epoch: int, valid_acc: float, last: bool) -> None:
-        """Records the epoch's valid/acc in the trial; raises TrialPruned where the pruner stops it
-        (never after the last epoch: nothing would be saved by stopping there)."""
-        self.storage.set_trial_intermediate_value(self.trial_id, epoch, valid_acc)
+    def report(self, validation: int, metric: str, value: float, last: bool) -> None:
+        """Records the n-th validation's select metric in the trial; raises TrialPruned where the pruner
+        stops it (never after the last validation: nothing would be saved by stopping there)."""
+        self.storage.set_trial_intermediate_value(self.trial_id, validation, value)
         if last:
             return
         if self.study.pruner.prune(self.study, self.storage.get_trial(self.trial_id)):
             raise TrialPruned(
-                f"after epoch {epoch} (valid/acc {valid_acc:.4f}) by the {self.pruner_name} pruner, "
-                f"against the other trials of {self.study.study_name} at that epoch"
+                f"after validation {validation} ({metric} {value:.4f}) by the {self.pruner_name} pruner, "
+                f"against the other trials of {self.study.study_name} at that validation"
             )

@@ -26,8 +26,10 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from sweep.dirnames import job_dirname
 from sweep.errors import InputError
 from sweep.rundir import METRICS_FILE, MULTIRUN_FILE, TUNE_JOURNAL, Status, read_json
+from sweep.selection import DEFAULT_METRIC, direction
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,9 @@ class TuneSweeperConf:
     sampler: str = "tpe"
     # the sampler seed, the same in every cell: trial K of every cell starts from the same random draw
     seed: int = 0
-    # none | median (stop a trial whose valid/acc after an epoch is below the median of the cell's
-    # earlier trials after that epoch) | successive_halving (asynchronous successive halving over epochs)
+    # none | median (stop a trial whose trainer.select_metric after a validation is worse than the median
+    # of the cell's earlier trials after that validation) | successive_halving (asynchronous successive
+    # halving over validations). A validation is an epoch unless trainer.eval_every_steps is set.
     pruner: str = "none"
     # trials per cell that run to the end before the median pruner stops any (the median needs them)
     pruner_startup_trials: int = 2
@@ -134,7 +137,8 @@ def make_sampler(name: str, seed: int):
 
 
 def make_pruner(name: str, startup_trials: int, warmup_epochs: int):
-    """The pruner a job consults after each epoch (an epoch is Optuna's step)."""
+    """The pruner a job consults after each validation (the n-th validation is Optuna's step n: the
+    epoch, unless trainer.eval_every_steps validates more often)."""
     import optuna
 
     if name == "median":
@@ -222,13 +226,22 @@ class CellSweeper(Sweeper):
             batch, queue = queue[: self.conf.n_jobs], queue[self.conf.n_jobs :]
             self.run_batch(batch)
 
+    def select_metric(self, cell: List[str]) -> str:
+        """The trainer.select_metric the cell's trials are chosen by: the cell's own where it is a grid
+        axis, else the sweep's (the objective each trial reports, and the study's direction)."""
+        for override in cell:
+            key, _, value = override.partition("=")
+            if key.lstrip("+") == "trainer.select_metric":
+                return value
+        return OmegaConf.select(self.config, "trainer.select_metric", default=DEFAULT_METRIC)
+
     def open_study(self, cell: List[str]):
         """The cell's study, created on the first run; a rerun with another search space is refused
         (its trials would not be comparable with the new ones)."""
         import optuna
 
-        name = ",".join(cell) or "all"
-        study = optuna.create_study(study_name=name, storage=self.storage, direction="maximize", load_if_exists=True)
+        name, goal = ",".join(cell) or "all", direction(self.select_metric(cell))
+        study = optuna.create_study(study_name=name, storage=self.storage, direction=goal, load_if_exists=True)
         space = json.dumps({key: repr(d) for key, d in self.space.items()}, sort_keys=True)
         recorded = study.user_attrs.get("space")
         if recorded is None:
@@ -279,8 +292,6 @@ class CellSweeper(Sweeper):
 
     def dirname(self, slot: Slot) -> str:
         """CELL_DIRNAME,trial=K (or trial=K where the command line has no grid): as readable as a grid's."""
-        from sweep.config import job_dirname  # here: sweep.config registers this module's TuneSweeperConf
-
         naming, cell = self.config.hydra.job.config.override_dirname, self.cells[slot.cell]
         trial = f"trial{naming.kv_sep}{slot.index}"
         return f"{job_dirname(cell, naming)}{naming.item_sep}{trial}" if cell else trial
@@ -309,14 +320,14 @@ class CellSweeper(Sweeper):
             self.tell(slot)
 
     def tell(self, slot: Slot) -> None:
-        """The trial's outcome, from its run dir: completed (its best valid/acc), pruned, or failed
+        """The trial's outcome, from its run dir: completed (its best select metric), pruned, or failed
         (anything else: it failed, was interrupted, or died without a word)."""
         from optuna.trial import TrialState
 
         study, metrics = self.studies[slot.cell], read_json(self.sweep_dir / self.dirname(slot) / METRICS_FILE) or {}
-        status = metrics.get("status")
-        if status == Status.COMPLETED and metrics.get("valid/acc") is not None:
-            study.tell(slot.trial_number, metrics["valid/acc"], skip_if_finished=True)
+        status, objective = metrics.get("status"), metrics.get(metrics.get("select_metric", DEFAULT_METRIC))
+        if status == Status.COMPLETED and objective is not None:
+            study.tell(slot.trial_number, objective, skip_if_finished=True)
         elif status == Status.PRUNED:
             study.tell(slot.trial_number, state=TrialState.PRUNED, skip_if_finished=True)
         else:

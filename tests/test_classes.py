@@ -11,8 +11,8 @@ from torch import nn
 from helpers.app import train_in_process
 from sweep.loop import evaluate
 from sweep.report.cli import main as collect_main
-from sweep.rundir import prediction_columns
 from sweep.stats import MCNEMAR
+from sweep.tasks import SingleLabel
 
 
 class FixedLogits(nn.Module):
@@ -44,7 +44,7 @@ def test_two_classes_keep_the_positive_f1_and_prob_pos():
     assert result["acc"] == pytest.approx(3 / 5)
     assert result["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # tp 2, fp 1, fn 1
     assert result["macro_f1"] == pytest.approx((2 / 3 + 1 / 2) / 2)  # class 0: tp 1, fp 1, fn 1
-    columns = prediction_columns(result)
+    columns = SingleLabel().columns(result)
     assert list(columns) == ["index", "label", "pred", "prob_pos", "prob_0", "prob_1"]
     assert np.array_equal(columns["prob_pos"], columns["prob_1"]) and list(columns["index"]) == [
         100,
@@ -61,7 +61,7 @@ def test_more_classes_get_macro_f1_and_a_probability_per_class():
     per_class = [1.0, 1.0, 2 * 2 / (2 * 2 + 1), 2 * 1 / (2 * 1 + 1)]
     assert result["acc"] == pytest.approx(5 / 6) and result["f1"] is None
     assert result["macro_f1"] == pytest.approx(sum(per_class) / 4)
-    columns = prediction_columns(result)
+    columns = SingleLabel().columns(result)
     assert list(columns) == ["index", "label", "pred", "prob_0", "prob_1", "prob_2", "prob_3"]
     probs = np.stack([columns[f"prob_{i}"] for i in range(4)], axis=1)
     assert probs.sum(axis=1) == pytest.approx(1.0) and list(probs.argmax(axis=1)) == preds

@@ -107,8 +107,8 @@ def test_predictions_from_best_are_the_ones_the_run_tested(regimes_sweep, tmp_pa
 
 @pytest.mark.parametrize("method", ["frozen", "lora"])
 def test_an_interrupted_run_resumes_to_the_same_result(smoke_sweep, regimes_sweep, tmp_path, monkeypatch, method):
-    from sweep.fit import Fit
     from sweep.interrupts import RunInterrupted
+    from sweep.training import TrainingLoop
 
     root, runs = regimes_sweep
     if method == "frozen":
@@ -118,16 +118,16 @@ def test_an_interrupted_run_resumes_to_the_same_result(smoke_sweep, regimes_swee
         reference = runs["bert", "lora", "mean"]
         overrides = [o.split(",")[0] for o in LORA_GRID]
     overrides += ["logger=none", f"hydra.sweep.dir={tmp_path}"]
-    end_epoch = Fit.end_epoch
+    keep = TrainingLoop.keep
 
-    def stop_after_the_first(fit, row):
-        end_epoch(fit, row)
+    def stop_after_the_first(loop, row, epoch, batches):
+        keep(loop, row, epoch, batches)
         raise RunInterrupted("stopped after epoch 1")
 
-    monkeypatch.setattr(Fit, "end_epoch", stop_after_the_first)
+    monkeypatch.setattr(TrainingLoop, "keep", stop_after_the_first)
     with pytest.raises(RunInterrupted):
         train_in_process(*overrides)
-    monkeypatch.setattr(Fit, "end_epoch", end_epoch)
+    monkeypatch.setattr(TrainingLoop, "keep", keep)
     train_in_process(*overrides)
     (run_dir,) = run_dirs(tmp_path)
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()

@@ -1,27 +1,21 @@
 """data=text and its presets on local files (the hub is unreachable here), labels of any type and
 number, the imdb and synthetic data unchanged by them."""
 
-import contextlib
 import hashlib
 import io
 import json
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import sweep.config  # noqa: F401  (registers the config schema that config.yaml names)
-from helpers.app import IMDB_DIR, REPO, InProcessResult, needs_imdb, train_in_process
+from helpers.app import IMDB_DIR, needs_imdb, train_in_process
+from helpers.data_files import data_config, predict_main, write
 from sweep.data import DataError, generate_synthetic, load_raw, prepare_splits, tokenize
 from sweep.tiny import train_tokenizer
 
 TOPICS = ["sports", "world", "business", "science"]
-
-
-def data_config(preset: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
-        return compose("config", overrides=[f"data={preset}", *overrides]).data
 
 
 def labelled_rows(n: int, labels, offset: int = 0) -> pd.DataFrame:
@@ -30,26 +24,6 @@ def labelled_rows(n: int, labels, offset: int = 0) -> pd.DataFrame:
     return pd.DataFrame(
         {"text": [f"row {offset + i} about {label}" for i, label in enumerate(chosen)], "label": chosen}
     )
-
-
-def write(frame: pd.DataFrame, path):
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif path.suffix == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        frame.to_parquet(path)
-    return path
-
-
-def predict_main(*args) -> InProcessResult:
-    """predict.py's main() in this process, its output captured (the script's start is test_predict.py's)."""
-    from sweep.predict import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(arg) for arg in args])
-    return InProcessResult(code, out.getvalue(), err.getvalue())
 
 
 def split_hashes(splits):

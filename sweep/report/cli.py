@@ -28,8 +28,9 @@ from sweep.report.errors import CollectError
 from sweep.report.gather import gather
 from sweep.report.markdown import FEATURE_CACHE_NOTE, display_cells, render_markdown
 from sweep.report.plots import make_plots
-from sweep.report.tables import METRICS, Selection, runs_table, significance, sort_cells, summarize, tuned
+from sweep.report.tables import SUMMARY_METRICS, Selection, runs_table, significance, sort_cells, summarize, tuned
 from sweep.rundir import Status
+from sweep.selection import TASK_DEFAULT_METRIC, lower_is_better
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -56,9 +57,19 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "keys it searched, unless given",
     )
     parser.add_argument(
-        "--select", metavar="METRIC", help="the validation metric --over maximises (default: valid/acc)"
+        "--select",
+        metavar="METRIC",
+        help="the validation metric --over selects by (default: the runs' trainer.select_metric, valid/acc)",
     )
     return parser.parse_args(argv)
+
+
+def headline_sort(runs) -> Optional[str]:
+    """Runs of one task other than single_label are sorted by its headline, best first (regression by
+    Pearson r, multi_label by micro-F1); single-label tables keep the grid's order."""
+    tasks = {run.metrics.get("task", "single_label") for run in runs if run.metrics}
+    task = tasks.pop() if len(tasks) == 1 else "single_label"
+    return None if task == "single_label" else "-" + TASK_DEFAULT_METRIC[task].replace("valid/", "test/")
 
 
 def write_files(out: Path, markdown: str, tables: Dict[str, pd.DataFrame], plots: Dict) -> None:
@@ -105,8 +116,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cells, summary, labels, chosen = tuned(
             all_cells, full_summary, labels, key_columns, over, args.select, tuned_sweep
         )
-        if args.sort:
-            summary, labels = sort_cells(summary, labels, args.sort)
+        sort = args.sort or headline_sort(runs)
+        if sort:
+            summary, labels = sort_cells(summary, labels, sort)
     except CollectError as error:
         print(f"collect: {error}", file=sys.stderr)
         return error.code
@@ -114,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     problems = [r for r in runs if r.status != Status.COMPLETED]
     out.mkdir(parents=True, exist_ok=True)
     budget = None  # the expected best by tuning budget: a score to maximise, so not for a loss
-    if chosen and not chosen.metric.endswith("loss"):
+    if chosen and not lower_is_better(chosen.metric):
         budget = expected_max_table(trials_by_cell(all_cells, keys, chosen.over, chosen.metric))
     shown_runs = [r for r in runs if r.path and (not chosen or r.cell in cells)]
     plots = make_plots(shown_runs, summary, labels, out, budget)
@@ -124,7 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         notes.append(chosen.note())
         tables["tuned.csv"] = summary
     if budget is not None:
-        notes.append(budget_note(budget, chosen.over, METRICS[chosen.metric]))
+        notes.append(budget_note(budget, chosen.over, SUMMARY_METRICS[chosen.metric]))
         tables[EXPECTED_MAX_CSV] = budget
     if any("feature_cache" in r.metrics for r in shown_runs):
         notes.append(FEATURE_CACHE_NOTE)

@@ -11,8 +11,8 @@ import pandas as pd
 
 from sweep.report.plots import CAPTIONS
 from sweep.report.record import RunRecord
-from sweep.report.tables import METRICS
-from sweep.stats import ALPHA, MCNEMAR, TEST_MEANINGS
+from sweep.report.tables import METRICS, SINGLE_LABEL_ONLY, TASK_ONLY
+from sweep.stats import ALPHA, BOOTSTRAP_SE, MCNEMAR, TEST_MEANINGS
 
 # shown precision (else 4); CSV and JSON keep every digit
 DECIMALS = {
@@ -71,7 +71,10 @@ def markdown_table(df: pd.DataFrame) -> str:
 def display_cells(summary: pd.DataFrame, key_columns: List[str]) -> pd.DataFrame:
     """The cell table as shown: mean ± std with several seeds, and a CI column for one-seed cells."""
     shown = summary[key_columns + ["n"]].copy()
+    other_task = any(summary[m].notna().any() for m in TASK_ONLY)  # multi_label or regression runs
     for metric, header in METRICS.items():
+        if summary[metric].isna().all() and (metric in TASK_ONLY or (other_task and metric in SINGLE_LABEL_ONLY)):
+            continue  # a figure of another task than these runs'
         mean, std, n = summary[metric], summary[f"{metric}_std"], summary["n"]
         if metric in ("params", "trainable_params", "best_epoch"):  # counts: no decimals unless seeds disagree
             shown[header] = [fmt(m) if pd.isna(m) or not float(m).is_integer() else f"{int(m):,}" for m in mean]
@@ -101,17 +104,24 @@ def significance_notes(sig: pd.DataFrame) -> List[str]:
         "",
         f"Verdicts (`significant`) use Holm's correction over all {comparisons} at {ALPHA} "
         "(`p_holm`); `p_value` is each test's raw p-value. acc_diff: test accuracy of A minus B, averaged over "
-        'the seed pairs; b (A right, B wrong) and c (the reverse) are summed over them. A "no" means these '
+        "the seed pairs (multi_label: subset accuracy; regression: mse_diff, test MSE of A minus B); "
+        'b (A right, B wrong) and c (the reverse) are summed over them. A "no" means these '
         "runs do not show a difference, not that the cells are equal: with 2 or 3 seed pairs only a large "
         "difference that every seed agrees on can reach significance.",
         "",
     ]
 
 
+def difference(row) -> str:
+    """A pair's difference as the verdicts show it: accuracy, or MSE for regression."""
+    return f"MSE {row.mse_diff:+.4f}" if pd.notna(row.mse_diff) else f"{row.acc_diff:+.4f}"
+
+
 def significance_verdicts(sig: pd.DataFrame) -> List[str]:
     """The significant pairs in words, configurations apart from trained models."""
     parts = []
-    models, configurations = sig[sig.significant & (sig.test == MCNEMAR)], sig[sig.significant & (sig.test != MCNEMAR)]
+    one_run = sig.test.isin((MCNEMAR, BOOTSTRAP_SE))  # tests of two trained models, not of configurations
+    models, configurations = sig[sig.significant & one_run], sig[sig.significant & ~one_run]
     for hits, what in (
         (configurations, "Configurations that differ over seeds"),
         (models, "Trained models that differ (one run per cell: not evidence that one configuration is better)"),
@@ -119,7 +129,7 @@ def significance_verdicts(sig: pd.DataFrame) -> List[str]:
         if len(hits):
             parts += [
                 f"{what}: "
-                + "; ".join(f"{r.A} vs {r.B} ({r.acc_diff:+.4f}, p_holm={r.p_holm:.4g})" for r in hits.itertuples())
+                + "; ".join(f"{r.A} vs {r.B} ({difference(r)}, p_holm={r.p_holm:.4g})" for r in hits.itertuples())
                 + ".",
                 "",
             ]

@@ -40,14 +40,25 @@ class RunRecord:
 
     @cached_property
     def predictions(self) -> Optional[Tuple[int, np.ndarray]]:
-        """(test-set key, correct per example ordered by index); equal keys = the same (index, label) set."""
+        """(test-set key, score per example ordered by index); equal keys = the same (index, label) set.
+        The score: correct (single_label; multi_label: every label right), or the squared error
+        (regression: labels and predictions are numbers)."""
         import pyarrow.parquet as pq  # read directly: a pandas frame per run costs more than the reading
 
         try:
             table = pq.read_table(self.path / PREDICTIONS_FILE, columns=["index", "label", "pred"])
         except Exception:  # missing or unreadable: the run takes no part in the paired tests
             return None
-        index, label, pred = (table.column(c).to_numpy() for c in ("index", "label", "pred"))
+        index = table.column("index").to_numpy()
         order = np.argsort(index, kind="stable")
-        index, label = index[order].astype(np.int64), label[order].astype(np.int64)
-        return hash((index.tobytes(), label.tobytes())), pred[order] == label
+        index = index[order].astype(np.int64)
+        label, pred = (table.column(c).to_pylist() for c in ("label", "pred"))
+        label, pred = [label[i] for i in order], [pred[i] for i in order]
+        if label and isinstance(label[0], list):  # multi_label: sets of label ids
+            key = hash((index.tobytes(), repr(label)))
+            return key, np.array([sorted(p) == sorted(t) for p, t in zip(pred, label)])
+        if label and isinstance(label[0], float):  # regression
+            truth = np.asarray(label, dtype=np.float64)
+            return hash((index.tobytes(), truth.tobytes())), (np.asarray(pred, dtype=np.float64) - truth) ** 2
+        label = np.asarray(label, dtype=np.int64)
+        return hash((index.tobytes(), label.tobytes())), np.asarray(pred) == label

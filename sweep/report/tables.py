@@ -13,6 +13,7 @@ import pandas as pd
 from sweep.report.cells import column_name
 from sweep.report.errors import CollectError
 from sweep.report.record import RunRecord
+from sweep.selection import DEFAULT_METRIC, lower_is_better
 from sweep.stats import ALPHA, bootstrap_ci, compare, holm, paired_correct
 
 # the table's metrics in column order, with their headers in comparison.md (markdown.COLUMN_NOTES says what they hold)
@@ -22,6 +23,11 @@ METRICS = {
     "test/acc": "test acc",
     "test/f1": "test F1",
     "test/macro_f1": "test macro-F1",
+    "test/micro_f1": "test micro-F1",  # multi_label
+    "test/subset_acc": "test subset acc",  # multi_label: every label right
+    "test/pearson": "test Pearson r",  # regression
+    "test/spearman": "test Spearman r",
+    "test/mse": "test MSE",
     "best_epoch": "best epoch",
     "train_seconds": "train loop (s)",
     "train_samples_per_s": "train loop samples/s",
@@ -31,6 +37,17 @@ METRICS = {
     "params": "params (incl. unused)",
     "trainable_params": "trainable params",
 }
+# the table's figures of multi_label and regression runs: left out of comparison.md where no run has them
+TASK_ONLY = ("test/micro_f1", "test/subset_acc", "test/pearson", "test/spearman", "test/mse")
+SINGLE_LABEL_ONLY = (
+    "train/acc",
+    "valid/acc",
+    "test/acc",
+    "test/f1",
+    "test/macro_f1",
+)  # and left out of those runs' where empty
+# summary.csv's metrics: the table's, and the validation metrics a run may be selected by (trainer.select_metric)
+SUMMARY_METRICS = {**METRICS, "valid/macro_f1": "valid macro-F1", "valid/loss": "valid loss"}
 # metrics.json fields comparison.csv leaves out: its own columns already say them
 NOT_METRIC_COLUMNS = ("model", "pooling", "method", "seed", "status", "error")
 
@@ -55,13 +72,17 @@ def summarize(cells: Cells, keys: Sequence[str]) -> pd.DataFrame:
     for cell, group in cells.items():
         row = {column_name(k): v for k, v in zip(keys, cell)}
         row.update({"n": len(group), "seeds": " ".join(str(r.seed) for r in group)})
-        for metric in METRICS:
+        for metric in SUMMARY_METRICS:
             values = pd.to_numeric(pd.Series([r.metrics.get(metric) for r in group], dtype=object), errors="coerce")
             row[metric], row[f"{metric}_std"] = values.mean(), values.std(ddof=1)
         predictions = group[0].predictions if len(group) == 1 else None
-        row["test/acc_ci_low"], row["test/acc_ci_high"] = bootstrap_ci(predictions[1]) if predictions else (None, None)
+        single_label = group[0].metrics.get("task", "single_label") == "single_label"  # its scores are test/acc's
+        correct = predictions[1] if predictions and single_label else None
+        row["test/acc_ci_low"], row["test/acc_ci_high"] = bootstrap_ci(correct) if correct is not None else (None, None)
         rows.append(row)
-    columns = [column_name(k) for k in keys] + ["n", "seeds"] + [f"{m}{s}" for m in METRICS for s in ("", "_std")]
+    columns = (
+        [column_name(k) for k in keys] + ["n", "seeds"] + [f"{m}{s}" for m in SUMMARY_METRICS for s in ("", "_std")]
+    )
     return pd.DataFrame(rows, columns=columns + ["test/acc_ci_low", "test/acc_ci_high"])
 
 
@@ -73,7 +94,8 @@ def significance(cells: Cells) -> pd.DataFrame:
         result = compare(paired_correct(runs_a, runs_b))
         if result is not None:
             rows.append({"A": runs_a[0].label, "B": runs_b[0].label, **result})
-    sig = pd.DataFrame(rows, columns=["A", "B", "test", "seed_pairs", "examples", "acc_diff", "b", "c", "p_value"])
+    columns = ["A", "B", "test", "seed_pairs", "examples", "acc_diff", "mse_diff", "b", "c", "p_value"]
+    sig = pd.DataFrame(rows, columns=columns)
     sig["p_holm"] = holm(sig["p_value"])
     sig["significant"] = sig["p_holm"] < ALPHA
     return sig
@@ -89,7 +111,7 @@ class Selection:
     tuned_sweep: bool = False  # from a hydra/sweeper=tune sweep: `over` is its search space
 
     def header(self, column: str) -> str:
-        return f"{column} (selected by {METRICS[self.metric]})"
+        return f"{column} (selected by {SUMMARY_METRICS[self.metric]})"
 
     def note(self) -> str:
         keys = " and ".join(self.over)
@@ -98,7 +120,7 @@ class Selection:
         else:
             among = "of " + ", ".join(map(str, self.candidates))
         return (
-            f"Tuned view: for each cell, the {keys} with the best mean {METRICS[self.metric]} over its "
+            f"Tuned view: for each cell, the {keys} with the best mean {SUMMARY_METRICS[self.metric]} over its "
             f"seeds ({among}), chosen on validation only, with that setting's test figures; "
             "every run is in comparison.csv and every setting in summary.csv."
         )
@@ -110,10 +132,10 @@ def selection(summary: pd.DataFrame, key_columns: List[str], metric: str, over: 
         raise CollectError(
             f"--select {metric}: select by a validation metric (valid/acc), never by a test figure", code=2
         )
-    if metric not in METRICS:
+    if metric not in SUMMARY_METRICS:
         raise CollectError(
             f"--select {metric}: no such metric; validation metrics: "
-            + ", ".join(m for m in METRICS if m.startswith("valid/")),
+            + ", ".join(m for m in SUMMARY_METRICS if m.startswith("valid/")),
             code=2,
         )
     columns = [column_name(key.strip()) for key in over.split(",") if key.strip()]
@@ -131,11 +153,18 @@ def select_best(summary: pd.DataFrame, key_columns: List[str], chosen: Selection
     """Row numbers of summary to keep: per cell of the other keys, the row with the best mean metric
     (ties: the first in table order); cells whose metric is missing everywhere keep their first row."""
     others = [c for c in key_columns if c not in chosen.over]
-    score = summary[chosen.metric].astype(float).fillna(-math.inf)
-    if chosen.metric.endswith("loss"):
+    score = summary[chosen.metric].astype(float)
+    if lower_is_better(chosen.metric):
         score = -score
+    score = score.fillna(-math.inf)
     groups = summary.groupby([summary[c].map(repr) for c in others], sort=False) if others else [(None, summary)]
     return sorted(score.loc[group.index].idxmax() for _, group in groups)
+
+
+def runs_select_metric(cells: Cells) -> str:
+    """The trainer.select_metric the runs chose their checkpoints by, where they agree (else valid/acc)."""
+    chosen = {run.metrics.get("select_metric", DEFAULT_METRIC) for runs in cells.values() for run in runs}
+    return chosen.pop() if len(chosen) == 1 else DEFAULT_METRIC
 
 
 def tuned(
@@ -152,7 +181,7 @@ def tuned(
         if select:
             raise CollectError(f"--select {select} needs --over KEY: the swept key whose value it chooses", code=2)
         return cells, summary, labels, None
-    chosen = selection(summary, key_columns, select or "valid/acc", over, tuned_sweep)
+    chosen = selection(summary, key_columns, select or runs_select_metric(cells), over, tuned_sweep)
     rows = select_best(summary, key_columns, chosen)
     cell_items = list(cells.items())
     return (

@@ -1,0 +1,138 @@
+"""How the batches of an epoch become optimizer steps: gradient accumulation (a window of up to
+trainer.grad_accum_steps micro-batches per step, the loss shared so that the update is that of one
+batch of all their rows) and clipping (trainer.max_grad_norm), and the running figures of the steps
+since the last validation (the history row's train/loss, train/acc, train/grad_norm) and since the
+last log line (train/loss_step every trainer.log_every_n_steps). Nothing here waits for the device
+except at a log line and at a validation."""
+
+import math
+import time
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from sweep.loop import NonFiniteLossError, backward, model_inputs, optimizer_step, to_device
+
+
+def windows(loader: Iterable, size: int) -> Iterator[List]:
+    """The loader's batches in groups of `size`; the last group of the epoch may be shorter."""
+    window = []
+    for batch in loader:
+        window.append(batch)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+class StepResult(NamedTuple):
+    loss_sum: torch.Tensor  # the rows' losses summed
+    loss: torch.Tensor  # the step's mean loss
+    correct: torch.Tensor  # correct predictions
+    rows: int
+    norm: Optional[torch.Tensor]  # the gradients' norm before clipping (None: no clipping)
+
+
+class Stepper:
+    """One optimizer step from a window of micro-batches: each one's loss weighs by its share of the
+    window's rows (of their class weights, where classes are weighed), so K micro-batches of b rows
+    update the weights as one batch of K x b rows would."""
+
+    def __init__(
+        self, model, optimizer, scheduler, precision, device, max_grad_norm=None, class_weights=None, task=None
+    ):
+        self.model, self.optimizer, self.scheduler, self.precision = model, optimizer, scheduler, precision
+        self.device, self.max_grad_norm, self.class_weights, self.task = device, max_grad_norm, class_weights, task
+
+    def _shares(self, labels: List[torch.Tensor]) -> List:
+        if len(labels) == 1:
+            return [None]  # the whole step: its loss as it is
+        if self.class_weights is None:
+            rows = sum(len(y) for y in labels)
+            return [len(y) / rows for y in labels]
+        weights = [self.class_weights[y].sum() for y in labels]  # the weighted mean's denominators
+        total = torch.stack(weights).sum()
+        return [w / total for w in weights]
+
+    def step(self, window: List[Dict[str, torch.Tensor]]) -> StepResult:
+        batches = [to_device(batch, self.device) for batch in window]
+        shares = self._shares([batch["labels"] for batch in batches])
+        loss_sum, correct, rows, loss = None, None, 0, None
+        for batch, share in zip(batches, shares):
+            labels = batch["labels"]
+            loss, hits = backward(
+                self.model, model_inputs(batch), labels, self.precision, self.class_weights, share, self.task
+            )
+            loss_sum = loss * labels.shape[0] if loss_sum is None else loss_sum + loss * labels.shape[0]
+            correct = hits if correct is None else correct + hits
+            rows += labels.shape[0]
+        norm = optimizer_step(self.optimizer, self.scheduler, self.precision, self.max_grad_norm)
+        return StepResult(loss_sum, loss if len(batches) == 1 else loss_sum / rows, correct, rows, norm)
+
+
+class Tally:
+    """The training figures since the last validation, and since the last log line, on the device."""
+
+    def __init__(self, device: torch.device, log_every: int, on_log: Callable[[Dict[str, float], int], None]):
+        self.device, self.log_every, self.on_log = device, log_every, on_log
+        self.reset()
+
+    def reset(self) -> None:
+        zero = torch.zeros((), device=self.device)
+        self.loss_sum, self.correct, self.samples = zero.clone(), zero.clone().long(), 0
+        self.norm_sum, self.steps = zero.clone(), 0
+        self.log_loss, self.log_steps = zero.clone(), 0
+        self.started = time.perf_counter()
+
+    def add(self, result: StepResult, step: int, epoch: int, lr: float) -> Optional[float]:
+        """Counts one optimizer step; returns the logged loss at a log line (else None)."""
+        self.loss_sum += result.loss_sum
+        self.correct += result.correct
+        self.samples, self.steps, self.log_steps = self.samples + result.rows, self.steps + 1, self.log_steps + 1
+        self.log_loss += result.loss
+        norm = result.norm
+        if norm is not None:
+            self.norm_sum += norm
+        if step % self.log_every != 0:
+            return None
+        value = (self.log_loss / self.log_steps).item()
+        check_finite(value, epoch, step)
+        logged = {"train/loss_step": value, "train/lr": lr, "epoch": epoch}
+        if norm is not None:
+            logged["train/grad_norm"] = float(norm)
+        self.on_log(logged, step)
+        self.log_loss.zero_()
+        self.log_steps = 0
+        return value
+
+    def seconds(self) -> float:
+        """Seconds since the last reset: the steps' time, the validations left out."""
+        return time.perf_counter() - self.started
+
+    def figures(self, epoch: int, step: int, clipping: bool, accuracy: bool = True) -> Dict[str, float]:
+        """train/loss, train/acc (where the task has an accuracy; and the mean train/grad_norm under
+        clipping) since the last reset."""
+        mean_loss = (self.loss_sum / max(self.samples, 1)).item()
+        check_finite(mean_loss, epoch, step)
+        figures = {"train/loss": mean_loss}
+        if accuracy:
+            figures["train/acc"] = self.correct.item() / max(self.samples, 1)
+        if clipping:
+            figures["train/grad_norm"] = (self.norm_sum / max(self.steps, 1)).item()
+        return figures
+
+
+def check_finite(loss: float, epoch: int, step: int) -> None:
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"train loss is {loss} at epoch {epoch}, step {step}; lower optim.lr or check the data"
+        )
+
+
+def progress(loader: Iterable, epoch: int):
+    """A progress bar over the epoch's batches, for a person at a terminal (disable=None: not in logs).
+    tqdm.auto's bar starts an iterator of the loader at once and another when iterated: each draws a
+    seed from the global random stream, which the dropout masks then follow (the seed recipe's numbers)."""
+    return tqdm(loader, desc=f"epoch {epoch} train", leave=False, dynamic_ncols=True, disable=None)
