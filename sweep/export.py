@@ -258,7 +258,7 @@ def check(model, tokenizer, meta, directory: Path, backends, rows) -> Dict[str, 
     import torch
 
     from sweep.loop import resolve_precision
-    from sweep.predict import class_probabilities
+    from sweep.predict import model_outputs, softmax
 
     texts, pairs, labels = rows
     cpu, threads = torch.device("cpu"), torch.get_num_threads()
@@ -266,7 +266,7 @@ def check(model, tokenizer, meta, directory: Path, backends, rows) -> Dict[str, 
 
     def torch_probabilities(texts, pairs, batch):
         truncation = meta.get("truncation", "head")
-        return class_probabilities(model, tokenizer, texts, pairs, meta["max_len"], batch, cpu, fp32, truncation)
+        return softmax(model_outputs(model, tokenizer, texts, pairs, meta["max_len"], batch, cpu, fp32, truncation))
 
     passes = {"torch": torch_probabilities}
     passes.update({b: OnnxClassifier(directory, b, threads).probabilities for b in backends})

@@ -22,6 +22,7 @@ from sweep.schedule import Schedule
 from sweep.selection import TASK_METRICS, task_metrics
 from sweep.stepper import Stepper
 from sweep.tasks import make_task
+from sweep.training import TrainingLoop
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,15 @@ def balanced_weights(labels: List[int], n_classes: int) -> List[float]:
     for label in labels:
         counts[label] += 1
     return [len(labels) / (n_classes * max(count, 1)) for count in counts]
+
+
+def class_weights(kind: str, train) -> Optional[List[float]]:
+    """optim.class_weights of the train split's labels (None: every class weighs the same)."""
+    if kind != "balanced":
+        return None
+    weights = balanced_weights(train["label"][:], train.features["label"].num_classes)
+    log.info("class weights (balanced, from the train split): %s", ", ".join(f"{w:.4f}" for w in weights))
+    return weights
 
 
 class Fit:
@@ -48,7 +58,7 @@ class Fit:
         trainer = self.cfg.trainer
         self.schedule = Schedule.of(trainer, len(prepared.splits["train"]))
         self.optimizer, self.scheduler = build_optimizer(self.trained, self.cfg.optim, self.schedule.total_steps)
-        self.class_weights = self._class_weights()
+        self.class_weights = class_weights(self.cfg.optim.class_weights, prepared.splits["train"])
         weights = torch.tensor(self.class_weights, device=self.device) if self.class_weights else None
         self.stepper = Stepper(
             None, self.optimizer, self.scheduler, self.precision, self.device, trainer.max_grad_norm, weights, self.task
@@ -56,14 +66,6 @@ class Fit:
         self.best = BestCheckpoint(self)
         self.state = ResumeState()
         self.compiled: Compiled = None  # set by compile()
-
-    def _class_weights(self) -> Optional[List[float]]:
-        if self.cfg.optim.class_weights != "balanced":
-            return None
-        train = self.prepared.splits["train"]
-        weights = balanced_weights(train["label"][:], train.features["label"].num_classes)
-        log.info("class weights (balanced, from the train split): %s", ", ".join(f"{w:.4f}" for w in weights))
-        return weights
 
     def description(self) -> Dict[str, Any]:
         """What the job trains, where and on how much data (for metrics.json, before training)."""
@@ -139,8 +141,6 @@ class Fit:
 
     def train(self) -> None:
         """The optimizer steps not yet in the state, validated and kept (sweep/training.py)."""
-        from sweep.training import TrainingLoop
-
         TrainingLoop(self).run()
 
     # ------------------------------------------------------------ the test pass

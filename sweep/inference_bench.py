@@ -23,7 +23,7 @@ def backends(best: Path, threads: int) -> Dict[str, Callable]:
 
     from sweep.loop import resolve_precision
     from sweep.model import Classifier, load_tokenizer
-    from sweep.predict import class_probabilities
+    from sweep.predict import model_outputs, softmax
     from sweep.serving import OnnxClassifier
 
     torch.set_num_threads(threads)
@@ -33,7 +33,7 @@ def backends(best: Path, threads: int) -> Dict[str, Callable]:
     fp32, truncation = resolve_precision("fp32", cpu), meta.get("truncation", "head")
 
     def eager(texts):
-        return class_probabilities(model, tokenizer, texts, None, meta["max_len"], len(texts), cpu, fp32, truncation)
+        return softmax(model_outputs(model, tokenizer, texts, None, meta["max_len"], len(texts), cpu, fp32, truncation))
 
     served = {"torch": eager}
     for backend, name in ONNX_MODELS.items():

@@ -125,24 +125,8 @@ def label_names(meta: dict, num_labels: int) -> List[str]:
     return list(LABEL_NAMES) if num_labels == len(LABEL_NAMES) else [f"class_{i}" for i in range(num_labels)]
 
 
-def class_probabilities(
-    model,
-    tokenizer,
-    texts: List[str],
-    pairs: Optional[List[str]],
-    max_len: int,
-    batch_size: int,
-    device,
-    precision,
-    truncation: str = "head",
-):
-    """Softmax over the classes for each text (or pair) (n x classes, float32 numpy), batch by batch;
-    each batch is padded to its longest input, texts and pairs truncated as in training."""
-    logits = model_outputs(model, tokenizer, texts, pairs, max_len, batch_size, device, precision, truncation)
-    return softmax(logits)
-
-
 def softmax(logits):
+    """Class probabilities of the head's outputs (n x classes, numpy)."""
     import torch
 
     return torch.from_numpy(logits).softmax(dim=-1).numpy()
@@ -159,7 +143,8 @@ def model_outputs(
     precision,
     truncation: str = "head",
 ):
-    """The head's outputs (logits) for each text (or pair) (n x outputs, float32 numpy), batch by batch."""
+    """The head's outputs (logits) for each text (or pair) (n x outputs, float32 numpy), batch by batch;
+    each batch is padded to its longest input, texts and pairs truncated as in training."""
     import torch
     from tqdm.auto import tqdm
 

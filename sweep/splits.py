@@ -68,7 +68,8 @@ def strata(ds: Dataset, task: str) -> Optional[np.ndarray]:
         return _labels(ds)
     sets = [tuple(labels) for labels in ds["label"][:]]
     counts = Counter(sets)
-    ids = {s: i for i, s in enumerate(sorted(s for s, n in counts.items() if n >= MIN_SET_ROWS))}
+    common = sorted(s for s, n in counts.items() if n >= MIN_SET_ROWS)
+    ids = {s: i for i, s in enumerate(common)}
     rare = sum(n for s, n in counts.items() if s not in ids)
     if rare:
         log.info(
@@ -77,7 +78,9 @@ def strata(ds: Dataset, task: str) -> Optional[np.ndarray]:
             len(counts) - len(ids),
             MIN_SET_ROWS,
         )
-    return np.array([ids.get(s, len(ids)) for s in sets])
+    # the rare sets' stratum, itself too small to split: with the most common set's
+    pooled = len(ids) if rare >= MIN_SET_ROWS or not common else ids[max(common, key=counts.get)]
+    return np.array([ids.get(s, pooled) for s in sets])
 
 
 def _class_counts(ds: Dataset) -> str:

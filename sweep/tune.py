@@ -169,6 +169,38 @@ def check_settings(conf: TuneSweeperConf) -> None:
             raise InputError(f"hydra.sweeper.{key}={getattr(conf, key)}: must be 0 or more")
 
 
+def cell_select_metric(cell: List[str], config) -> Optional[str]:
+    """The trainer.select_metric the cell's trials are chosen by: the cell's own where it is a grid
+    axis, else the sweep's (null: the task's headline, higher-is-better like every one of them)."""
+    for override in cell:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") == "trainer.select_metric":
+            return value
+    return OmegaConf.select(config, "trainer.select_metric", default=None)
+
+
+def cell_slots(cell: int, study, n_trials: int) -> List[Slot]:
+    """A cell's slots still to run: interrupted trials, failed ones, then the ones never asked."""
+    from optuna.trial import TrialState
+
+    latest: Dict[int, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if "slot" in trial.user_attrs:
+            latest[trial.user_attrs["slot"]] = trial  # a retry comes after the trial it retries
+    slots = []
+    for k in range(n_trials):
+        trial = latest.get(k)
+        if trial is None:
+            slots.append(Slot(cell, k))
+        elif trial.state == TrialState.RUNNING:
+            slots.append(Slot(cell, k, trial.number, dict(trial.params)))
+        elif trial.state == TrialState.WAITING:
+            slots.append(Slot(cell, k, enqueued=True))
+        elif trial.state == TrialState.FAIL:
+            slots.append(Slot(cell, k, None, dict(trial.params)))  # asked again, with the same values
+    return slots
+
+
 class CellSweeper(Sweeper):
     """The sweeper; hydra_plugins/encoder_sweep names it TuneSweeper (Hydra takes plugins only from there)."""
 
@@ -226,21 +258,12 @@ class CellSweeper(Sweeper):
             batch, queue = queue[: self.conf.n_jobs], queue[self.conf.n_jobs :]
             self.run_batch(batch)
 
-    def select_metric(self, cell: List[str]) -> str:
-        """The trainer.select_metric the cell's trials are chosen by: the cell's own where it is a grid
-        axis, else the sweep's (the objective each trial reports, and the study's direction)."""
-        for override in cell:
-            key, _, value = override.partition("=")
-            if key.lstrip("+") == "trainer.select_metric":
-                return value
-        return OmegaConf.select(self.config, "trainer.select_metric", default=DEFAULT_METRIC)
-
     def open_study(self, cell: List[str]):
         """The cell's study, created on the first run; a rerun with another search space is refused
         (its trials would not be comparable with the new ones)."""
         import optuna
 
-        name, goal = ",".join(cell) or "all", direction(self.select_metric(cell))
+        name, goal = ",".join(cell) or "all", direction(cell_select_metric(cell, self.config))
         study = optuna.create_study(study_name=name, storage=self.storage, direction=goal, load_if_exists=True)
         space = json.dumps({key: repr(d) for key, d in self.space.items()}, sort_keys=True)
         recorded = study.user_attrs.get("space")
@@ -256,26 +279,7 @@ class CellSweeper(Sweeper):
     def plan(self) -> List[Slot]:
         """The slots to run, round-robin over the cells: trials interrupted before (resumed in their
         run dirs), failed ones (retried with the same values), then new ones up to n_trials."""
-        from optuna.trial import TrialState
-
-        per_cell = []
-        for c, study in enumerate(self.studies):
-            latest: Dict[int, Any] = {}
-            for trial in study.get_trials(deepcopy=False):
-                if "slot" in trial.user_attrs:
-                    latest[trial.user_attrs["slot"]] = trial  # a retry comes after the trial it retries
-            slots = []
-            for k in range(self.conf.n_trials):
-                trial = latest.get(k)
-                if trial is None:
-                    slots.append(Slot(c, k))
-                elif trial.state == TrialState.RUNNING:
-                    slots.append(Slot(c, k, trial.number, dict(trial.params)))
-                elif trial.state == TrialState.WAITING:
-                    slots.append(Slot(c, k, enqueued=True))
-                elif trial.state == TrialState.FAIL:
-                    slots.append(Slot(c, k, None, dict(trial.params)))  # asked again, with the same values
-            per_cell.append(slots)
+        per_cell = [cell_slots(c, study, self.conf.n_trials) for c, study in enumerate(self.studies)]
         return [slot for round_ in itertools.zip_longest(*per_cell) for slot in round_ if slot is not None]
 
     def ask(self, slot: Slot) -> Tuple[int, Dict[str, Any]]:

@@ -240,3 +240,14 @@ def test_frozen_probes_and_lora_learn_either_task(tmp_path, task, overrides, met
     )
     m = metrics(run_dirs(sweep_dir)[0])
     assert m["status"] == "completed" and m[metric] >= floor, (m["status"], m.get(metric), m.get("error"))
+
+
+def test_multi_label_splits_keep_each_common_label_set_in_proportion_and_pool_the_rare_ones(tmp_path):
+    labels = ["film"] * 300 + ["food"] * 300 + ["film,food"] * 200 + ["food,hotel,phone"] * 3  # the last: rare
+    write(pd.DataFrame({"text": [f"row {i}" for i in range(len(labels))], "label": labels}), tmp_path / "train.csv")
+    splits = prepare_splits(data_config("text", f"data.local_dir={tmp_path}", "data.task=multi_label"))
+    shares = {name: pd.Series([tuple(s) for s in ds["label"]]).value_counts() / len(ds) for name, ds in splits.items()}
+    for name in ("valid", "test"):
+        for labels_of_rows in [(0,), (1,), (0, 1)]:  # film, food, both: as common in every split
+            assert abs(shares[name][labels_of_rows] - shares["train"][labels_of_rows]) < 0.02, (name, shares)
+    assert sum(len(ds) for ds in splits.values()) == len(labels)  # the rare set split too, not dropped

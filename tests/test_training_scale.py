@@ -17,6 +17,7 @@ from helpers.rundirs import metrics, run_dirs
 from sweep.fit import balanced_weights
 from sweep.loop import build_optimizer, optimizer_step
 from sweep.model import Classifier
+from sweep.rundir import write_json
 from sweep.schedule import Schedule
 from sweep.step_bench import SEED_OPTIM, build_config, make_batches
 from sweep.stepper import Stepper
@@ -222,3 +223,46 @@ def test_balanced_class_weights_selected_by_macro_f1_beat_plain_accuracy_on_a_9_
     assert sum(1 / w for w in weights) == pytest.approx(2) and weights[1] / weights[0] == pytest.approx(9, rel=0.15)
     assert balanced["select_metric"] == "valid/macro_f1" and "class_weights" not in plain
     assert balanced["test/macro_f1"] > plain["test/macro_f1"] + 0.1, (balanced["test/macro_f1"], plain["test/macro_f1"])
+
+
+# ---------------------------------------------------------------- the select metric beyond a run
+
+
+def test_the_tune_sweeper_minimizes_a_loss_and_is_told_the_metric_the_trial_selected_by(tmp_path):
+    from omegaconf import OmegaConf
+
+    from sweep.tune import CellSweeper, Slot, journal_storage
+
+    sweeper = CellSweeper(n_trials=1, params={"optim.lr": "interval(1e-5, 1e-4)"})
+    naming = {"kv_sep": "=", "item_sep": ",", "exclude_keys": []}
+    sweeper.config = OmegaConf.create(
+        {"trainer": {"select_metric": None}, "hydra": {"job": {"config": {"override_dirname": naming}}}}
+    )
+    sweeper.cells, sweeper.sweep_dir, sweeper.storage = (
+        [["pooling=cls"], ["trainer.select_metric=valid/loss"]],
+        tmp_path,
+        journal_storage(tmp_path),
+    )
+    sweeper.space = {}
+    sweeper.studies = [sweeper.open_study(cell) for cell in sweeper.cells]
+    assert [s.direction.name for s in sweeper.studies] == ["MAXIMIZE", "MINIMIZE"]  # null: the task's headline
+    for cell, (metric, value) in enumerate([("valid/acc", 0.9), ("valid/loss", 0.3)]):
+        trial = sweeper.studies[cell].ask()
+        slot = Slot(cell, 0, trial.number)
+        write_json(
+            tmp_path / sweeper.dirname(slot) / "metrics.json",
+            {"status": "completed", "select_metric": metric, "valid/acc": 0.9, "valid/loss": 0.3},
+        )
+        sweeper.tell(slot)
+        assert sweeper.studies[cell].trials[0].value == value
+
+
+def test_collect_selects_by_the_runs_select_metric_lower_loss_first():
+    from sweep.report.record import RunRecord
+    from sweep.report.tables import Selection, runs_select_metric, select_best
+
+    runs = [RunRecord(None, "completed", metrics={"select_metric": "valid/loss"}) for _ in range(2)]
+    assert runs_select_metric({("a",): runs[:1], ("b",): runs[1:]}) == "valid/loss"
+    summary = pd.DataFrame({"optim.lr": [1e-5, 3e-5, 5e-5], "valid/loss": [0.4, float("nan"), 0.2]})
+    chosen = Selection("valid/loss", ["optim.lr"], [1e-5, 3e-5, 5e-5])
+    assert select_best(summary, ["optim.lr"], chosen) == [2]  # the lowest loss; a missing one never wins
