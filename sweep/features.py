@@ -60,9 +60,7 @@ def cache_key(model: Classifier, splits, layers: int, precision: str, padding: s
         "layers": layers,
         "precision": precision,
         "padding": padding,
-        **(
-            {"task": task} if task != "single_label" else {}
-        ),  # labels as the task batches them (0/1 rows, standardized)
+        **({"task": task} if task != "single_label" else {}),  # labels as the task batches them (0/1 rows, numbers)
     }
     digest.update(json.dumps(described, sort_keys=True).encode())
     for name, tensor in model.encoder.state_dict().items():  # the weights themselves: any checkpoint, any init

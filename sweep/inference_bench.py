@@ -28,6 +28,8 @@ def backends(best: Path, threads: int) -> Dict[str, Callable]:
 
     torch.set_num_threads(threads)
     meta = json.loads((best / CLASSIFIER_FILE).read_text())
+    if meta.get("task", "single_label") != "single_label":  # its figures compare class labels, as the export's check
+        raise SystemExit(f"bench --inference: {best} holds a {meta['task']} model; it times single-label classifiers")
     model, tokenizer = Classifier.from_pretrained(best), load_tokenizer(str(best))
     cpu = torch.device("cpu")
     fp32, truncation = resolve_precision("fp32", cpu), meta.get("truncation", "head")

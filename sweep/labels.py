@@ -62,6 +62,8 @@ def label_names(parts: DatasetDict, task: str = "single_label", separator: str =
     """The class (or label) names in a stable order: a ClassLabel's own names, else the sorted unique values."""
     feature = next(iter(parts.values())).features["label"]
     inner = getattr(feature, "feature", feature)  # a sequence's element (multi_label)
+    if task == "multi_label" and isinstance(feature, ClassLabel):
+        raise DataError("data.task=multi_label needs labels per row; the label column holds one class per row")
     if isinstance(inner, ClassLabel):
         return list(inner.names)
     if task == "single_label" and not (
@@ -74,6 +76,8 @@ def label_names(parts: DatasetDict, task: str = "single_label", separator: str =
         if task == "multi_label":
             column = [label for cell in column for label in _label_set(cell, separator)]
         values.update(column)
+    if task == "multi_label" and all(isinstance(v, str) and v.lstrip("-").isdigit() for v in values):
+        values = {int(v) for v in values}  # ids written in a CSV string ("1,10,2"): ordered as numbers
     kinds = {type(v) for v in values}
     if len(kinds) > 1 or not (kinds <= {int} or kinds <= {str}):
         raise DataError(f"labels {sorted(map(repr, values))[:10]} mix types; use all integers or all strings")

@@ -231,7 +231,7 @@ def predict(
         return class_table(probs, label_names(meta, probs.shape[1]))
     outputs = torch_outputs(directory, meta, texts, pairs, batch_size, device)
     if task == "regression":
-        return pd.DataFrame({"pred": outputs[:, 0] * meta["target_std"] + meta["target_mean"]})
+        return pd.DataFrame({"pred": outputs[:, 0].astype("float64") * meta["target_std"] + meta["target_mean"]})
     names = label_names(meta, outputs.shape[1])
     if task == "multi_label":
         import torch

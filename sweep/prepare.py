@@ -120,6 +120,11 @@ def check_config(cfg: DictConfig) -> None:
         )
     task, metric_refused = cfg.data.task, metric_problem(cfg.data.task, cfg.trainer.select_metric)
     refused += [metric_refused] if metric_refused else []
+    if cfg.trainer.compile == "reduce-overhead" and cfg.trainer.grad_accum_steps > 1:
+        refused.append(
+            "trainer.grad_accum_steps>1 with trainer.compile=reduce-overhead: each micro-batch's CUDA-graph replay "
+            "overwrites the gradients the last one left; use trainer.compile=true or grad_accum_steps=1"
+        )
     if task != "single_label" and cfg.optim.class_weights != "none":
         refused.append(f"optim.class_weights={cfg.optim.class_weights} weighs classes: data.task=single_label only")
     if task != "single_label" and cfg.data.name in ("imdb", "synthetic"):

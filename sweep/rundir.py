@@ -136,7 +136,7 @@ METRICS_FIELDS: Dict[str, str] = {
     "test_samples_per_s": "test-pass throughput at data.eval_batch_size, the warm-up batch left out",
     "peak_memory_mib": "peak memory of the test pass in MiB (2^20 bytes), of the kind below",
     "peak_memory_kind": "cuda_allocated, host_rss, or host_rss_process_lifetime (the peak could not be reset)",
-    "pruned": "a pruned trial: after which epoch, at what valid/acc, by which pruner; absent otherwise",
+    "pruned": "a pruned trial: after which validation, at what select metric, by which pruner; absent otherwise",
     "error": "'Type: message' of what ended a failed or interrupted run; null when it completed or was pruned",
 }
 # the only fields that differ between two identical runs
@@ -154,7 +154,9 @@ TIMING_FIELDS = (
 LABEL_NAMES = ["neg", "pos"]
 
 # train/* cover the batches since the previous row; train/grad_norm (their mean norm before clipping)
-# only under trainer.max_grad_norm; epoch is fractional for a row in the middle of an epoch
+# only under trainer.max_grad_norm; epoch is fractional for a row in the middle of an epoch. These are
+# a single-label run's; the others have no train/acc (regression) and their task's valid/* figures
+# (sweep/selection.py TASK_METRICS)
 HISTORY_COLUMNS = (
     "epoch",
     "step",

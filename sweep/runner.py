@@ -76,7 +76,7 @@ class Job:
         previous = read_json(self.run_dir / METRICS_FILE)
         ended = (Status.COMPLETED, Status.PRUNED)
         if previous and previous.get("status") in ended and previous.get("config_hash") == self.fingerprint:
-            metric = self.cfg.trainer.select_metric
+            metric = previous.get("select_metric", DEFAULT_METRIC)
             log.info(
                 "skipped %s: %s before with the same config (%s %s)",
                 self.run_dir,

@@ -37,8 +37,8 @@ class Schedule:
         return epoch_done if self.eval_every is None else step % self.eval_every == 0
 
     def epoch_at(self, epoch: int, batches: int) -> float:
-        """The epoch as a number: the whole epoch at its end, else the fraction of it trained (4 decimals)."""
-        return epoch if batches >= self.batches_per_epoch else round(epoch - 1 + batches / self.batches_per_epoch, 4)
+        """The epoch as a number: the whole epoch at its end, else the fraction of it trained (6 decimals)."""
+        return epoch if batches >= self.batches_per_epoch else round(epoch - 1 + batches / self.batches_per_epoch, 6)
 
     def resume_point(self, epoch: int, batches: Optional[int]) -> Tuple[int, int]:
         """(epoch, batches of it to skip) where training goes on after a validation at `batches`

@@ -66,7 +66,7 @@ def strata(ds: Dataset, task: str) -> Optional[np.ndarray]:
         return None
     if task != "multi_label":
         return _labels(ds)
-    sets = [tuple(labels) for labels in ds["label"][:]]
+    sets = [tuple(sorted(set(labels))) for labels in ds["label"][:]]
     counts = Counter(sets)
     common = sorted(s for s, n in counts.items() if n >= MIN_SET_ROWS)
     ids = {s: i for i, s in enumerate(common)}

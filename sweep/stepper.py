@@ -82,7 +82,7 @@ class Tally:
     def reset(self) -> None:
         zero = torch.zeros((), device=self.device)
         self.loss_sum, self.correct, self.samples = zero.clone(), zero.clone().long(), 0
-        self.norm_sum, self.steps = zero.clone(), 0
+        self.norm_sum, self.norm_steps = zero.clone(), zero.clone().long()
         self.log_loss, self.log_steps = zero.clone(), 0
         self.started = time.perf_counter()
 
@@ -90,11 +90,13 @@ class Tally:
         """Counts one optimizer step; returns the logged loss at a log line (else None)."""
         self.loss_sum += result.loss_sum
         self.correct += result.correct
-        self.samples, self.steps, self.log_steps = self.samples + result.rows, self.steps + 1, self.log_steps + 1
+        self.samples, self.log_steps = self.samples + result.rows, self.log_steps + 1
         self.log_loss += result.loss
         norm = result.norm
-        if norm is not None:
-            self.norm_sum += norm
+        if norm is not None:  # a step fp16's scaler skipped has an inf norm: no figure of the gradients
+            finite = torch.isfinite(norm)
+            self.norm_sum += torch.where(finite, norm, torch.zeros_like(norm))
+            self.norm_steps += finite.long()
         if step % self.log_every != 0:
             return None
         value = (self.log_loss / self.log_steps).item()
@@ -120,7 +122,7 @@ class Tally:
         if accuracy:
             figures["train/acc"] = self.correct.item() / max(self.samples, 1)
         if clipping:
-            figures["train/grad_norm"] = (self.norm_sum / max(self.steps, 1)).item()
+            figures["train/grad_norm"] = (self.norm_sum / self.norm_steps.clamp(min=1)).item()
         return figures
 
 

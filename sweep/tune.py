@@ -266,6 +266,11 @@ class CellSweeper(Sweeper):
         name, goal = ",".join(cell) or "all", direction(cell_select_metric(cell, self.config))
         study = optuna.create_study(study_name=name, storage=self.storage, direction=goal, load_if_exists=True)
         space = json.dumps({key: repr(d) for key, d in self.space.items()}, sort_keys=True)
+        if study.direction.name.lower() != goal:
+            raise InputError(
+                f"the sweep dir {self.sweep_dir} holds a study of {name} that {study.direction.name.lower()}s its "
+                f"objective; trainer.select_metric now asks to {goal} it: tune into a new hydra.sweep.dir"
+            )
         recorded = study.user_attrs.get("space")
         if recorded is None:
             study.set_user_attr("space", space)

@@ -214,6 +214,11 @@ def test_collect_puts_each_task_in_its_own_terms(task_sweeps, capsys):
     mses = [r["test/mse"] for r in tables["regression"]["runs"]]
     assert sig[0]["test"] == BOOTSTRAP_SE and 0 <= sig[0]["p_value"] <= 1 and sig[0]["acc_diff"] is None
     assert abs(sig[0]["mse_diff"]) == pytest.approx(abs(mses[0] - mses[1]))  # A's test MSE minus B's
+    # the tuned view selects by the runs' select metric, the task's headline
+    assert collect_main([str(task_sweeps["regression"]), "--over", "pooling", "--format", "json"]) == 0
+    selected = json.loads(capsys.readouterr().out)
+    best = max(tables["regression"]["cells"], key=lambda c: c["valid/pearson"])
+    assert selected["selection"]["metric"] == "valid/pearson" and selected["cells"][0]["pooling"] == best["pooling"]
     lines = (task_sweeps["regression"] / "comparison.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| model"))
     assert "test Pearson r" in header and "acc" not in header  # its own figures, no empty accuracy columns

@@ -145,7 +145,7 @@ def test_validation_every_n_steps_is_a_history_row_with_its_step_and_fractional_
     assert list(history["step"]) == [7, 14, 21, 28, 35, 40]  # and after the last step
     # the micro-batches done at each validation: 2 a step; epoch 1 ended at step 20 with a window of 1
     done = [(1, 14), (1, 28), (2, 2), (2, 16), (2, 30)]
-    assert list(history["epoch"]) == [round(e - 1 + b / batches, 4) for e, b in done] + [2]
+    assert list(history["epoch"]) == [round(e - 1 + b / batches, 6) for e, b in done] + [2]
     assert m["status"] == "completed" and m["optimizer_steps"] == 40 and m["effective_batch_size"] == 32
     assert m["epochs_run"] == 2 and history["samples"].sum() == 2 * m["train_samples"]
 
@@ -266,3 +266,18 @@ def test_collect_selects_by_the_runs_select_metric_lower_loss_first():
     summary = pd.DataFrame({"optim.lr": [1e-5, 3e-5, 5e-5], "valid/loss": [0.4, float("nan"), 0.2]})
     chosen = Selection("valid/loss", ["optim.lr"], [1e-5, 3e-5, 5e-5])
     assert select_best(summary, ["optim.lr"], chosen) == [2]  # the lowest loss; a missing one never wins
+
+
+def test_a_select_metric_of_another_task_and_accumulation_under_cuda_graphs_are_refused_in_one_line():
+    from helpers.rundirs import compose_config
+    from sweep.errors import ConfigError
+    from sweep.prepare import check_config
+
+    with pytest.raises(
+        ConfigError, match="trainer.select_metric=valid/pearson is not a metric of data.task=single_label"
+    ):
+        check_config(compose_config("experiment=smoke", "trainer.select_metric=valid/pearson"))
+    with pytest.raises(ConfigError, match="grad_accum_steps>1 with trainer.compile=reduce-overhead"):
+        check_config(
+            compose_config("experiment=smoke", "trainer.grad_accum_steps=2", "trainer.compile=reduce-overhead")
+        )

@@ -13,7 +13,7 @@ import pandas as pd
 from sweep.report.cells import column_name
 from sweep.report.errors import CollectError
 from sweep.report.record import RunRecord
-from sweep.selection import DEFAULT_METRIC, lower_is_better
+from sweep.selection import DEFAULT_METRIC, SELECT_METRICS, lower_is_better
 from sweep.stats import ALPHA, bootstrap_ci, compare, holm, paired_correct
 
 # the table's metrics in column order, with their headers in comparison.md (markdown.COLUMN_NOTES says what they hold)
@@ -47,7 +47,7 @@ SINGLE_LABEL_ONLY = (
     "test/macro_f1",
 )  # and left out of those runs' where empty
 # summary.csv's metrics: the table's, and the validation metrics a run may be selected by (trainer.select_metric)
-SUMMARY_METRICS = {**METRICS, "valid/macro_f1": "valid macro-F1", "valid/loss": "valid loss"}
+SUMMARY_METRICS = {**METRICS, **{m: m.replace("/", " ").replace("_", " ") for m in SELECT_METRICS if m not in METRICS}}
 # metrics.json fields comparison.csv leaves out: its own columns already say them
 NOT_METRIC_COLUMNS = ("model", "pooling", "method", "seed", "status", "error")
 
