@@ -60,7 +60,7 @@ class Fit:
         self.optimizer, self.scheduler = build_optimizer(self.trained, self.cfg.optim, self.schedule.total_steps)
         self.class_weights = class_weights(self.cfg.optim.class_weights, prepared.splits["train"])
         weights = torch.tensor(self.class_weights, device=self.device) if self.class_weights else None
-        self.stepper = Stepper(
+        self.stepper = Stepper(  # its model: the compiled forward, which compile() sets
             None, self.optimizer, self.scheduler, self.precision, self.device, trainer.max_grad_norm, weights, self.task
         )
         self.best = BestCheckpoint(self)

@@ -239,10 +239,15 @@ def predict(
         probs = torch.from_numpy(outputs).sigmoid().numpy()
         chosen = probs >= meta.get("threshold", 0.5)
         table = pd.DataFrame({"labels": [",".join(n for n, on in zip(names, row) if on) for row in chosen]})
-        for i, name in enumerate(names):
-            table[f"prob_{name}"] = probs[:, i]
-        return table
+        return with_probabilities(table, probs, names)
     return class_table(softmax(outputs), names)
+
+
+def with_probabilities(table, probs, names: List[str]):
+    """prob_<name> per class (or label), beside the table's predictions."""
+    for i, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, i]
+    return table
 
 
 def class_table(probs, names: List[str]):
@@ -251,9 +256,7 @@ def class_table(probs, names: List[str]):
 
     class_ids = probs.argmax(axis=1)
     table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})
-    for i, name in enumerate(names):
-        table[f"prob_{name}"] = probs[:, i]
-    return table
+    return with_probabilities(table, probs, names)
 
 
 def write(table, out: Optional[str], fmt: Optional[str]) -> None:

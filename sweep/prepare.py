@@ -44,10 +44,10 @@ class Prepared:
 
     @property
     def label_names(self) -> List[str]:
-        return label_names(self.splits["train"])
+        return train_label_names(self.splits["train"])
 
 
-def label_names(train) -> List[str]:
+def train_label_names(train) -> List[str]:
     """The class (or label) names of a labelled split; none for regression's numbers."""
     feature = train.features["label"]
     feature = getattr(feature, "feature", feature)  # multi_label: a sequence of class labels
@@ -83,7 +83,7 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     else:
         encoder = load_encoder(source)
     # from the data: 2 for imdb, 4 for ag_news, ...; a logit per label (multi_label); one number (regression)
-    num_labels = len(label_names(splits["train"])) or 1
+    num_labels = len(train_label_names(splits["train"])) or 1
     target = regression_target(splits["train"]) if dcfg.task == "regression" else None
     task = make_task(dcfg.task, cfg.trainer.threshold, target)
     check_layers(cfg.pooling.layers, encoder.config.num_hidden_layers, mcfg.name)
@@ -119,7 +119,8 @@ def check_config(cfg: DictConfig) -> None:
             "tokenizer's pair truncation (longest first): use data.truncation=head"
         )
     task, metric_refused = cfg.data.task, metric_problem(cfg.data.task, cfg.trainer.select_metric)
-    refused += [metric_refused] if metric_refused else []
+    if metric_refused:
+        refused.append(metric_refused)
     if cfg.trainer.compile == "reduce-overhead" and cfg.trainer.grad_accum_steps > 1:
         refused.append(
             "trainer.grad_accum_steps>1 with trainer.compile=reduce-overhead: each micro-batch's CUDA-graph replay "

@@ -12,12 +12,16 @@ import torch
 import torch.nn.functional as F
 
 
+def f1_of(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
 def class_f1(labels: torch.Tensor, preds: torch.Tensor, cls: int) -> float:
     """F1 of one class against the rest (0 when the class is neither predicted nor present)."""
     tp = int(((preds == cls) & (labels == cls)).sum())
     fp = int(((preds == cls) & (labels != cls)).sum())
     fn = int(((preds != cls) & (labels == cls)).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return f1_of(tp, fp, fn)
 
 
 def macro_f1(labels: torch.Tensor, preds: torch.Tensor, f1s: List[float]) -> float:
@@ -25,10 +29,6 @@ def macro_f1(labels: torch.Tensor, preds: torch.Tensor, f1s: List[float]) -> flo
     its labels); a class absent from both, e.g. from a capped split, would only add an arbitrary 0."""
     seen = set(labels.tolist()) | set(preds.tolist())
     return sum(f1s[c] for c in seen) / len(seen)
-
-
-def f1_of(tp: int, fp: int, fn: int) -> float:
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
 
 
 class SingleLabel:

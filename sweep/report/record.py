@@ -43,6 +43,7 @@ class RunRecord:
         """(test-set key, score per example ordered by index); equal keys = the same (index, label) set.
         The score: correct (single_label; multi_label: every label right), or the squared error
         (regression: labels and predictions are numbers)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq  # read directly: a pandas frame per run costs more than the reading
 
         try:
@@ -52,13 +53,13 @@ class RunRecord:
         index = table.column("index").to_numpy()
         order = np.argsort(index, kind="stable")
         index = index[order].astype(np.int64)
-        label, pred = (table.column(c).to_pylist() for c in ("label", "pred"))
-        label, pred = [label[i] for i in order], [pred[i] for i in order]
-        if label and isinstance(label[0], list):  # multi_label: sets of label ids
-            key = hash((index.tobytes(), repr(label)))
-            return key, np.array([sorted(p) == sorted(t) for p, t in zip(pred, label)])
-        if label and isinstance(label[0], float):  # regression
-            truth = np.asarray(label, dtype=np.float64)
-            return hash((index.tobytes(), truth.tobytes())), (np.asarray(pred, dtype=np.float64) - truth) ** 2
-        label = np.asarray(label, dtype=np.int64)
-        return hash((index.tobytes(), label.tobytes())), np.asarray(pred) == label
+        if pa.types.is_list(table.schema.field("label").type):  # multi_label: sets of label ids
+            label, pred = (table.column(c).to_pylist() for c in ("label", "pred"))
+            label, pred = [sorted(label[i]) for i in order], [sorted(pred[i]) for i in order]
+            return hash((index.tobytes(), repr(label))), np.array([p == t for p, t in zip(pred, label)])
+        label, pred = (table.column(c).to_numpy()[order] for c in ("label", "pred"))
+        if pa.types.is_floating(table.schema.field("label").type):  # regression: the squared errors
+            truth = label.astype(np.float64)
+            return hash((index.tobytes(), truth.tobytes())), (pred.astype(np.float64) - truth) ** 2
+        label = label.astype(np.int64)
+        return hash((index.tobytes(), label.tobytes())), pred == label

@@ -39,13 +39,8 @@ METRICS = {
 }
 # the table's figures of multi_label and regression runs: left out of comparison.md where no run has them
 TASK_ONLY = ("test/micro_f1", "test/subset_acc", "test/pearson", "test/spearman", "test/mse")
-SINGLE_LABEL_ONLY = (
-    "train/acc",
-    "valid/acc",
-    "test/acc",
-    "test/f1",
-    "test/macro_f1",
-)  # and left out of those runs' where empty
+# and single-label figures left out of those runs' tables, where every cell lacks them
+SINGLE_LABEL_ONLY = ("train/acc", "valid/acc", "test/acc", "test/f1", "test/macro_f1")
 # summary.csv's metrics: the table's, and the validation metrics a run may be selected by (trainer.select_metric)
 SUMMARY_METRICS = {**METRICS, **{m: m.replace("/", " ").replace("_", " ") for m in SELECT_METRICS if m not in METRICS}}
 # metrics.json fields comparison.csv leaves out: its own columns already say them
