@@ -14,3 +14,7 @@ class ConfigError(InputError):
 class WriteError(InputError):
     """A file of the run dir could not be written (a full disk, no permission); the files written
     before it are intact, since every write replaces its file in one rename."""
+
+
+class ExportError(InputError):
+    """A run dir, an option or an environment the ONNX export cannot use: said in one line."""

@@ -6,11 +6,13 @@
 
 The whole classifier is exported (the encoder, the run's pooling and its head, LoRA's merged weights
 as saved in best/) by torch.onnx's exporter (torch.export, dynamo=True) with dynamic batch and
-sequence axes; int8 is ONNX Runtime's dynamic quantization (int8 weights, activations quantized per
-batch, a scale per output channel). Beside the models: the tokenizer files, classifier.json and export.json, which records the
-hash of the weights exported, the opset, the versions and the check: each model's predictions on up
-to --check-rows of the run's test rows against torch's (fp32: every label, probabilities within
-1e-4; int8: at least 98% of the labels). An export that falls short keeps its files, named in
+sequence axes; int8 is ONNX Runtime's dynamic quantization (sweep/quantization.py: 7-bit int8
+weights, a scale per output channel, the same integers on every x86-64 CPU; activations quantized
+per batch). Beside the models: the tokenizer files, classifier.json and export.json, which records
+the hash of the weights exported, the opset, the versions, the int8 settings with the CPU, and the
+check: each model's predictions on up to --check-rows of the run's test rows against torch's (fp32:
+every label, probabilities within 1e-4; int8: at least 98% of the labels, and where it falls short,
+the layer kinds to keep fp32 with --keep-fp32). An export that falls short keeps its files, named in
 export.json's failed_check, and exits 1. predict.py --backend onnx|onnx-int8 serves the export.
 Needs the onnx extra: pip install -e ".[onnx]".
 """
@@ -28,8 +30,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from sweep.errors import InputError
+from sweep.errors import ExportError, InputError
+from sweep.export_check import check, int8_missed, remedy, shortfalls
 from sweep.onnx_fusion import fuse_for_onnxruntime
+from sweep.quantization import quantize, require_kinds, settings
 from sweep.rundir import (
     BEST_DIR,
     CLASSIFIER_FILE,
@@ -41,20 +45,13 @@ from sweep.rundir import (
     read_json,
     write_json,
 )
-from sweep.serving import INSTALL_HINT, OnnxClassifier
+from sweep.serving import INSTALL_HINT
 
-FP32_TOLERANCE = 1e-4  # the largest probability difference from torch an fp32 export may show
-INT8_MIN_AGREEMENT = 0.98  # the share of torch's labels an int8 export must give
 CHECK_ROWS = 1000
-CHECK_BATCH = 32
 # torch.onnx's exporter writes opset 18 and later; older ones only through ONNX's version converter
 MIN_OPSET = 18
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 EXPORTER = "torch.onnx.export(dynamo=True)"
-
-
-class ExportError(InputError):
-    """A run dir, an option or an environment the export cannot use: said in one line."""
 
 
 @contextmanager
@@ -194,27 +191,6 @@ def write_graph(model, tokenizer, names: List[str], texts: List[str], meta: Dict
         raise ExportError(f"torch.onnx could not export this classifier ({type(error).__name__}: {first})") from None
 
 
-def vector_products(fp32: Path) -> List[str]:
-    """The MatMuls by a constant vector (attention pooling's learned query): onnxruntime's per-channel
-    int8 kernel takes only a matrix there ('b zero point is not valid'); they stay fp32, a vector each."""
-    import onnx
-
-    graph = onnx.load(str(fp32), load_external_data=False).graph
-    ranks = {tensor.name: len(tensor.dims) for tensor in graph.initializer}
-    return [node.name for node in graph.node if node.op_type == "MatMul" and ranks.get(node.input[1], 2) != 2]
-
-
-def quantize(fp32: Path, int8: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with errors_only(""):  # the quantizer's pre-processing advice, on the root logger
-        # per channel: a scale per output row of each weight; per tensor, MiniLM fine-tuned one epoch gave
-        # torch's label on 96.4% of its test rows, per channel 98.8%, at the same speed
-        quantize_dynamic(
-            str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=vector_products(fp32)
-        )
-
-
 def weights_hash(best: Path) -> str:
     """sha256 over best/'s weight files (encoder and head), in name order: which checkpoint was exported."""
     digest = hashlib.sha256()
@@ -251,60 +227,11 @@ def describe(best: Path, tmp: Path, names: List[str], tokenizer, meta: Dict[str,
     }
 
 
-def check(model, tokenizer, meta, directory: Path, backends, rows) -> Dict[str, Any]:
-    """Each backend's predictions on the test rows against torch's: label agreement, the largest
-    probability difference, test accuracy and samples/s (batch 32, this process's threads)."""
-    import numpy as np
-    import torch
-
-    from sweep.loop import resolve_precision
-    from sweep.predict import model_outputs, softmax
-
-    texts, pairs, labels = rows
-    cpu, threads = torch.device("cpu"), torch.get_num_threads()
-    fp32 = resolve_precision("fp32", cpu)
-
-    def torch_probabilities(texts, pairs, batch):
-        truncation = meta.get("truncation", "head")
-        return softmax(model_outputs(model, tokenizer, texts, pairs, meta["max_len"], batch, cpu, fp32, truncation))
-
-    passes = {"torch": torch_probabilities}
-    passes.update({b: OnnxClassifier(directory, b, threads).probabilities for b in backends})
-    labels, found = np.asarray(labels), {}
-    for backend, probabilities in passes.items():
-        started = time.perf_counter()
-        probs = probabilities(texts, pairs, CHECK_BATCH)
-        found[backend] = (probs, len(texts) / (time.perf_counter() - started))
-    reference = found["torch"][0]
-    results: Dict[str, Any] = {"rows": len(texts), "batch_size": CHECK_BATCH, "threads": threads}
-    for backend, (probs, rate) in found.items():
-        results[backend] = {"test_acc": float((probs.argmax(1) == labels).mean()), "samples_per_s": rate}
-        if backend != "torch":
-            results[backend]["agreement"] = float((probs.argmax(1) == reference.argmax(1)).mean())
-            results[backend]["max_prob_diff"] = float(np.abs(probs - reference).max())
-    return results
-
-
-def shortfalls(results: Dict[str, Any]) -> List[str]:
-    """What the check asks and the export did not reach ([]: it passed)."""
-    failed = []
-    fp32 = results["onnx"]
-    if fp32["agreement"] < 1.0:
-        failed.append(f"onnx gives torch's label on {fp32['agreement']:.1%} of the rows, not all")
-    if fp32["max_prob_diff"] > FP32_TOLERANCE:
-        failed.append(
-            f"onnx's probabilities differ from torch's by up to {fp32['max_prob_diff']:.1e} (> {FP32_TOLERANCE})"
-        )
-    int8 = results.get("onnx-int8")
-    if int8 is not None and int8["agreement"] < INT8_MIN_AGREEMENT:
-        failed.append(
-            f"onnx-int8 gives torch's label on {int8['agreement']:.1%} of the rows (< {INT8_MIN_AGREEMENT:.0%})"
-        )
-    return failed
-
-
-def export(path: Path, int8: bool = False, opset: Optional[int] = None, rows: int = CHECK_ROWS) -> Dict[str, Any]:
-    """Writes best/onnx/ (all of it, or nothing on an error) and returns its export.json."""
+def export(
+    path: Path, int8: bool = False, opset: Optional[int] = None, rows: int = CHECK_ROWS, keep_fp32: Sequence[str] = ()
+) -> Dict[str, Any]:
+    """Writes best/onnx/ (all of it, or nothing on an error) and returns its export.json.
+    keep_fp32: layer kinds whose weights stay fp32 in the int8 model (what the check names when int8 misses)."""
     from sweep.model import encoder_input_names
     from sweep.model_card import write_model_card
 
@@ -316,6 +243,7 @@ def export(path: Path, int8: bool = False, opset: Optional[int] = None, rows: in
     require_exporter(opset)
     require_writable(best)
     model, tokenizer = load_checkpoint(best)
+    require_kinds(model, keep_fp32)
     checked_rows = test_rows(run_dir, rows)
     names = encoder_input_names(model.encoder, tokenizer)
     backends = ["onnx", "onnx-int8"] if int8 else ["onnx"]
@@ -323,14 +251,20 @@ def export(path: Path, int8: bool = False, opset: Optional[int] = None, rows: in
         write_graph(model, tokenizer, names, checked_rows[0], meta, tmp / ONNX_MODELS["onnx"], opset)
         fusions = fuse_for_onnxruntime(tmp / ONNX_MODELS["onnx"])  # int8 quantizes the fused graph
         if int8:
-            quantize(tmp / ONNX_MODELS["onnx"], tmp / ONNX_MODELS["onnx-int8"])
+            with errors_only(""):  # the quantizer's pre-processing advice, on the root logger
+                quantize(tmp / ONNX_MODELS["onnx"], tmp / ONNX_MODELS["onnx-int8"], keep_fp32)
         for name in (*TOKENIZER_FILES, CLASSIFIER_FILE):
             if (best / name).is_file():
                 shutil.copy2(best / name, tmp / name)
         record = {**describe(best, tmp, names, tokenizer, meta, backends), "fusions": fusions}
+        if int8:
+            record["int8"] = settings(keep_fp32)
         write_json(tmp / EXPORT_FILE, record)  # the runtime reads its inputs' padding from it
-        record["check"] = check(model, tokenizer, meta, tmp, backends, checked_rows)
-        record["failed_check"] = shortfalls(record["check"])
+        record["check"], reference = check(model, tokenizer, meta, tmp, backends, checked_rows)
+        if int8_missed(record["check"]):  # which layer kinds kept fp32 would meet it
+            with errors_only(""):
+                record["int8"]["remedy"] = remedy(tmp, keep_fp32, checked_rows, reference)
+        record["failed_check"] = shortfalls(record["check"], record.get("int8", {}).get("remedy"))
         write_json(tmp / EXPORT_FILE, record)
     write_model_card(run_dir)  # the card lists the export and its agreement
     return record
@@ -356,9 +290,19 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run dir (its best/ is exported) or a best/ dir")
     p.add_argument("--quantize", choices=["int8"], help="also write model_int8.onnx (dynamic int8 quantization)")
+    p.add_argument(
+        "--keep-fp32",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="a layer kind (e.g. 'encoder.encoder.layer.*.output.dense') whose weights stay fp32 in the int8 model; "
+        "repeatable; a failed int8 check names the kinds that meet it",
+    )
     p.add_argument("--opset", type=int, help=f"the ONNX opset ({MIN_OPSET} or later; default: the exporter's)")
     p.add_argument("--check-rows", type=int, default=CHECK_ROWS, help="test rows to check against torch")
     args = p.parse_args(argv)
+    if args.keep_fp32 and args.quantize != "int8":
+        p.error("--keep-fp32 applies to the int8 model: add --quantize int8")
     if args.check_rows < 1:
         p.error(f"--check-rows {args.check_rows}: must be at least 1")
     return args
@@ -367,7 +311,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        record = export(Path(args.run_dir), args.quantize == "int8", args.opset, args.check_rows)
+        record = export(Path(args.run_dir), args.quantize == "int8", args.opset, args.check_rows, args.keep_fp32)
     except InputError as error:  # an ExportError, or the atomic write's WriteError
         print(f"export.py: error: {error}", file=sys.stderr)
         return 2

@@ -75,6 +75,15 @@ def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_an
     # ONNX Runtime's fused attention (with its rotary embedding) serves it, checked like any graph below
     assert record["fusions"]["sdpa"] == record["fusions"]["rotary_embedding"] / 2 == 2, record["fusions"]
     assert record["check"]["rows"] == metrics(run_dir)["test_samples"]  # under 1,000: all of them
+    # int8 with 7-bit weights (the same integers on CPUs with VNNI and without), and the CPU it ran on
+    int8 = record["int8"]
+    assert (int8["weight_type"], int8["reduce_range"], int8["per_channel"], int8["kept_fp32"]) == (
+        "int8",
+        True,
+        True,
+        [],
+    )
+    assert "every x86-64 CPU" in int8["holds_on"] and set(int8["exported_on"]) >= {"model", "avx2", "vnni"}
     assert_backends_give_the_runs_labels(run_dir, tmp_path)
 
     # serving: the onnx path of predict.py, in a fresh interpreter, never imports torch
@@ -170,6 +179,10 @@ def test_bad_exports_get_one_line_naming_the_problem_and_change_nothing(smoke_sw
             ([str(running)], ["has no best/classifier.json", "status: running"]),
             ([str(broken)], ["the checkpoint in", "does not load"]),
             ([str(fine), "--opset", "7"], ["--opset 7", "opsets 18 to"]),
+            (
+                [str(fine), "--quantize", "int8", "--keep-fp32", "encoder.pooler"],
+                ["--keep-fp32 encoder.pooler: not a layer kind", "encoder.layers.*.mlp.Wo"],
+            ),
             ([str(shared / "nowhere")], ["no such run dir"]),
         ]
         for argv, said in cases:
@@ -200,3 +213,30 @@ def test_every_pooling_family_of_both_families_exports_and_serves_the_runs_label
     ]
     for cell in cells:
         assert_backends_give_the_runs_labels(exported_copy(cell, tmp_path / "runs"), tmp_path)
+
+
+def test_a_missed_int8_check_names_the_layer_kinds_that_meet_it_and_keep_fp32_meets_it(
+    smoke_sweep, tmp_path, capsys, monkeypatch
+):
+    """An agreement no int8 model reaches (over 100%): the check ranks every layer kind kept fp32 alone,
+    names the costliest, and adds kinds in that order; the export with those --keep-fp32 flags then
+    gives exactly the agreement it named (the same rows, the same quantization)."""
+    import sweep.export_check
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_sweep / "experiment=smoke,model=bert,pooling=cls", run_dir)
+    monkeypatch.setattr(sweep.export_check, "INT8_MIN_AGREEMENT", 1.01)
+    assert export_main([str(run_dir), "--quantize", "int8"]) == 1
+    said = capsys.readouterr().err.strip()
+    found = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())["int8"]["remedy"]
+    by_kind = found["agreement_by_kind_kept_fp32"]
+    assert found["costliest"] == max(by_kind, key=by_kind.get) and "encoder.encoder.layer.*.output.dense" in by_kind
+    assert sorted(found["keep_fp32"]) == sorted(by_kind) and found["agreement"] == 1.0  # all kept: the fp32 graph
+    assert "\n" not in said and f"costs the most is {found['costliest']}" in said and "--keep-fp32 'encoder." in said
+
+    monkeypatch.setattr(sweep.export_check, "INT8_MIN_AGREEMENT", 0.98)
+    flags = [flag for kind in found["keep_fp32"] for flag in ("--keep-fp32", kind)]
+    assert export_main([str(run_dir), "--quantize", "int8", *flags]) == 0
+    record = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())
+    assert record["int8"]["kept_fp32"] == found["keep_fp32"] and "remedy" not in record["int8"]
+    assert record["check"]["onnx-int8"]["agreement"] == found["agreement"] and record["failed_check"] == []

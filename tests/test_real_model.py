@@ -82,9 +82,20 @@ def test_lora_on_minilm_classifies_imdb_with_a_small_share_of_its_weights_and_pr
     assert predict_main([str(run_dir), "--file", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "p.csv")]) == 0
     predicted = pd.read_csv(tmp_path / "p.csv")
     assert (predicted["class_id"].to_numpy() == written["pred"].to_numpy()).mean() > 0.99  # fp32 rounding at the margin
-    # exported (the merged best/ of a real MiniLM), checked against torch on its test rows
-    assert export_main([str(run_dir), "--quantize", "int8"]) == 0
-    check = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())["check"]
+    # exported (the merged best/ of a real MiniLM), checked against torch on its test rows. The model this
+    # CPU trains is this CPU's (its float sums differ from another's), and int8's agreement on 250 reviews
+    # sits near the 98% line (97.2-98.0% on an AVX2-only EPYC): the rule holds on every CPU, not a figure.
+    # Either the int8 model meets it, or the check names the layer kinds to keep fp32 and with them it does.
+    code = export_main([str(run_dir), "--quantize", "int8"])
+    record = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())
+    assert record["int8"]["reduce_range"] and record["int8"]["exported_on"]["machine"], record["int8"]
+    if code == 1:
+        keep = record["int8"]["remedy"]["keep_fp32"]
+        assert record["int8"]["remedy"]["agreement"] >= 0.98 and keep, record["int8"]
+        assert export_main([str(run_dir), "--quantize", "int8", *[f for k in keep for f in ("--keep-fp32", k)]]) == 0
+        record = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())
+    assert code in (0, 1) and record["failed_check"] == [], record["failed_check"]
+    check = record["check"]
     assert check["rows"] == m["test_samples"] and check["onnx"]["agreement"] == 1.0
     assert check["onnx"]["max_prob_diff"] <= 1e-4 and check["onnx-int8"]["agreement"] >= 0.98, check
     assert abs(check["onnx-int8"]["test_acc"] - check["torch"]["test_acc"]) <= 0.02, check
