@@ -1,4 +1,4 @@
-"""Throughput benchmark: the project's train step against a bare PyTorch step on the same model.
+"""Throughput benchmarks: the project's train step against a bare PyTorch step on the same model, and more.
 
     python -m sweep.bench --model bert-tiny                      # tiny BERT, fp32, batch 32 x 128 tokens
     python -m sweep.bench --model modernbert-tiny --pooling mean --steps 30 --rounds 5
@@ -8,99 +8,25 @@
     python sweep/bench.py --quick --model modernbert-tiny        # a few seconds: what the tests run
     python sweep/bench.py --regimes --model bert --pooling mean  # LoRA's step and the frozen encoding vs fine-tuning
     python sweep/bench.py --inference RUN_DIR --threads 2         # torch vs its ONNX export (fp32, int8), served
-
-"project" is `sweep.loop.train_step` on a `sweep.model.Classifier` with the optimizer of
-`sweep.loop.build_optimizer` (the seed recipe: Adam, lr 5e-5, constant); "bare" is a plain loop
-(forward, cross_entropy, backward, torch.optim.Adam with its defaults, zero_grad) on the same
-architecture, weights, batches and precision. Both run in this process, interleaved in blocks
-(project, bare / bare, project, ...) over several rounds, so clock drift and noisy neighbours hit
-both alike; warmup steps are not timed. One more untimed step per side counts its host syncs (device
-values the host reads, each a stall of the GPU queue; eager runs only). Models are random-init from
-configs: no download. The train-step benchmark is sweep/step_bench.py; --data's, sweep/data_bench.py;
---regimes' (method=lora's train step and method=frozen's encoding pass against the full fine-tuning
-step, on the same weights and batches), sweep/regime_bench.py, which needs peft; --inference's (a
-run's best/ in torch and its ONNX export in ONNX Runtime, batch 1 and 32), sweep/inference_bench.py.
-Needs only torch and transformers (GPU machines have no hydra or datasets); --data needs datasets.
 """
 
-import argparse
 import sys
 
-from sweep.data_bench import REPO, bench_data
-from sweep.schema import TRUNCATIONS
-from sweep.step_bench import MODELS, bench_steps, print_steps
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--model",
-        choices=list(MODELS),
-        default="bert-tiny",
-        help="*-tiny: the smoke-test sizes; bert / modernbert: the base sizes, random init",
-    )
-    p.add_argument("--pooling", choices=["cls", "mean", "max"], default="cls")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-len", type=int, default=128, help="tokens per example (batches are padded to it)")
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        default="fp32",
-        help="the project's trainer.precision: bf16 / fp16 autocast (fp16 with a grad scaler on both sides)",
-    )
-    p.add_argument(
-        "--compile",
-        nargs="?",
-        const="true",
-        choices=["true", "reduce-overhead"],
-        default=None,
-        help="torch.compile both models (reduce-overhead: with CUDA graphs)",
-    )
-    p.add_argument("--steps", type=int, default=10, help="timed steps per side and round (one block)")
-    p.add_argument("--rounds", type=int, default=10, help="rounds of interleaved project/bare blocks")
-    p.add_argument(
-        "--warmup", type=int, default=None, help="untimed steps per side first (default 3, 10 with --compile)"
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
-    p.add_argument("--quick", action="store_true", help="2 rounds x 3 steps, 1 warmup: a check that it runs")
-    p.add_argument("--data", action="store_true", help="also time the IMDB data preparation, cold and warm cache")
-    p.add_argument(
-        "--truncation", default="head", choices=TRUNCATIONS, help="--data: the tokens kept of a longer review"
-    )
-    p.add_argument(
-        "--regimes",
-        action="store_true",
-        help="instead: the fine-tuning step, LoRA's step and the frozen encoding pass on the same model",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=str(REPO.parent / "shared" / "data" / "imdb"),
-        help="dir with IMDB train.parquet and test.parquet (default: ../shared/data/imdb of the repo)",
-    )
-    p.add_argument(
-        "--inference",
-        metavar="RUN_DIR",
-        help="instead: a run's classifier served by torch and by its ONNX export (samples/s, p50/p95 latency)",
-    )
-    args = p.parse_args(argv)
-    if args.quick:
-        args.steps, args.rounds, args.warmup = 3, 2, 1
-    if args.warmup is None:
-        args.warmup = 10 if args.compile else 3
-    return args
+from sweep.benchmarks.data_prep import bench_data
+from sweep.benchmarks.options import parse_args
+from sweep.benchmarks.steps import bench_steps, print_steps
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__)
     if args.inference:
-        from sweep.inference_bench import bench_inference, print_inference
+        from sweep.benchmarks.inference import bench_inference, print_inference
 
         threads = args.threads or 2
         print_inference(args.inference, bench_inference(args.inference, args.rounds, threads), args.rounds, threads)
         return 0
     if args.regimes:
-        from sweep.regime_bench import bench_regimes, print_regimes  # peft: only here
+        from sweep.benchmarks.regimes import bench_regimes, print_regimes  # peft: only here
 
         print_regimes(args, bench_regimes(args))
         return 0

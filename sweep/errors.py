@@ -8,7 +8,7 @@ class InputError(ValueError):
 
 
 class ConfigError(InputError):
-    """Config values their rules refuse (sweep/schema.py), every one named, before anything loads."""
+    """Config values their rules refuse (sweep/config/schema.py), every one named, before anything loads."""
 
 
 class WriteError(InputError):
@@ -18,3 +18,35 @@ class WriteError(InputError):
 
 class ExportError(InputError):
     """A run dir, an option or an environment the ONNX export cannot use: said in one line."""
+
+
+class ModelLoadError(InputError):
+    """A model that cannot be found or opened."""
+
+
+class GpuUnavailableError(InputError):
+    """Every GPU stayed locked by other jobs for as long as the job was allowed to wait."""
+
+
+class CompileError(InputError):
+    """torch.compile failed with trainer.compile=true: said in one line, before any training."""
+
+
+class DataError(InputError):
+    """Data that cannot be loaded or does not fit."""
+
+
+class OnnxUnavailable(InputError):
+    """An export that is not there, or ONNX Runtime not installed: said in one line."""
+
+
+class PredictError(InputError):
+    """Input predict.py cannot use: said in one line."""
+
+
+class CollectError(Exception):
+    """A user-facing error: one line on stderr and the exit code (1; 2 for a bad argument)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code

@@ -9,12 +9,12 @@ the report and Hydra's callbacks stay light.
       history.csv                one row per validation: each epoch's, or every trainer.eval_every_steps (HISTORY_COLUMNS)
       predictions_test.parquet   per test example: index, label, pred, prob_<i> per class (+ prob_pos for two classes);
                                  multi_label: label and pred as lists of label ids, prob_<i> per label;
-                                 regression: label and pred as numbers (sweep/tasks.py, columns)
+                                 regression: label and pred as numbers (sweep/model/tasks.py, columns)
       best/                      the best checkpoint: the encoder (save_pretrained, safetensors), its tokenizer,
                                  head.safetensors and classifier.json (family, pooling, num_labels, max_len, epoch,
-                                 label names); sweep.model.Classifier.from_pretrained(best) loads it;
+                                 label names); sweep.model.classifier.Classifier.from_pretrained(best) loads it;
                                  method=lora: the encoder with its adapters merged, and adapter/ (peft's format);
-                                 README.md: the model card (sweep/model_card.py), written when the run completes
+                                 README.md: the model card (sweep/serve/model_card.py), written when the run completes
       best/onnx/                 sweep/export.py: model.onnx (fp32), model_int8.onnx (--quantize int8), the
                                  tokenizer files, classifier.json and export.json (its check against torch)
       resume_state.pt            the resumable state after the last epoch (tensors and plain values only, loaded
@@ -22,7 +22,7 @@ the report and Hydra's callbacks stay light.
       wandb_id, wandb/           the run's wandb id (kept across restarts) and the wandb run files
       train.log                  the job's log
     SWEEP_DIR/multirun.yaml      Hydra's record of the sweep (the jobs it asked for)
-    SWEEP_DIR/tune.journal       hydra/sweeper=tune: the cells' Optuna studies (sweep/tune.py); each trial is a
+    SWEEP_DIR/tune.journal       hydra/sweeper=tune: the cells' Optuna studies (sweep/launch/tune.py); each trial is a
                                  run dir CELL,trial=K whose metrics.json names its `trial`
 
 Every file is written atomically (a temp name in the same dir, then one rename): a killed job never
@@ -96,7 +96,7 @@ METRICS_FIELDS: Dict[str, str] = {
     "train_samples": "rows in the train split (after data.max_train_samples)",
     "valid_samples": "rows in the validation split",
     "test_samples": "rows in the test split",
-    "task": "data.task: single_label, multi_label or regression (its metrics below: sweep/selection.py TASK_METRICS)",
+    "task": "data.task: single_label, multi_label or regression (its metrics below: sweep/config/metrics.py TASK_METRICS)",
     "effective_batch_size": "rows per optimizer step: trainer.batch_size x trainer.grad_accum_steps",
     "select_metric": "the validation metric that chose the best checkpoint (trainer.select_metric)",
     "class_weights": "optim.class_weights=balanced: the cross-entropy's weight of each class id; absent otherwise",
@@ -156,7 +156,7 @@ LABEL_NAMES = ["neg", "pos"]
 # train/* cover the batches since the previous row; train/grad_norm (their mean norm before clipping)
 # only under trainer.max_grad_norm; epoch is fractional for a row in the middle of an epoch. These are
 # a single-label run's; the others have no train/acc (regression) and their task's valid/* figures
-# (sweep/selection.py TASK_METRICS)
+# (sweep/config/metrics.py TASK_METRICS)
 HISTORY_COLUMNS = (
     "epoch",
     "step",

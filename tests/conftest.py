@@ -30,7 +30,7 @@ if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
 
 from helpers.app import SMOKE_GRID, train_in_process  # noqa: E402  after the environment above
-from sweep.cluster import POLL_ENV  # noqa: E402
+from sweep.launch.cluster import POLL_ENV  # noqa: E402
 
 # the submitit launchers look at their jobs 4 times as often as a user's (every 2 s): each job the
 # tests wait for is seen ended up to 1.5 s sooner

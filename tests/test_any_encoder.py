@@ -8,13 +8,12 @@ from transformers import AutoModel, RobertaConfig
 
 from helpers.app import train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
-from sweep.data import DataError
-from sweep.dirnames import run_dirname
-from sweep.errors import InputError
-from sweep.model import encoder_input_names, load_encoder, load_tokenizer
+from sweep.errors import DataError, InputError
+from sweep.job.runner import run
+from sweep.launch.dirnames import run_dirname
+from sweep.model.classifier import encoder_input_names, load_encoder, load_tokenizer
+from sweep.model.tiny import train_tokenizer
 from sweep.report.cli import main as collect_main
-from sweep.runner import run
-from sweep.tiny import train_tokenizer
 
 # small generated data, one epoch, tiny eval batches: a few seconds per run on 2 CPU cores
 SHORT = [

@@ -14,10 +14,10 @@ import torch
 
 from helpers.app import train, train_in_process
 from helpers.rundirs import compose_config, metrics
-from sweep import loop
-from sweep.data import prepare_splits
+from sweep.data.sources import prepare_splits
 from sweep.errors import InputError, WriteError
-from sweep.runner import run
+from sweep.job.runner import run
+from sweep.model import device
 
 
 def failed_run(tmp_path, *overrides):
@@ -74,7 +74,7 @@ def test_lora_adapters_on_modules_the_model_lacks_name_its_linear_layers(tmp_pat
 def test_lora_on_a_family_without_default_targets_asks_for_them():
     from transformers import DistilBertConfig, DistilBertModel
 
-    from sweep.regimes import lora_targets
+    from sweep.model.regimes import lora_targets
 
     encoder = DistilBertModel(DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64))
     with pytest.raises(InputError) as caught:
@@ -111,7 +111,7 @@ def test_an_unexpected_error_shows_its_traceback_once(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in the recipe")
 
-    monkeypatch.setattr("sweep.runner.prepare", broken)
+    monkeypatch.setattr("sweep.job.runner.prepare", broken)
     for multirun, where in ((False, "hydra.run.dir"), (True, "hydra.sweep.dir")):
         overrides = ["experiment=smoke", "logger=none", f"{where}={tmp_path / str(multirun)}"]
         result = train_in_process(*overrides, multirun=multirun, check=False)
@@ -125,9 +125,9 @@ def test_a_cuda_device_this_machine_lacks_is_named_with_what_it_has(tmp_path, mo
         assert message == "trainer.device='cuda:5': this machine has no CUDA GPU; use auto or cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 2 GPUs
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert loop.resolve_device("cuda:1") == torch.device("cuda:1")
+    assert device.resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(InputError) as refused:
-        loop.resolve_device("cuda:5")
+        device.resolve_device("cuda:5")
     assert str(refused.value) == (
         "trainer.device='cuda:5': this machine has 2 CUDA GPU(s), cuda:0, cuda:1; use one, cuda or auto"
     )
@@ -184,7 +184,7 @@ def test_rows_with_a_missing_or_blank_text_are_dropped_before_dedup_and_counted(
     texts[3] = texts[17] = None  # empty cells: the CSV reader gives None
     texts[25] = "   "
     data = text_dir(tmp_path, pd.DataFrame({"text": texts, "label": [i % 2 for i in range(40)]}))
-    with caplog.at_level(logging.INFO, logger="sweep.text_data"):
+    with caplog.at_level(logging.INFO, logger="sweep.data.text_files"):
         splits = prepare_splits(compose_config("data=text", f"data.local_dir={data}").data)
     assert sum(len(split) for split in splits.values()) == 57
     assert all(text.strip() for split in splits.values() for text in split["text"])

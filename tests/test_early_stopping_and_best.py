@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 
 from helpers.app import TIMING_KEYS
 from helpers.rundirs import compose_config, evaluate_best, metrics
-from sweep import fit, training
-from sweep.interrupts import RunInterrupted
-from sweep.model import Classifier
-from sweep.resume import ResumeState
+from sweep.fit import loop, trainer
+from sweep.fit.resume import ResumeState
+from sweep.job.runner import run
+from sweep.launch.interrupts import RunInterrupted
+from sweep.model.classifier import Classifier
 from sweep.rundir import CLASSIFIER_FILE, read_json
-from sweep.runner import run
 
 # so little data that validation stops improving after epoch 1 (epoch 2 ties it): patience 1 stops there
 TINY = [
@@ -43,14 +43,14 @@ def run_saving_config(overrides, run_dir):
 
 def sigterm_during_test_pass(monkeypatch):
     """The test pass receives SIGTERM (pre-emption) after its first batch of work has started."""
-    real_evaluate = fit.evaluate
+    real_evaluate = trainer.evaluate
 
     def evaluate(forward, loader, device, desc="eval", precision=None, task=None):
         if desc.startswith("test"):
             os.kill(os.getpid(), signal.SIGTERM)
         return real_evaluate(forward, loader, device, desc=desc, precision=precision, task=task)
 
-    monkeypatch.setattr(fit, "evaluate", evaluate)
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +98,13 @@ def test_a_run_interrupted_in_its_test_pass_resumes_to_the_same_early_stop_and_b
 def scripted_valid_acc(monkeypatch, accuracies):
     """valid/acc per validation pass as listed (the losses stay real): the first run improves at
     epoch 2, the rerun of epoch 2 after a crash does not, as a rerun on a GPU may well differ."""
-    real_evaluate, script = training.evaluate, iter(accuracies)
+    real_evaluate, script = loop.evaluate, iter(accuracies)
 
     def evaluate(forward, loader, device, desc="eval", precision=None, task=None):
         result = real_evaluate(forward, loader, device, desc=desc, precision=precision, task=task)
         return {**result, "acc": next(script)} if desc.endswith("valid") else result
 
-    monkeypatch.setattr(training, "evaluate", evaluate)
+    monkeypatch.setattr(loop, "evaluate", evaluate)
 
 
 def crash_on_call(monkeypatch, owner, name, call):

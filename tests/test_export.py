@@ -221,11 +221,11 @@ def test_a_missed_int8_check_names_the_layer_kinds_that_meet_it_and_keep_fp32_me
     """An agreement no int8 model reaches (over 100%): the check ranks every layer kind kept fp32 alone,
     names the costliest, and adds kinds in that order; the export with those --keep-fp32 flags then
     gives exactly the agreement it named (the same rows, the same quantization)."""
-    import sweep.export_check
+    import sweep.serve.export_check
 
     run_dir = tmp_path / "run"
     shutil.copytree(smoke_sweep / "experiment=smoke,model=bert,pooling=cls", run_dir)
-    monkeypatch.setattr(sweep.export_check, "INT8_MIN_AGREEMENT", 1.01)
+    monkeypatch.setattr(sweep.serve.export_check, "INT8_MIN_AGREEMENT", 1.01)
     assert export_main([str(run_dir), "--quantize", "int8"]) == 1
     said = capsys.readouterr().err.strip()
     found = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())["int8"]["remedy"]
@@ -234,7 +234,7 @@ def test_a_missed_int8_check_names_the_layer_kinds_that_meet_it_and_keep_fp32_me
     assert sorted(found["keep_fp32"]) == sorted(by_kind) and found["agreement"] == 1.0  # all kept: the fp32 graph
     assert "\n" not in said and f"costs the most is {found['costliest']}" in said and "--keep-fp32 'encoder." in said
 
-    monkeypatch.setattr(sweep.export_check, "INT8_MIN_AGREEMENT", 0.98)
+    monkeypatch.setattr(sweep.serve.export_check, "INT8_MIN_AGREEMENT", 0.98)
     flags = [flag for kind in found["keep_fp32"] for flag in ("--keep-fp32", kind)]
     assert export_main([str(run_dir), "--quantize", "int8", *flags]) == 0
     record = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())

@@ -119,8 +119,8 @@ def test_a_sigterm_while_an_epoch_is_written_stops_the_run_once_the_epoch_is_sav
     """A SIGTERM (pre-emption, scancel, a killed sweep) that lands after an epoch was validated, while
     its history row, log line and resumable state are written, stops the run once they are on disk:
     the rerun resumes after that epoch and trains none twice (it used to retrain it, a lost epoch)."""
-    import sweep.training
-    from sweep.interrupts import RunInterrupted
+    import sweep.fit.loop
+    from sweep.launch.interrupts import RunInterrupted
 
     sweep_dir = tmp_path / "sweep"
     overrides = [
@@ -130,14 +130,14 @@ def test_a_sigterm_while_an_epoch_is_written_stops_the_run_once_the_epoch_is_sav
         "logger=none",
         f"hydra.sweep.dir={sweep_dir}",
     ]
-    write_history = sweep.training.write_history
+    write_history = sweep.fit.loop.write_history
 
     def terminated_while_writing(run_dir, rows):
         if len(rows) == 1:  # epoch 1's bookkeeping
             os.kill(os.getpid(), signal.SIGTERM)
         write_history(run_dir, rows)
 
-    monkeypatch.setattr(sweep.training, "write_history", terminated_while_writing)
+    monkeypatch.setattr(sweep.fit.loop, "write_history", terminated_while_writing)
     with pytest.raises(RunInterrupted):
         train_in_process(*overrides)
     (run_dir,) = run_dirs(sweep_dir)

@@ -15,7 +15,7 @@ import torch
 
 from helpers.app import IMDB_DIR, TIMING_KEYS, kill_after_epoch, train
 from helpers.rundirs import metrics, run_dirs
-from sweep.compilation import COMPILE_SETTINGS
+from sweep.fit.compilation import COMPILE_SETTINGS
 
 pytestmark = [
     pytest.mark.gpu,

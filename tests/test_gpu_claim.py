@@ -22,7 +22,7 @@ from omegaconf import read_write
 
 from helpers.app import REPO, app_env
 from helpers.rundirs import compose_config, metrics, run_dirs
-from sweep.resources import GpuClaim, default_n_jobs
+from sweep.launch.resources import GpuClaim, default_n_jobs
 
 SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_GPUS", "SUBMITIT_EXECUTOR")
 
@@ -82,7 +82,7 @@ def test_a_job_waits_for_a_card_another_job_frees(gpus, tmp_path, caplog):
     with GpuClaim(0, tmp_path) as mine, ExitStack() as other:
         theirs = other.enter_context(GpuClaim(1, tmp_path))
         threading.Timer(0.3, other.close).start()  # the other job ends
-        with caplog.at_level("INFO", logger="sweep.resources"):
+        with caplog.at_level("INFO", logger="sweep.launch.resources"):
             with GpuClaim(2, tmp_path, wait_min=0.5, poll_s=0.05) as waited:
                 assert card(waited, order) == card(theirs, order) != card(mine, order)
     assert [r.levelname for r in caplog.records if "waits up to trainer.gpu_wait_min=0.5" in r.message] == ["WARNING"]
@@ -90,7 +90,7 @@ def test_a_job_waits_for_a_card_another_job_frees(gpus, tmp_path, caplog):
 
 def test_a_job_that_waited_in_vain_fails_naming_the_knobs(gpus, tmp_path, caplog):
     gpus("GPU-aaaa", "GPU-bbbb")
-    with GpuClaim(0, tmp_path), GpuClaim(1, tmp_path), caplog.at_level("INFO", logger="sweep.resources"):
+    with GpuClaim(0, tmp_path), GpuClaim(1, tmp_path), caplog.at_level("INFO", logger="sweep.launch.resources"):
         started = time.monotonic()
         with pytest.raises(Exception) as caught:
             with GpuClaim(2, tmp_path, wait_min=0.005, poll_s=0.05):
@@ -249,7 +249,7 @@ class NoFreeGpu:
 
 
 def test_a_job_whose_gpu_claim_fails_says_so_in_its_run_dir(tmp_path):
-    from sweep.runner import run
+    from sweep.job.runner import run
 
     with pytest.raises(RuntimeError):
         run(compose_config("experiment=smoke", "logger=none"), tmp_path / "run", gpu_claim=NoFreeGpu())
@@ -275,7 +275,7 @@ def write_status(run_dir, status):
 
 
 def test_failed_jobs_names_jobs_that_left_no_run_dir_or_no_metrics(tmp_path, caplog):
-    from sweep.callbacks import FailedJobs
+    from sweep.launch.failed_jobs import FailedJobs
 
     config = sweep_config(
         tmp_path,
@@ -287,7 +287,7 @@ def test_failed_jobs_names_jobs_that_left_no_run_dir_or_no_metrics(tmp_path, cap
     )
     callback = FailedJobs()
     callback.on_multirun_start(config)
-    # logger is an excluded key; a path value becomes one dir level (sweep.dirnames.run_dirname)
+    # logger is an excluded key; a path value becomes one dir level (sweep.launch.dirnames.run_dirname)
     cell = "data.local_dir=_data_imdb,experiment=smoke,model={},pooling={}".format
     write_status(tmp_path / cell("bert", "cls"), "completed")
     write_status(tmp_path / cell("modernbert", "mean"), "completed")
@@ -302,7 +302,7 @@ def test_failed_jobs_names_jobs_that_left_no_run_dir_or_no_metrics(tmp_path, cap
 
 
 def test_failed_jobs_is_quiet_when_every_job_completed(tmp_path, caplog):
-    from sweep.callbacks import FailedJobs
+    from sweep.launch.failed_jobs import FailedJobs
 
     config = sweep_config(tmp_path, "experiment=smoke", "model=bert,modernbert")
     callback = FailedJobs()

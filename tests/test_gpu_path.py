@@ -11,10 +11,11 @@ from safetensors.torch import load_file
 
 from helpers.app import TIMING_KEYS, kill_after_epoch, train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
-from sweep import compilation, loop, resume
-from sweep.compilation import CompileError
-from sweep.runner import run
-from sweep.tiny import tiny_config, train_tokenizer
+from sweep.errors import CompileError
+from sweep.fit import compilation, resume
+from sweep.job.runner import run
+from sweep.model import device
+from sweep.model.tiny import tiny_config, train_tokenizer
 
 # small and quick: ~960 train rows in batches of 28 (a partial last batch), ~120 valid and test rows
 # in eval batches of 16 (partial last batches): several input shapes to warm up
@@ -115,7 +116,7 @@ def test_auto_precision_asks_the_jobs_own_gpu_for_native_bf16(monkeypatch, capab
     asked = []
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # says yes on a V100 too
-    precision = loop.resolve_precision("auto", torch.device("cuda:1"))
+    precision = device.resolve_precision("auto", torch.device("cuda:1"))
     assert precision.name == expected and asked == [torch.device("cuda:1")]
     assert (precision.scaler is not None) == (expected == "fp16")  # fp16 always with a grad scaler
 
@@ -162,7 +163,7 @@ def bf16_checkpoint(tmp_path_factory):
     """A tiny BERT saved in bf16 with its tokenizer, as a half-precision hub checkpoint would be."""
     from transformers import AutoModel
 
-    from sweep.data import generate_synthetic
+    from sweep.data.sources import generate_synthetic
 
     directory = tmp_path_factory.mktemp("bf16-bert")
     tokenizer = train_tokenizer(generate_synthetic(400)["text"], "bert", 2000)

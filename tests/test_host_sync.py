@@ -8,11 +8,13 @@ import pytest
 import torch
 from transformers import AutoModel
 
-import sweep.model
-from sweep.host_sync import count_host_syncs
-from sweep.loop import build_optimizer, train_step
-from sweep.model import Classifier
-from sweep.step_bench import SEED_OPTIM, BareClassifier, build_config, make_batches
+import sweep.model.classifier
+from sweep.benchmarks.harness import SEED_OPTIM, build_config, make_batches
+from sweep.benchmarks.host_sync import count_host_syncs
+from sweep.benchmarks.steps import BareClassifier
+from sweep.fit.optimizer import build_optimizer
+from sweep.fit.step import train_step
+from sweep.model.classifier import Classifier
 
 FAMILIES = ["bert-tiny", "modernbert-tiny"]
 
@@ -83,7 +85,7 @@ def test_prebuilt_mask_changes_no_logit_and_no_gradient(name, attn, pooling, mon
     model.eval()  # no dropout: both calls must see the same network
     batch = padded_batch(config, token_types, max_len=128)
     prebuilt = logits_and_grads(model, *batch)
-    monkeypatch.setattr(sweep.model, "encoder_attention_mask", lambda encoder, mask: mask)  # the old call
+    monkeypatch.setattr(sweep.model.classifier, "encoder_attention_mask", lambda encoder, mask: mask)  # the old call
     plain = logits_and_grads(model, *batch)
     assert torch.equal(prebuilt[0], plain[0])
     assert prebuilt[1].keys() == plain[1].keys()
@@ -98,7 +100,7 @@ def test_unpadded_batch_gets_the_same_logits(name, monkeypatch):
     model.eval()
     batch = unpadded_batch(config, token_types)
     prebuilt = logits_and_grads(model, *batch)
-    monkeypatch.setattr(sweep.model, "encoder_attention_mask", lambda encoder, mask: mask)
+    monkeypatch.setattr(sweep.model.classifier, "encoder_attention_mask", lambda encoder, mask: mask)
     plain = logits_and_grads(model, *batch)
     torch.testing.assert_close(prebuilt[0], plain[0], rtol=0, atol=1e-6)
     for key in plain[1]:
@@ -109,7 +111,7 @@ def test_other_attention_implementations_keep_the_2d_mask():
     model, _, _ = tiny_classifier("bert-tiny")
     model.encoder.config._attn_implementation = "flash_attention_2"  # takes the 2D mask itself
     mask = torch.ones(2, 8, dtype=torch.long)
-    assert sweep.model.encoder_attention_mask(model.encoder, mask) is mask
+    assert sweep.model.classifier.encoder_attention_mask(model.encoder, mask) is mask
 
 
 def sdpa_as_the_cuda_memory_efficient_kernel(

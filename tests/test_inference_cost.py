@@ -10,7 +10,7 @@ import torch
 
 from helpers.app import train_in_process
 from helpers.rundirs import metrics, run_dirs
-from sweep.cost import TimedLoader, peak_memory
+from sweep.fit.inference_cost import TimedLoader, peak_memory
 from sweep.report.cli import main as collect_main
 
 # a tiny BERT on generated data, one epoch: seconds on 2 CPU cores; 120 test rows in batches of 16
@@ -43,7 +43,7 @@ def test_the_timed_span_leaves_out_the_warm_up_batch():
 
 HOST_PEAK_CHECK = """
 import torch
-from sweep.cost import peak_memory
+from sweep.fit.inference_cost import peak_memory
 with peak_memory(torch.device("cpu")) as quiet:
     pass
 with peak_memory(torch.device("cpu")) as busy:

@@ -6,7 +6,7 @@ import pytest
 from helpers.app import TIMING_KEYS, train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
 from helpers.wandb_records import summarize
-from sweep.resources import available_cores
+from sweep.launch.resources import available_cores
 
 
 @pytest.mark.slow
@@ -56,8 +56,8 @@ def test_slurm_preset_composes_with_one_gpu_per_job_and_requeues():
 def test_the_launchers_waits_are_their_defaults_unless_the_environment_shortens_them(monkeypatch):
     """A user's launcher looks every 2 s and gives a job that runs no more 30 s to show its result
     (the tests shorten both); a bad value is refused in one line before any job is submitted."""
-    from sweep.cluster import GRACE_ENV, GRACE_S, POLL_ENV, POLL_S, seconds_from_env
     from sweep.errors import InputError
+    from sweep.launch.cluster import GRACE_ENV, GRACE_S, POLL_ENV, POLL_S, seconds_from_env
 
     monkeypatch.delenv(GRACE_ENV, raising=False)
     monkeypatch.delenv(POLL_ENV, raising=False)
@@ -72,7 +72,7 @@ def test_the_launchers_waits_are_their_defaults_unless_the_environment_shortens_
 
 def test_the_apps_imported_modules_are_frozen_out_of_the_collection_that_ends_each_job():
     """The basic launcher runs every job in one process, each ending with a full garbage collection
-    (sweep/runner.py); over the ~450k objects of the imported modules it costs 0.3 s of CPU a job."""
+    (sweep/job/runner.py); over the ~450k objects of the imported modules it costs 0.3 s of CPU a job."""
     import gc
 
     import sweep.train  # noqa: F401  the app's entry: what `python sweep/train.py` imports first

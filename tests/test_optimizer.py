@@ -9,11 +9,11 @@ from omegaconf import OmegaConf
 from transformers import AutoModel
 
 from helpers.rundirs import compose_config, metrics
-from sweep.data import generate_synthetic
-from sweep.loop import build_optimizer
-from sweep.model import Classifier
-from sweep.runner import run
-from sweep.tiny import tiny_config, train_tokenizer
+from sweep.data.sources import generate_synthetic
+from sweep.fit.optimizer import build_optimizer
+from sweep.job.runner import run
+from sweep.model.classifier import Classifier
+from sweep.model.tiny import tiny_config, train_tokenizer
 
 TOTAL_STEPS = 20
 

@@ -10,11 +10,12 @@ from transformers import AutoModel
 
 from helpers.app import train_in_process
 from helpers.rundirs import evaluate_best, metrics, run_dirs
-from sweep.data import Collator, encode_truncated, generate_synthetic
-from sweep.model import Classifier, load_tokenizer, resolve_source
-from sweep.pooling import AttentionPool, cls_mean_pool, cls_pool, max_pool, mean_pool
-from sweep.schema import TinyBertArchitecture
-from sweep.tiny import tiny_config, train_tokenizer
+from sweep.config.schema import POOLINGS, TinyBertArchitecture
+from sweep.data.loaders import Collator, encode_truncated
+from sweep.data.sources import generate_synthetic
+from sweep.model.classifier import Classifier, load_tokenizer, resolve_source
+from sweep.model.pooling import LEARNED, POOLERS, AttentionPool, cls_mean_pool, cls_pool, max_pool, mean_pool
+from sweep.model.tiny import tiny_config, train_tokenizer
 
 
 def padded(hidden: torch.Tensor, extra: int, fill: float):
@@ -44,6 +45,10 @@ def test_padding_never_changes_the_vector(pool):
     reference = pool(hidden, torch.ones(3, 7, dtype=torch.long))
     torch.testing.assert_close(pool(short, short_mask), reference)
     torch.testing.assert_close(pool(long, long_mask), reference)
+
+
+def test_the_schema_names_exactly_the_poolings_the_model_implements():
+    assert [*POOLERS, *LEARNED] == list(POOLINGS)
 
 
 def test_mean_and_max_of_known_values():

@@ -6,8 +6,8 @@ import torch
 
 from helpers.app import train_in_process
 from helpers.rundirs import evaluate_best, metrics, run_dirs
-from sweep.data import length_grouped_batches
-from sweep.loop import resolve_precision
+from sweep.data.loaders import length_grouped_batches
+from sweep.model.device import resolve_precision
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def the_test_split(run_dir):
     """The run's test split: its texts, rebuilt from the saved config, in predictions_test.parquet's order."""
     from omegaconf import OmegaConf
 
-    from sweep.data import load_raw
+    from sweep.data.sources import load_raw
 
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     written = pd.read_parquet(run_dir / "predictions_test.parquet")

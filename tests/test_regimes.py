@@ -107,8 +107,8 @@ def test_predictions_from_best_are_the_ones_the_run_tested(regimes_sweep, tmp_pa
 
 @pytest.mark.parametrize("method", ["frozen", "lora"])
 def test_an_interrupted_run_resumes_to_the_same_result(smoke_sweep, regimes_sweep, tmp_path, monkeypatch, method):
-    from sweep.interrupts import RunInterrupted
-    from sweep.training import TrainingLoop
+    from sweep.fit.loop import TrainingLoop
+    from sweep.launch.interrupts import RunInterrupted
 
     root, runs = regimes_sweep
     if method == "frozen":

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import get_scheduler
 
-from sweep.resume import ResumeState
+from sweep.fit.resume import ResumeState
 from sweep.rundir import STATE_FILE
 
 
@@ -27,7 +27,7 @@ class RunsCode:
 def test_a_planted_state_file_that_would_run_code_is_refused_and_the_job_starts_over(tmp_path, caplog):
     marker, path = tmp_path / "code-ran", tmp_path / STATE_FILE
     torch.save({"epoch": 3, "training": {"payload": RunsCode(marker)}, "config_hash": "abc"}, path)
-    with caplog.at_level(logging.WARNING, logger="sweep.resume"):
+    with caplog.at_level(logging.WARNING, logger="sweep.fit.resume"):
         state = ResumeState.load(path, "abc")
     assert state is None  # the job starts over, as for a state of another config
     assert not marker.exists(), "unpickling the planted state ran code"
@@ -38,7 +38,7 @@ def test_a_planted_state_file_that_would_run_code_is_refused_and_the_job_starts_
 def test_an_unreadable_state_file_is_refused_in_one_line(tmp_path, caplog):
     path = tmp_path / STATE_FILE
     path.write_bytes(b"not a torch file")
-    with caplog.at_level(logging.WARNING, logger="sweep.resume"):
+    with caplog.at_level(logging.WARNING, logger="sweep.fit.resume"):
         assert ResumeState.load(path, "abc") is None
     assert sum(str(path) in r.getMessage() for r in caplog.records) == 1
 

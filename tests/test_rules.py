@@ -6,11 +6,11 @@ import dataclasses
 import pytest
 
 from helpers.rundirs import compose_config
-from sweep.data import MAX_SYNTHETIC_CLASSES
+from sweep.config.rules import RULE
+from sweep.config.schema import GROUP_BASES, Config
+from sweep.data.sources import MAX_SYNTHETIC_CLASSES
 from sweep.errors import ConfigError
-from sweep.prepare import check_config
-from sweep.rules import RULE
-from sweep.schema import GROUP_BASES, Config
+from sweep.job.assembly import check_config
 
 # (override, the message for it): values below each range, or of no accepted kind
 BELOW = {

@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 from helpers.app import REPO, TIMING_KEYS, app_env, start, train, train_in_process, wait_for_log
 from helpers.rundirs import metrics, run_dirs
 from helpers.wandb_records import summarize
-from sweep.cluster import GRACE_ENV
 from sweep.collect import main as collect
+from sweep.launch.cluster import GRACE_ENV
 
 # one xdist worker runs this file (--dist loadfile), first (conftest.py), one test after another: the
 # cluster is one node of 2 cores, two tests restart its daemons, and their waits on the scheduler
@@ -151,7 +151,7 @@ def test_a_tune_sweep_shares_its_studies_with_the_nodes_through_the_journal(tmp_
     their trials in the sweep dir's journal from the node, and the sweeper reads their outcomes."""
     import optuna
 
-    from sweep.tune import journal_storage
+    from sweep.launch.tune import journal_storage
 
     sweep_dir = tmp_path / "sweep"
     train_in_process(

@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoTokenizer
 from helpers.app import TIMING_KEYS, train_in_process
 from helpers.rundirs import evaluate_best, metrics, run_dirs
 from helpers.wandb_records import summarize
-from sweep.model import Classifier, encoder_input_names
+from sweep.model.classifier import Classifier, encoder_input_names
 from sweep.rundir import HISTORY_COLUMNS
 
 CONTRACT = [

@@ -1,4 +1,4 @@
-"""sweep.stats on textbook examples and simulated experiments: numpy only, no training, a few seconds."""
+"""sweep.report.stats on textbook examples and simulated experiments: numpy only, no training, a few seconds."""
 
 from types import SimpleNamespace
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from sweep.stats import (
+from sweep.report.stats import (
     MCNEMAR,
     PINNED_T,
     SEEDS_T,

@@ -14,8 +14,9 @@ import torch
 from helpers.app import train_in_process
 from helpers.data_files import data_config, predict_main, write
 from helpers.rundirs import metrics, run_dirs
-from sweep.data import DataError, prepare_splits
-from sweep.tasks import MultiLabel, Regression
+from sweep.data.sources import prepare_splits
+from sweep.errors import DataError
+from sweep.model.tasks import MultiLabel, Regression
 
 TOPIC_WORDS = {
     "film": ["acting", "plot", "script", "cast"],
@@ -200,7 +201,7 @@ def test_predict_prints_the_label_set_and_the_number(task_sweeps):
 @pytest.mark.slow
 def test_collect_puts_each_task_in_its_own_terms(task_sweeps, capsys):
     from sweep.report.cli import main as collect_main
-    from sweep.stats import BOOTSTRAP_SE, MCNEMAR
+    from sweep.report.stats import BOOTSTRAP_SE, MCNEMAR
 
     tables = {}
     for task, sweep_dir in task_sweeps.items():

@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-import sweep.config  # noqa: F401  (registers the config schema that config.yaml names)
+import sweep.launch.config_store  # noqa: F401  (registers the config schema that config.yaml names)
 from helpers.app import IMDB_DIR, needs_imdb, train_in_process
 from helpers.data_files import data_config, predict_main, write
-from sweep.data import DataError, generate_synthetic, load_raw, prepare_splits, tokenize
-from sweep.tiny import train_tokenizer
+from sweep.data.loaders import tokenize
+from sweep.data.sources import generate_synthetic, load_raw, prepare_splits
+from sweep.errors import DataError
+from sweep.model.tiny import train_tokenizer
 
 TOPICS = ["sports", "world", "business", "science"]
 
@@ -235,7 +237,7 @@ def test_hub_path_keeps_a_classlabels_names_and_ignores_other_splits(monkeypatch
     names) plus an unlabelled extra split, as imdb's `unsupervised` on the hub."""
     from datasets import ClassLabel, Dataset, DatasetDict
 
-    import sweep.text_data
+    import sweep.data.text_files
 
     names = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -245,7 +247,7 @@ def test_hub_path_keeps_a_classlabels_names_and_ignores_other_splits(monkeypatch
 
     fake = DatasetDict(train=part(120, 0), test=part(20, 500), unsupervised=part(8, 900))
     asked = []
-    monkeypatch.setattr(sweep.text_data, "load_dataset", lambda *args: asked.append(args) or fake)
+    monkeypatch.setattr(sweep.data.text_files, "load_dataset", lambda *args: asked.append(args) or fake)
     splits = prepare_splits(data_config("ag_news"))
     assert asked == [("fancyzhx/ag_news", None)]
     assert splits["train"].features["label"].names == names  # the hub's own order, not sorted

@@ -14,13 +14,13 @@ from transformers import AutoModel
 
 from helpers.app import TIMING_KEYS, start, train_in_process, wait_for_log
 from helpers.rundirs import metrics, run_dirs
-from sweep.fit import balanced_weights
-from sweep.loop import build_optimizer, optimizer_step
-from sweep.model import Classifier
+from sweep.benchmarks.harness import SEED_OPTIM, build_config, make_batches
+from sweep.fit.optimizer import build_optimizer
+from sweep.fit.schedule import Schedule
+from sweep.fit.step import Stepper, optimizer_step
+from sweep.fit.trainer import balanced_weights
+from sweep.model.classifier import Classifier
 from sweep.rundir import write_json
-from sweep.schedule import Schedule
-from sweep.step_bench import SEED_OPTIM, build_config, make_batches
-from sweep.stepper import Stepper
 
 SMOKE_BERT = ["model=bert", "pooling=mean", "experiment=smoke"]
 
@@ -80,7 +80,8 @@ def test_an_uneven_last_window_weighs_its_rows_as_one_batch_of_them():
 
 @pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16-scaler"])
 def test_clipping_bounds_the_update_of_the_unscaled_gradients_and_returns_the_norm_before(fp16):
-    from sweep.loop import Precision, backward
+    from sweep.fit.step import backward
+    from sweep.model.device import Precision
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(4, 2)
@@ -193,7 +194,7 @@ def imbalanced_dir(tmp_path_factory):
     of the negative ones (generated reviews follow it, their own sentiment unrelated): the minority is
     learnable, yet with the cue a text is still more likely negative (0.07 vs 0.135), so the most
     accurate classifier never says positive, and only weighing the classes finds the cue worth it."""
-    from sweep.data import generate_synthetic
+    from sweep.data.sources import generate_synthetic
 
     rng = random.Random(0)
     rows = []
@@ -231,7 +232,7 @@ def test_balanced_class_weights_selected_by_macro_f1_beat_plain_accuracy_on_a_9_
 def test_the_tune_sweeper_minimizes_a_loss_and_is_told_the_metric_the_trial_selected_by(tmp_path):
     from omegaconf import OmegaConf
 
-    from sweep.tune import CellSweeper, Slot, journal_storage
+    from sweep.launch.tune import CellSweeper, Slot, journal_storage
 
     sweeper = CellSweeper(n_trials=1, params={"optim.lr": "interval(1e-5, 1e-4)"})
     naming = {"kv_sep": "=", "item_sep": ",", "exclude_keys": []}
@@ -271,7 +272,7 @@ def test_collect_selects_by_the_runs_select_metric_lower_loss_first():
 def test_a_select_metric_of_another_task_and_accumulation_under_cuda_graphs_are_refused_in_one_line():
     from helpers.rundirs import compose_config
     from sweep.errors import ConfigError
-    from sweep.prepare import check_config
+    from sweep.job.assembly import check_config
 
     with pytest.raises(
         ConfigError, match="trainer.select_metric=valid/pearson is not a metric of data.task=single_label"

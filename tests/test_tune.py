@@ -1,4 +1,4 @@
-"""hydra/sweeper=tune (sweep/tune.py, sweep/trial.py): a study per cell with the same budget, on
+"""hydra/sweeper=tune (sweep/launch/tune.py, sweep/launch/trial.py): a study per cell with the same budget, on
 joblib workers, resumed after a kill without training anything twice, pruned where a trial lags,
 and collect's tuned view with the expected best validation accuracy by budget."""
 
@@ -25,7 +25,7 @@ def studies(sweep_dir):
     """{cell: its trials} as the sweep's journal holds them."""
     import optuna
 
-    from sweep.tune import journal_storage
+    from sweep.launch.tune import journal_storage
 
     storage = journal_storage(sweep_dir)
     return {
@@ -195,7 +195,7 @@ def test_the_learning_rate_preset_searches_fine_tunings_usual_range_on_a_log_sca
     from optuna.distributions import FloatDistribution
 
     from helpers.rundirs import compose_config
-    from sweep.tune import space_of
+    from sweep.launch.tune import space_of
 
     sweeper = compose_config("hydra/sweeper=tune_lr", hydra_node=True).hydra.sweeper
     assert sweeper._target_ == "hydra_plugins.encoder_sweep.TuneSweeper" and sweeper.n_trials == 8

@@ -1,8 +1,8 @@
-"""encoder-sweep's launchers (sweep/cluster.py) and its sweeper (sweep/tune.py), here because Hydra
+"""encoder-sweep's launchers (sweep/launch/cluster.py) and its sweeper (sweep/launch/tune.py), here because Hydra
 loads plugins only from classes defined in the hydra_plugins package: hydra/launcher=slurm and
 hydra/sweeper=tune name them."""
 
-from sweep import cluster, tune
+from sweep.launch import cluster, tune
 
 
 class SlurmLauncher(cluster.CollectingLauncher):

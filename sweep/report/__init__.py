@@ -4,7 +4,7 @@
                  asked for that never started
     configs.py   a run's config as it ran: flattened, interpolations and `auto` resolved
     cells.py     the keys that define a cell, each run's cell, one run per (cell, seed)
-    tables.py    comparison.csv, summary.csv, significance.csv (sweep/stats.py), the tuned view, sorting
+    tables.py    comparison.csv, summary.csv, significance.csv (sweep/report/stats.py), the tuned view, sorting
     markdown.py  comparison.md: the cell table as shown, its notes, the significance section
     plots.py     the curves and the test-accuracy chart, and plots.json's record of them
     cli.py       the command line: options, the files written, stdout, the one-line errors

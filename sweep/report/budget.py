@@ -1,7 +1,7 @@
 """The expected best validation score as a function of the tuning budget (Dodge et al. 2019, "Show
 Your Work"), for the tuned view (--over KEY): each cell of the other keys has N trials (its runs over
 KEY's values and seeds); for n = 1..N, the expected best of n trials drawn at random from them
-(sweep.stats.expected_max), ± one standard deviation. Cells whose curves cross rank differently at
+(sweep.report.stats.expected_max), ± one standard deviation. Cells whose curves cross rank differently at
 different budgets; a cell with fewer trials than the others is named."""
 
 import itertools
@@ -11,7 +11,7 @@ import pandas as pd
 
 from sweep.report.cells import cell_label, column_name
 from sweep.report.record import RunRecord
-from sweep.stats import expected_max
+from sweep.report.stats import expected_max
 
 EXPECTED_MAX_CSV, EXPECTED_MAX_PNG = "expected_max_valid.csv", "expected_max_valid.png"
 COLUMNS = ["cell", "n", "expected_max_valid", "std"]

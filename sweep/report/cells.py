@@ -1,12 +1,12 @@
 """Cells: the config keys whose values differ across the runs define them, minus those that cannot
-change a result (sweep/neutral.py), minus `seed` (seeds are replicates of one cell), minus a group's
+change a result (sweep/config/neutral.py), minus `seed` (seeds are replicates of one cell), minus a group's
 sub-keys that just follow its `name` (model.id follows model.name), minus data.split_seed while it
 follows seed. A key a config lacks is "(not recorded)" there. Each (cell, seed) counts once: the run
 that finished last."""
 
 from typing import Dict, List, Sequence, Tuple
 
-from sweep.neutral import is_result_neutral
+from sweep.config.neutral import is_result_neutral
 from sweep.report.record import RunRecord
 from sweep.rundir import Status
 

@@ -22,15 +22,15 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
+from sweep.config.metrics import TASK_DEFAULT_METRIC, lower_is_better
+from sweep.errors import CollectError
 from sweep.report.budget import EXPECTED_MAX_CSV, budget_note, expected_max_table, trials_by_cell
 from sweep.report.cells import column_name, group_cells
-from sweep.report.errors import CollectError
 from sweep.report.gather import gather
 from sweep.report.markdown import FEATURE_CACHE_NOTE, display_cells, render_markdown
 from sweep.report.plots import make_plots
 from sweep.report.tables import SUMMARY_METRICS, Selection, runs_table, significance, sort_cells, summarize, tuned
 from sweep.rundir import Status
-from sweep.selection import TASK_DEFAULT_METRIC, lower_is_better
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

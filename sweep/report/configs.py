@@ -5,7 +5,7 @@ import json
 import re
 from typing import Any, Dict
 
-from sweep.neutral import ADDED_KNOB_DEFAULTS
+from sweep.config.neutral import ADDED_KNOB_DEFAULTS
 
 # torch.compile mode recorded in metrics.json -> the trainer.compile setting that asks for it
 COMPILE_SETTING = {None: "false", "default": "true", "reduce-overhead": "reduce-overhead"}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
+from sweep.errors import CollectError
 from sweep.report.configs import flatten, resolve_config
-from sweep.report.errors import CollectError
 from sweep.report.record import RunRecord
 from sweep.rundir import (
     BEST_DIR,

@@ -11,8 +11,8 @@ import pandas as pd
 
 from sweep.report.plots import CAPTIONS
 from sweep.report.record import RunRecord
+from sweep.report.stats import ALPHA, BOOTSTRAP_SE, MCNEMAR, TEST_MEANINGS
 from sweep.report.tables import METRICS, SINGLE_LABEL_ONLY, TASK_ONLY
-from sweep.stats import ALPHA, BOOTSTRAP_SE, MCNEMAR, TEST_MEANINGS
 
 # shown precision (else 4); CSV and JSON keep every digit
 DECIMALS = {

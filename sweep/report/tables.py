@@ -1,5 +1,5 @@
 """The tables: comparison.csv (one row per run), summary.csv (one row per cell, seeds folded into
-mean and std), significance.csv (paired tests between cells, sweep/stats.py), the tuned view of
+mean and std), significance.csv (paired tests between cells, sweep/report/stats.py), the tuned view of
 --over/--select (each cell at its best value of one swept key, by validation), and --sort."""
 
 import itertools
@@ -10,11 +10,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from sweep.config.metrics import DEFAULT_METRIC, SELECT_METRICS, lower_is_better
+from sweep.errors import CollectError
 from sweep.report.cells import column_name
-from sweep.report.errors import CollectError
 from sweep.report.record import RunRecord
-from sweep.selection import DEFAULT_METRIC, SELECT_METRICS, lower_is_better
-from sweep.stats import ALPHA, bootstrap_ci, compare, holm, paired_correct
+from sweep.report.stats import ALPHA, bootstrap_ci, compare, holm, paired_correct
 
 # the table's metrics in column order, with their headers in comparison.md (markdown.COLUMN_NOTES says what they hold)
 METRICS = {
@@ -82,7 +82,7 @@ def summarize(cells: Cells, keys: Sequence[str]) -> pd.DataFrame:
 
 
 def significance(cells: Cells) -> pd.DataFrame:
-    """One row per pair of cells that share a test set: the test that fits their seeds (sweep.stats),
+    """One row per pair of cells that share a test set: the test that fits their seeds (sweep.report.stats),
     its raw p-value, the Holm-adjusted one over all pairs, and the verdict from the adjusted one."""
     rows = []
     for runs_a, runs_b in itertools.combinations(cells.values(), 2):

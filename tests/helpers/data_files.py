@@ -7,7 +7,7 @@ import io
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
-import sweep.config  # noqa: F401  (registers the config schema that config.yaml names)
+import sweep.launch.config_store  # noqa: F401  (registers the config schema that config.yaml names)
 from helpers.app import REPO, InProcessResult
 
 

@@ -13,7 +13,7 @@ def compose_config(*overrides: str, hydra_node: bool = False):
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    import sweep.config  # noqa: F401  registers the schema and the resolvers
+    import sweep.launch.config_store  # noqa: F401  registers the schema and the resolvers
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=hydra_node)
@@ -37,9 +37,10 @@ def evaluate_best(run_dir: Path, split: str, padding: str = "max_length", batch_
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
 
-    from sweep.data import Collator, make_loader, prepare_splits, tokenize
-    from sweep.loop import evaluate
-    from sweep.model import Classifier, encoder_input_names
+    from sweep.data.loaders import Collator, make_loader, tokenize
+    from sweep.data.sources import prepare_splits
+    from sweep.fit.evaluate import evaluate
+    from sweep.model.classifier import Classifier, encoder_input_names
 
     cfg = OmegaConf.load(Path(run_dir) / ".hydra/config.yaml")
     model = Classifier.from_pretrained(Path(run_dir) / "best")

@@ -1,0 +1,256 @@
+"""Classifying new text with a run's best checkpoint (sweep/predict.py is the command): the texts read
+from arguments, a text or table file or standard input; the run's own tokens kept (max_len,
+data.truncation, pairs); torch on the GPU in bf16 where there is one, or the run's ONNX export in ONNX
+Runtime (sweep/serve/onnx_runtime.py, without torch); one row per text with the label's name, its class
+id and every class's probability, written as CSV or JSON Lines."""
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+from sweep.errors import PredictError
+
+TABLE_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
+PROGRESS_MIN_BATCHES = 10  # a bar only where there is something to wait for
+
+
+def checkpoint_dir(path: Path) -> Path:
+    """The saved classifier: `path` itself or its best/."""
+    from sweep.rundir import BEST_DIR, CLASSIFIER_FILE
+
+    for candidate in (path / BEST_DIR, path):
+        if (candidate / CLASSIFIER_FILE).is_file():
+            return candidate
+    if not path.exists():
+        raise PredictError(f"no such run dir: {str(path)!r}")
+    raise PredictError(
+        f"{str(path)!r} holds no saved classifier (no {BEST_DIR}/{CLASSIFIER_FILE}); pass a run dir of a "
+        f"completed run trained with trainer.save_best=true, or its best/ dir"
+    )
+
+
+def read_table_columns(path: Path, columns: Sequence[str]) -> List[List[str]]:
+    import pandas as pd
+
+    readers = {
+        ".csv": pd.read_csv,
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+        ".json": lambda p: pd.read_json(p, lines=True),
+    }
+    try:
+        table = readers[path.suffix.lower()](path)
+    except ValueError as error:  # pandas' parsers say what is wrong with the file
+        raise PredictError(f"cannot read {str(path)!r} as {path.suffix.lower()[1:]}: {error}") from None
+    for column, option in zip(columns, ("--text-column", "--pair-column")):
+        if column not in table.columns:
+            raise PredictError(
+                f"{str(path)!r} has no column {column!r}; its columns are {list(table.columns)}; "
+                f"name the column with {option}"
+            )
+    return [table[column].astype(str).tolist() for column in columns]
+
+
+def read_texts(
+    texts: Sequence[str], file: Optional[str], column: str, pair_column: Optional[str] = None
+) -> Tuple[List[str], Optional[List[str]]]:
+    """The texts to classify, from the arguments, a file or standard input, and the second text of
+    each pair where pair_column names one (a table file only)."""
+    if texts and file:
+        raise PredictError("give texts as arguments or --file, not both")
+    is_table = bool(file) and Path(file).suffix.lower() in TABLE_SUFFIXES
+    if pair_column and not is_table:
+        raise PredictError(
+            f"--pair-column {pair_column!r} needs a table file (--file with a .csv, .jsonl or .parquet "
+            f"name) holding both texts of each pair"
+        )
+    if texts:
+        return list(texts), None
+    pairs = None
+    if file and file != "-":
+        path = Path(file)
+        if not path.is_file():
+            raise PredictError(f"no such file: {file!r}")
+        if is_table:
+            found, *rest = read_table_columns(path, [column] + ([pair_column] if pair_column else []))
+            pairs = rest[0] if rest else None
+        else:  # plain text, one per line
+            found = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        where = repr(file)
+    else:
+        found = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        where = "standard input"
+    if not found:
+        raise PredictError(f"no texts to classify: {where} is empty")
+    return found, pairs
+
+
+def require_matching_input(meta: dict, directory: Path, pairs: Optional[List[str]]) -> None:
+    """Single texts for a single-text classifier, pairs for one trained on pairs: the other way round
+    it would classify inputs of a shape it never saw, without a word."""
+    trained_on = meta.get("text_pair_column")
+    if trained_on and pairs is None:
+        raise PredictError(
+            f"{str(directory)!r} was trained on sentence pairs (data.text_pair_column={trained_on!r}): give a "
+            f"table file with --file, its first text's column with --text-column and its second's with --pair-column"
+        )
+    if pairs is not None and not trained_on:
+        raise PredictError(f"{str(directory)!r} was trained on single texts, not pairs: drop --pair-column")
+
+
+def label_names(meta: dict, num_labels: int) -> List[str]:
+    """The class names saved with the checkpoint; checkpoints saved before they were recorded come
+    from the project's binary datasets (IMDB, generated reviews), labelled neg/pos."""
+    from sweep.rundir import LABEL_NAMES
+
+    if meta.get("label_names"):
+        return list(meta["label_names"])
+    return list(LABEL_NAMES) if num_labels == len(LABEL_NAMES) else [f"class_{i}" for i in range(num_labels)]
+
+
+def softmax(logits):
+    """Class probabilities of the head's outputs (n x classes, numpy)."""
+    import torch
+
+    return torch.from_numpy(logits).softmax(dim=-1).numpy()
+
+
+def model_outputs(
+    model,
+    tokenizer,
+    texts: List[str],
+    pairs: Optional[List[str]],
+    max_len: int,
+    batch_size: int,
+    device,
+    precision,
+    truncation: str = "head",
+):
+    """The head's outputs (logits) for each text (or pair) (n x outputs, float32 numpy), batch by batch;
+    each batch is padded to its longest input, texts and pairs truncated as in training."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from sweep.data.truncation import keep_tokens
+    from sweep.model.classifier import encoder_input_names
+
+    names = encoder_input_names(model.encoder, tokenizer)
+    starts = range(0, len(texts), batch_size)
+    shown = None if len(starts) >= PROGRESS_MIN_BATCHES else True  # None: a bar where stderr is a terminal
+    out = []
+    with torch.inference_mode():
+        for start in tqdm(starts, desc="predict", unit="batch", disable=shown, file=sys.stderr):
+            batch = texts[start : start + batch_size]
+            if pairs is None and truncation != "head":  # the tail, or head and tail: as the run kept them
+                encoded = tokenizer.pad(keep_tokens(tokenizer, batch, max_len, truncation), return_tensors="pt")
+            else:
+                batch_pairs = pairs[start : start + batch_size] if pairs is not None else None
+                encoded = tokenizer(
+                    batch, batch_pairs, truncation=True, max_length=max_len, padding=True, return_tensors="pt"
+                )
+            inputs = {name: encoded[name].to(device) for name in names}
+            with precision.autocast():
+                logits = model(**inputs)
+            out.append(logits.float().cpu())
+    return torch.cat(out).numpy()
+
+
+BACKENDS = ("torch", "onnx", "onnx-int8")  # onnx*: the export in best/onnx/ (sweep/export.py), without torch
+
+
+def torch_outputs(directory: Path, meta: dict, texts, pairs, batch_size: int, device: str):
+    from transformers.utils import logging as transformers_logging
+
+    from sweep.model.classifier import Classifier, load_tokenizer
+    from sweep.model.device import resolve_device, resolve_precision
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars: predict.py's own bar is the one to show
+    torch_device = resolve_device(device)
+    model = Classifier.from_pretrained(directory).to(torch_device)
+    tokenizer = load_tokenizer(str(directory))
+    precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
+    max_len = int(meta.get("max_len") or tokenizer.model_max_length)
+    truncation = meta.get("truncation", "head")  # checkpoints from before data.truncation kept the head
+    return model_outputs(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation)
+
+
+def onnx_probabilities(directory: Path, backend: str, texts, pairs, batch_size: int):
+    """The export's probabilities, through ONNX Runtime on the CPU: no torch import on this path."""
+    from sweep.rundir import EXPORT_FILE, read_json
+    from sweep.serve.onnx_runtime import OnnxClassifier, export_dir
+
+    onnx_dir = export_dir(directory, backend)
+    failed = (read_json(onnx_dir / EXPORT_FILE) or {}).get("failed_check")
+    if failed:
+        print(f"predict.py: warning: this export failed its check against torch: {'; '.join(failed)}", file=sys.stderr)
+    return OnnxClassifier(onnx_dir, backend).probabilities(texts, pairs, batch_size)
+
+
+def predict(
+    run_dir: str,
+    texts: List[str],
+    batch_size: int = 64,
+    device: str = "auto",
+    pairs: Optional[List[str]] = None,
+    backend: str = "torch",
+):
+    """A DataFrame per text (or pair), in input order, as the run's task reads its outputs: label,
+    class_id and prob_<label> (single_label); labels (the predicted set, comma-separated) and
+    prob_<label> (multi_label); pred, the number (regression)."""
+    import pandas as pd
+
+    from sweep.rundir import CLASSIFIER_FILE
+
+    directory = checkpoint_dir(Path(run_dir))
+    meta = json.loads((directory / CLASSIFIER_FILE).read_text())
+    require_matching_input(meta, directory, pairs)
+    task = meta.get("task", "single_label")
+    if backend != "torch":
+        if task != "single_label":
+            raise PredictError(
+                f"--backend {backend}: the export serves single-label classifiers; this run's task is {task}"
+            )
+        probs = onnx_probabilities(directory, backend, texts, pairs, batch_size)
+        return class_table(probs, label_names(meta, probs.shape[1]))
+    outputs = torch_outputs(directory, meta, texts, pairs, batch_size, device)
+    if task == "regression":
+        return pd.DataFrame({"pred": outputs[:, 0].astype("float64") * meta["target_std"] + meta["target_mean"]})
+    names = label_names(meta, outputs.shape[1])
+    if task == "multi_label":
+        import torch
+
+        probs = torch.from_numpy(outputs).sigmoid().numpy()
+        chosen = probs >= meta.get("threshold", 0.5)
+        table = pd.DataFrame({"labels": [",".join(n for n, on in zip(names, row) if on) for row in chosen]})
+        return with_probabilities(table, probs, names)
+    return class_table(softmax(outputs), names)
+
+
+def with_probabilities(table, probs, names: List[str]):
+    """prob_<name> per class (or label), beside the table's predictions."""
+    for i, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, i]
+    return table
+
+
+def class_table(probs, names: List[str]):
+    """single_label: the most probable class's name and id, and every class's probability."""
+    import pandas as pd
+
+    class_ids = probs.argmax(axis=1)
+    table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})
+    return with_probabilities(table, probs, names)
+
+
+def write(table, out: Optional[str], fmt: Optional[str]) -> None:
+    fmt = fmt or ("jsonl" if out and Path(out).suffix.lower() in (".jsonl", ".json") else "csv")
+    target = out or sys.stdout
+    if fmt == "csv":
+        table.to_csv(target, index=False)
+    else:
+        text = table.to_json(orient="records", lines=True)
+        if out:
+            Path(out).write_text(text)
+        else:
+            sys.stdout.write(text)
