@@ -1,6 +1,7 @@
-"""The steps of one run between validations: the optimizer steps not yet in the resumable state
-(sweep/fit/step.py), a validation where the schedule says (sweep/fit/schedule.py), each kept as a history
-row, a best-checkpoint candidate (sweep/fit/best_checkpoint.py) and a resumable state, and early stopping."""
+"""The training loop: the optimizer steps not yet in the resumable state, an epoch's batches at a time
+(each step from sweep/fit/step.py), a validation where the schedule says (sweep/fit/schedule.py), each
+kept as a history row, a best-checkpoint candidate (sweep/fit/best_checkpoint.py) and a resumable
+state, and early stopping."""
 
 import logging
 from typing import Any, Dict

@@ -1,8 +1,8 @@
-"""The training of one prepared job. A Trainer owns the model, its compiled forward, the optimizer, the
-learning-rate schedule, the precision and the resumable state; it resumes from the state the last
-validation saved, trains the optimizer steps that are left (sweep/fit/step.py), validates where the
-schedule says (sweep/fit/schedule.py), keeps the best checkpoint (sweep/fit/best_checkpoint.py), then tests it and says
-what that pass cost."""
+"""What one assembled job trains with. A Trainer owns the model, its compiled forward, the optimizer,
+the learning-rate schedule, the precision, the best checkpoint (sweep/fit/best_checkpoint.py) and the
+resumable state; it resumes from the state the last validation saved, compiles every shape, and after
+the loop (sweep/fit/loop.py) tests the best checkpoint and says what that pass cost. Prepared is what
+the job assembled for it (sweep/job/assembly.py)."""
 
 import logging
 from dataclasses import dataclass

@@ -1,8 +1,8 @@
 """One job of the grid, start to end. run() keeps the lifecycle: skip a job that already completed
 with the same config, write "running", handle SIGTERM, hold the GPU claim and the tracker, write a
 failure or an interrupt into metrics.json before it propagates, and always clean up. execute() is
-the job itself, as a recipe: prepare (everything that can fail on bad input), trainer (resumed where
-the last epoch left a state), test the best checkpoint, write the results."""
+the job itself, as a recipe: assemble (everything that can fail on bad input), the Trainer (resumed
+where the last validation left a state), the loop, test the best checkpoint, write the results."""
 
 import contextlib
 import gc
