@@ -1,13 +1,13 @@
 """Throughput benchmarks: the project's train step against a bare PyTorch step on the same model, and more.
 
-    python -m sweep.bench --model bert-tiny                      # tiny BERT, fp32, batch 32 x 128 tokens
-    python -m sweep.bench --model modernbert-tiny --pooling mean --steps 30 --rounds 5
-    python sweep/bench.py --model bert --device cuda --precision bf16 --compile   # BERT-base size
-    python sweep/bench.py --model bert --device cuda --precision bf16 --compile reduce-overhead --batch-size 8
-    python -m sweep.bench --model bert-tiny --data               # + IMDB data preparation, cold and warm
-    python sweep/bench.py --quick --model modernbert-tiny        # a few seconds: what the tests run
-    python sweep/bench.py --regimes --model bert --pooling mean  # LoRA's step and the frozen encoding vs fine-tuning
-    python sweep/bench.py --inference RUN_DIR --threads 2         # torch vs its ONNX export (fp32, int8), served
+python -m sweep.bench --model bert-tiny                      # tiny BERT, fp32, batch 32 x 128 tokens
+python -m sweep.bench --model modernbert-tiny --pooling mean --steps 30 --rounds 5
+python sweep/bench.py --model bert --device cuda --precision bf16 --compile   # BERT-base size
+python sweep/bench.py --model bert --device cuda --precision bf16 --compile reduce-overhead --batch-size 8
+python -m sweep.bench --model bert-tiny --data               # + IMDB data preparation, cold and warm
+python sweep/bench.py --quick --model modernbert-tiny        # a few seconds: what the tests run
+python sweep/bench.py --regimes --model bert --pooling mean  # LoRA's step and the frozen encoding vs fine-tuning
+python sweep/bench.py --inference RUN_DIR --threads 2         # torch vs its ONNX export (fp32, int8), served
 """
 
 import sys

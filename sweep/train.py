@@ -7,14 +7,17 @@ best validation figure (the value a Hydra sweeper optimises).
 
 import gc
 import logging
+import warnings
 from typing import Optional
 
 import hydra
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
 
 import sweep.launch.config_store  # noqa: F401  registers the schema and the run_dirname resolver
+from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher, TuneSweeper
 from sweep.job.runner import run
-from sweep.launch.app import CONFIG_DIR, register_plugins, this_job, when_failed
+from sweep.launch.app import CONFIG_DIR, this_job, when_failed
 from sweep.launch.interrupts import RunInterrupted
 
 # Each job ends with a full garbage collection (sweep/job/runner.py: its model and optimizer go before
@@ -22,7 +25,10 @@ from sweep.launch.interrupts import RunInterrupted
 # frozen out of every later collection, each of them costs 0.3 s of CPU less.
 gc.collect()
 gc.freeze()
-register_plugins()
+# conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
+warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
+for plugin in (SlurmLauncher, LocalLauncher, TuneSweeper):  # Hydra's scan misses an editable install's
+    Plugins.instance().register(plugin)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -1,20 +1,16 @@
-"""The train app's Hydra side (sweep/train.py is the app): where the config tree is, the plugins
-registered, what Hydra says of this job (its run dir, group and name in the sweep, threads, GPU claim,
+"""The train app's Hydra side (sweep/train.py is the app): where the config tree is, what Hydra says of this job (its run dir, group and name in the sweep, threads, GPU claim,
 tune trial), and what the terminal shows of a job that failed."""
 
 import sys
 import traceback
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hydra_plugins.encoder_sweep import LocalLauncher, SlurmLauncher, TuneSweeper
 from sweep.errors import InputError
 from sweep.launch.cluster import slurm_requeues_this_job, under_submitit
 from sweep.launch.interrupts import RunInterrupted
@@ -24,14 +20,6 @@ from sweep.launch.trial import Trial
 # the config tree, shipped in the package (sweep/conf; in a checkout a link to the repository's conf/): an
 # absolute path, or Hydra would take a relative one for a Python package when run as a console script
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-def register_plugins() -> None:
-    # conf/hydra/launcher/joblib.yaml sets the plugin's defaults and is checked against its schema, as intended
-    warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
-    # Hydra's plugin scan does not see packages of an editable install (pip install -e): name ours
-    for plugin in (SlurmLauncher, LocalLauncher, TuneSweeper):
-        Plugins.instance().register(plugin)
 
 
 @dataclass

@@ -62,8 +62,8 @@ class OnnxClassifier:
         self.pad_id = record["pad_token_id"]
         if backend == "onnx-int8" and "int8" not in record and cpu_features()["vnni"] is False:
             log.warning(  # exported before 7-bit weights (sweep/serve/quantization.py): its check may not hold here
-                "%s has 8-bit weights, whose int8 sums can saturate on this CPU (no VNNI); its agreement with torch "
-                "was checked elsewhere: export it again for an int8 model that holds on every CPU",
+                "%s has 8-bit weights, whose int8 sums can saturate on this CPU (no VNNI): its agreement with torch may "
+                "be lower here than its check says; export it again for 7-bit weights, which hold on every CPU",
                 model,
             )
         self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
