@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from sweep.rundir import ONNX_MODELS
 from sweep.serve.onnx_runtime import OnnxClassifier
-from sweep.serve.quantization import layer_kinds, quantize
+from sweep.serve.quantization import layer_kinds, load_graph, quantize
 
 FP32_TOLERANCE = 1e-4  # the largest probability difference from torch an fp32 export may show
 INT8_MIN_AGREEMENT = 0.98  # the share of torch's labels an int8 export must give
@@ -74,7 +74,7 @@ def remedy(directory: Path, kept_fp32: Sequence[str], rows, reference) -> Dict[s
     original = int8.with_suffix(".checked")
     shutil.copy2(int8, original)
     try:
-        kinds = [kind for kind in layer_kinds(directory / ONNX_MODELS["onnx"]) if kind not in kept_fp32]
+        kinds = [kind for kind in layer_kinds(load_graph(directory / ONNX_MODELS["onnx"])) if kind not in kept_fp32]
         alone = {kind: int8_agreement(directory, [*kept_fp32, kind], rows, reference) for kind in kinds}
         ranked = sorted(kinds, key=lambda kind: (-alone[kind][0], alone[kind][1]))
         chosen: List[str] = list(kept_fp32)

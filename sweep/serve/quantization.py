@@ -62,6 +62,10 @@ def settings(kept_fp32: Sequence[str]) -> Dict[str, object]:
     }
 
 
+def _layer_kind(module_name: str) -> str:
+    return re.sub(r"\.\d+(?=\.|$)", ".*", module_name)
+
+
 def _node_kind(node) -> str:
     """The classifier's module a node computes, its layer numbers as * (encoder.encoder.layer.*.output.dense):
     one kind for the same layer of every block. A node torch.onnx left unnamed is its op type."""
@@ -80,11 +84,14 @@ def vector_products(graph) -> List[str]:
     return [node.name for node in graph.node if node.op_type == "MatMul" and ranks.get(node.input[1], 2) != 2]
 
 
-def layer_kinds(fp32: Path) -> Dict[str, List[str]]:
-    """{layer kind: its quantizable nodes} of the fp32 graph, in graph order."""
+def load_graph(fp32: Path):
     import onnx
 
-    graph = onnx.load(str(fp32), load_external_data=False).graph
+    return onnx.load(str(fp32), load_external_data=False).graph
+
+
+def layer_kinds(graph) -> Dict[str, List[str]]:
+    """{layer kind: its quantizable nodes} of the fp32 graph, in graph order."""
     constants = {tensor.name for tensor in graph.initializer}
     vectors = set(vector_products(graph))
     kinds: Dict[str, List[str]] = {}
@@ -93,10 +100,6 @@ def layer_kinds(fp32: Path) -> Dict[str, List[str]]:
         if node.op_type in QUANTIZED_OPS and weighted and node.name not in vectors:
             kinds.setdefault(_node_kind(node), []).append(node.name)
     return kinds
-
-
-def _layer_kind(module_name: str) -> str:
-    return re.sub(r"\.\d+(?=\.|$)", ".*", module_name)
 
 
 def require_kinds(model, kept_fp32: Sequence[str]) -> None:
@@ -118,11 +121,10 @@ def require_kinds(model, kept_fp32: Sequence[str]) -> None:
 def quantize(fp32: Path, int8: Path, kept_fp32: Sequence[str] = ()) -> None:
     """int8 weights (7-bit range, a scale per channel), activations quantized per batch; the layer
     kinds in kept_fp32 and the vector products stay fp32."""
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    kinds = layer_kinds(fp32)
-    graph = onnx.load(str(fp32), load_external_data=False).graph
+    graph = load_graph(fp32)
+    kinds = layer_kinds(graph)
     excluded = vector_products(graph) + [node for kind in kept_fp32 for node in kinds.get(kind, [])]
     quantize_dynamic(
         str(fp32),
