@@ -15,6 +15,7 @@ import sys
 from sweep.benchmarks.data_prep import bench_data
 from sweep.benchmarks.options import parse_args
 from sweep.benchmarks.steps import bench_steps, print_steps
+from sweep.errors import InputError
 
 
 def main(argv=None) -> int:
@@ -23,7 +24,12 @@ def main(argv=None) -> int:
         from sweep.benchmarks.inference import bench_inference, print_inference
 
         threads = args.threads or 2
-        print_inference(args.inference, bench_inference(args.inference, args.rounds, threads), args.rounds, threads)
+        try:
+            rows = bench_inference(args.inference, args.rounds, threads)
+        except InputError as error:  # a run dir without best/, a checkpoint or an export that does not load
+            print(f"bench.py: error: {error}", file=sys.stderr)
+            return 2
+        print_inference(args.inference, rows, args.rounds, threads)
         return 0
     if args.regimes:
         from sweep.benchmarks.regimes import bench_regimes, print_regimes  # peft: only here

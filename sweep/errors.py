@@ -36,6 +36,10 @@ class DataError(InputError):
     """Data that cannot be loaded or does not fit."""
 
 
+class CheckpointError(InputError):
+    """A saved classifier (best/, classifier.json, an ONNX export) that does not load: a damaged or missing file."""
+
+
 class OnnxUnavailable(InputError):
     """An export that is not there, or ONNX Runtime not installed: said in one line."""
 

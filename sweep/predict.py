@@ -37,7 +37,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         default="torch",
         help="torch: best/'s checkpoint; onnx, onnx-int8: its export (encoder-sweep-export), on the CPU without torch",
     )
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # options before, between or after the texts
     if args.batch_size < 1:
         p.error(f"--batch-size {args.batch_size}: must be at least 1")
     return args

@@ -100,6 +100,15 @@ def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_an
         timeout=120,
     )
     assert served.returncode == 0, served.stderr
+    # a damaged export (a copy cut short): one line for predict.py and bench.py --inference, no traceback
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run_dir, damaged)
+    int8 = damaged / "best" / "onnx" / "model_int8.onnx"
+    int8.write_bytes(int8.read_bytes()[:2000])
+    capsys.readouterr()
+    assert predict_main([str(damaged), "--backend", "onnx-int8", "a text"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "the export in" in message and "does not load" in message, message
     assert served.stdout.splitlines()[0] == "label,class_id,prob_neg,prob_pos" and len(served.stdout.splitlines()) == 2
 
     # the model card: the hub's metadata block with the run's test figures, then the export and its agreement
@@ -191,6 +200,18 @@ def test_bad_exports_get_one_line_naming_the_problem_and_change_nothing(smoke_sw
             message = capsys.readouterr().err.strip()
             assert "\n" not in message and all(s in message for s in said), (argv, message)
             assert snapshot(shared) == before, argv
+        # the same damaged checkpoint: predict.py and bench.py --inference answer as export.py does
+        said_by_export = None
+        for command in (
+            export_main,
+            lambda argv: predict_main([*argv, "a text"]),
+            lambda argv: bench_main(["--inference", *argv]),
+        ):
+            assert command([str(broken)]) == 2
+            message = capsys.readouterr().err.strip()
+            assert "\n" not in message and "the checkpoint in" in message and "does not load" in message, message
+            said_by_export = said_by_export or message.split("error: ", 1)[1]
+            assert message.split("error: ", 1)[1] == said_by_export
         before = snapshot(readonly)
         code, message = export_as_another_user(readonly, tmp_path)
         message = (message if message is not None else capsys.readouterr().err).strip()

@@ -2,6 +2,7 @@
 test texts are the ones the run wrote, every way of passing texts works, bad input gets one line."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -75,8 +76,28 @@ def test_texts_from_arguments_stdin_and_a_txt_file_give_the_same_rows(smoke_swee
     assert all(row["label"] in ("neg", "pos") and row["class_id"] in (0, 1) for row in rows[0])
 
 
+def test_options_go_before_between_or_after_the_texts(smoke_sweep, capsys):
+    run_dir = str(smoke_sweep / CELLS[0])
+    texts = ["the acting was superb .", "the music was awful ."]
+    outputs = []
+    for argv in (
+        [run_dir, "--format", "jsonl", "--batch-size", "1", *texts],
+        [run_dir, texts[0], "--format", "jsonl", texts[1], "--batch-size", "1"],
+        [run_dir, *texts, "--format", "jsonl", "--batch-size", "1"],
+    ):
+        assert predict_main(argv) == 0, argv
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0].splitlines()) == 2
+
+
 def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
     run_dir = smoke_sweep / CELLS[0]
+    damaged_weights, damaged_meta = tmp_path / "damaged_weights", tmp_path / "damaged_meta"
+    for damaged in (damaged_weights, damaged_meta):
+        shutil.copytree(run_dir / "best", damaged / "best")
+    weights = damaged_weights / "best" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    (damaged_meta / "best" / "classifier.json").write_text('{"max_len": 12')
     (tmp_path / "empty.txt").write_text("\n")
     pd.DataFrame({"review": ["a fine film"]}).to_csv(tmp_path / "reviews.csv", index=False)
     pd.DataFrame({"review": ["a fine film"], "title": ["fine"]}).to_csv(tmp_path / "pairs.csv", index=False)
@@ -90,6 +111,8 @@ def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
             "has no column 'title'"
         ),
         (run_dir, "a text", "--pair-column", "review"): "needs a table file",
+        (damaged_weights, "a text"): "does not load (SafetensorError",
+        (damaged_meta, "a text"): "classifier.json' does not load (JSONDecodeError",
         (run_dir, "--file", tmp_path / "pairs.csv", "--text-column", "review", "--pair-column", "title"): (
             "trained on single texts, not pairs"
         ),

@@ -5,14 +5,14 @@ test texts at its max_len; rounds interleave the backends, so a noisy neighbour 
 Prints samples/s and p50/p95 latency per backend at batch 1 and batch 32, and the export's check
 (test accuracy and agreement with torch, from export.json)."""
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import numpy as np
 
-from sweep.rundir import CLASSIFIER_FILE, EXPORT_FILE, ONNX_DIR, ONNX_MODELS, read_json
+from sweep.rundir import EXPORT_FILE, ONNX_DIR, ONNX_MODELS, read_json
+from sweep.serve.checkpoint import read_meta
 
 BATCHES = {1: 16, 32: 4}  # requests per round at each batch size
 
@@ -21,16 +21,16 @@ def backends(best: Path, threads: int) -> Dict[str, Callable]:
     """{backend: probabilities(texts)} for torch and each model the export holds."""
     import torch
 
-    from sweep.model.classifier import Classifier, load_tokenizer
     from sweep.model.device import resolve_precision
+    from sweep.serve.checkpoint import load_checkpoint
     from sweep.serve.classify import model_outputs, softmax
     from sweep.serve.onnx_runtime import OnnxClassifier
 
     torch.set_num_threads(threads)
-    meta = json.loads((best / CLASSIFIER_FILE).read_text())
+    meta = read_meta(best)
     if meta.get("task", "single_label") != "single_label":  # its figures compare class labels, as the export's check
         raise SystemExit(f"bench --inference: {best} holds a {meta['task']} model; it times single-label classifiers")
-    model, tokenizer = Classifier.from_pretrained(best), load_tokenizer(str(best))
+    model, tokenizer = load_checkpoint(best)
     cpu = torch.device("cpu")
     fp32, truncation = resolve_precision("fp32", cpu), meta.get("truncation", "head")
 
@@ -81,7 +81,7 @@ def print_inference(run_dir: Path, rows: List[Dict[str, Any]], rounds: int, thre
     from sweep.serve.onnx_export import locate
 
     _, best = locate(Path(run_dir))
-    meta = json.loads((best / CLASSIFIER_FILE).read_text())
+    meta = read_meta(best)
     checked = (read_json(best / ONNX_DIR / EXPORT_FILE) or {}).get("check", {})
     print(f"{best}: max_len {meta['max_len']}, {threads} threads, {rounds} rounds; a request: tokenize + forward")
     print(f"{'backend':<10} {'batch':>5} {'samples/s':>10} {'x torch':>8} {'p50 ms':>8} {'p95 ms':>8} {'test acc':>9}")

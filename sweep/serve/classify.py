@@ -4,7 +4,6 @@ data.truncation, pairs); torch on the GPU in bf16 where there is one, or the run
 Runtime (sweep/serve/onnx_runtime.py, without torch); one row per text with the label's name, its class
 id and every class's probability, written as CSV or JSON Lines."""
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -160,15 +159,12 @@ BACKENDS = ("torch", "onnx", "onnx-int8")  # onnx*: the export in best/onnx/ (sw
 
 
 def torch_outputs(directory: Path, meta: dict, texts, pairs, batch_size: int, device: str):
-    from transformers.utils import logging as transformers_logging
-
-    from sweep.model.classifier import Classifier, load_tokenizer
     from sweep.model.device import resolve_device, resolve_precision
+    from sweep.serve.checkpoint import load_checkpoint
 
-    transformers_logging.disable_progress_bar()  # "Loading weights" bars: predict.py's own bar is the one to show
     torch_device = resolve_device(device)
-    model = Classifier.from_pretrained(directory).to(torch_device)
-    tokenizer = load_tokenizer(str(directory))
+    model, tokenizer = load_checkpoint(directory)
+    model = model.to(torch_device)
     precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
     max_len = int(meta.get("max_len") or tokenizer.model_max_length)
     truncation = meta.get("truncation", "head")  # checkpoints from before data.truncation kept the head
@@ -200,10 +196,10 @@ def predict(
     prob_<label> (multi_label); pred, the number (regression)."""
     import pandas as pd
 
-    from sweep.rundir import CLASSIFIER_FILE
+    from sweep.serve.checkpoint import read_meta
 
     directory = checkpoint_dir(Path(run_dir))
-    meta = json.loads((directory / CLASSIFIER_FILE).read_text())
+    meta = read_meta(directory)
     require_matching_input(meta, directory, pairs)
     task = meta.get("task", "single_label")
     if backend != "torch":

@@ -6,7 +6,6 @@ the run's test rows (sweep/serve/export_check.py), written into best/onnx/ all a
 the hash of the weights exported, the opset, the versions, the int8 settings with the CPU, the check."""
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -28,6 +27,7 @@ from sweep.rundir import (
     read_json,
     write_json,
 )
+from sweep.serve.checkpoint import load_checkpoint, read_meta
 from sweep.serve.export_check import check, int8_missed, remedy, shortfalls
 from sweep.serve.onnx_fusion import fuse_for_onnxruntime
 from sweep.serve.onnx_runtime import INSTALL_HINT
@@ -89,20 +89,6 @@ def require_writable(best: Path) -> None:
         raise ExportError(
             f"cannot write {best / ONNX_DIR}: {str(best)!r} is read-only; export a writable copy of the run dir"
         )
-
-
-def load_checkpoint(best: Path):
-    """The classifier (fp32, eval) and its tokenizer; one line when best/ does not load."""
-    from transformers.utils import logging as transformers_logging
-
-    from sweep.model.classifier import Classifier, load_tokenizer
-
-    transformers_logging.disable_progress_bar()
-    try:
-        return Classifier.from_pretrained(best), load_tokenizer(str(best))
-    except Exception as error:  # safetensors, transformers and json each raise their own
-        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-        raise ExportError(f"the checkpoint in {str(best)!r} does not load ({type(error).__name__}: {reason})") from None
 
 
 def test_rows(run_dir: Path, rows: int) -> Tuple[List[str], Optional[List[str]], List[int]]:
@@ -222,7 +208,7 @@ def export(
     from sweep.serve.model_card import write_model_card
 
     run_dir, best = locate(Path(path))
-    meta = json.loads((best / CLASSIFIER_FILE).read_text())
+    meta = read_meta(best)
     task = meta.get("task", "single_label")
     if task != "single_label":  # its check compares class labels and probabilities
         raise ExportError(f"{str(best)!r} holds a {task} model; the export serves single-label classifiers")

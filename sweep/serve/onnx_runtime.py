@@ -10,8 +10,9 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from sweep.data.truncation import keep_tokens
-from sweep.errors import OnnxUnavailable
-from sweep.rundir import CLASSIFIER_FILE, EXPORT_FILE, ONNX_DIR, ONNX_MODELS
+from sweep.errors import CheckpointError, OnnxUnavailable
+from sweep.rundir import EXPORT_FILE, ONNX_DIR, ONNX_MODELS
+from sweep.serve.checkpoint import read_meta, reason
 from sweep.serve.quantization import cpu_features
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'  # the extra that pins onnx, onnxruntime and onnxscript
@@ -54,11 +55,15 @@ class OnnxClassifier:
         if threads:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         model = str(directory / ONNX_MODELS[backend])
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        try:  # a damaged model, export.json or tokenizer: one line, as predict.py's torch path says it
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            record = json.loads((directory / EXPORT_FILE).read_text())
+            self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+        except Exception as error:
+            raise CheckpointError(f"the export in {str(directory)!r} does not load ({reason(error)})") from None
         self.input_names = [node.name for node in self.session.get_inputs()]
-        meta = json.loads((directory / CLASSIFIER_FILE).read_text())
+        meta = read_meta(directory)
         self.max_len, self.truncation = int(meta["max_len"]), meta.get("truncation", "head")
-        record = json.loads((directory / EXPORT_FILE).read_text())
         self.pad_id = record["pad_token_id"]
         if backend == "onnx-int8" and "int8" not in record and cpu_features()["vnni"] is False:
             log.warning(  # exported before 7-bit weights (sweep/serve/quantization.py): its check may not hold here
@@ -66,7 +71,6 @@ class OnnxClassifier:
                 "be lower here than its check says; export it again for 7-bit weights, which hold on every CPU",
                 model,
             )
-        self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
 
     def encode(self, texts: List[str], pairs: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
         """Token ids, type ids and the mask, padded to the batch's longest, as int64 arrays."""
