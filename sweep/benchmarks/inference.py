@@ -13,6 +13,7 @@ import numpy as np
 
 from sweep.rundir import EXPORT_FILE, ONNX_DIR, ONNX_MODELS, read_json
 from sweep.serve.checkpoint import read_meta
+from sweep.serve.quantization import cpu_features
 
 BATCHES = {1: 16, 32: 4}  # requests per round at each batch size
 
@@ -84,6 +85,9 @@ def print_inference(run_dir: Path, rows: List[Dict[str, Any]], rounds: int, thre
     meta = read_meta(best)
     checked = (read_json(best / ONNX_DIR / EXPORT_FILE) or {}).get("check", {})
     print(f"{best}: max_len {meta['max_len']}, {threads} threads, {rounds} rounds; a request: tokenize + forward")
+    cpu = cpu_features()  # int8's speed depends on it far more than fp32's (sweep/serve/quantization.py)
+    sets = ", ".join(name for name in ("avx2", "avx512", "vnni") if cpu[name]) or "none of avx2, avx512, vnni"
+    print(f"CPU: {cpu['model']} ({cpu['machine']}; {sets})")
     print(f"{'backend':<10} {'batch':>5} {'samples/s':>10} {'x torch':>8} {'p50 ms':>8} {'p95 ms':>8} {'test acc':>9}")
     torch_rate = {row["batch"]: row["samples_per_s"] for row in rows if row["backend"] == "torch"}
     for row in sorted(rows, key=lambda r: (r["batch"], r["backend"] != "torch", r["backend"])):
