@@ -204,7 +204,8 @@ def compile_model(
 
 
 def warmup_batches(prepared, batch_size: int, eval_batch_size: int) -> list:
-    """One batch of every shape the run will feed the model (prepared: the job's Prepared, sweep/fit/trainer.py): full and last partial train batches
+    """One batch of every shape the run will feed the model (prepared: the job's Prepared, in
+    sweep/fit/trainer.py): full and last partial train batches
     (forward + backward), full and last partial valid and test batches (evaluation). With dynamic
     padding the lengths are dynamic, so these cover the batch sizes."""
     splits, shapes = prepared.splits, []

@@ -174,7 +174,8 @@ def run(
     gpu_claim: entered once the run dir says "running", held until the run ends; the device it
     gives (if any) is where the job trains. A claim that fails is written down like any failure.
     threads: torch CPU threads for this job (None: torch's default).
-    trial: the tune trial this job is (sweep/launch/trial.py): told the select metric after each validation, may prune it.
+    trial: the tune trial this job is (sweep/launch/trial.py): told the select metric after each
+    validation, may prune it.
     A failure is written into the run dir (metrics.json, and train.log with its traceback) and
     raised; what the terminal shows of it is the caller's to say (sweep/train.py)."""
     if not sys.stderr.isatty():  # progress bars only for a person at a terminal, not in logs

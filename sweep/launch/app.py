@@ -1,5 +1,6 @@
-"""The train app's Hydra side (sweep/train.py is the app): where the config tree is, what Hydra says of this job (its run dir, group and name in the sweep, threads, GPU claim,
-tune trial), and what the terminal shows of a job that failed."""
+"""The train app's Hydra side (sweep/train.py is the app): where the config tree is, what Hydra says
+of this job (its run dir, group and name in the sweep, threads, GPU claim, tune trial), and what the
+terminal shows of a job that failed."""
 
 import sys
 import traceback

@@ -61,7 +61,8 @@ class Parameterless(nn.Module):
 
 
 POOLERS: Dict[str, Pooler] = {"cls": cls_pool, "mean": mean_pool, "max": max_pool, "cls_mean": cls_mean_pool}
-# what one pass of a frozen encoder yields for sweep/fit/frozen_features.py's cache (cls_mean is cls and mean side by side)
+# what one pass of a frozen encoder yields for sweep/fit/frozen_features.py's cache
+# (cls_mean is cls and mean side by side)
 ENCODED = ("cls", "mean", "max")
 LEARNED = {"attention": AttentionPool}  # poolings with parameters, trained with the head
 SIDE_BY_SIDE = {"cls_mean": ("cls", "mean")}  # poolings that are others concatenated, in this order
