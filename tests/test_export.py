@@ -201,12 +201,15 @@ def test_bad_exports_get_one_line_naming_the_problem_and_change_nothing(smoke_sw
             message = capsys.readouterr().err.strip()
             assert "\n" not in message and all(s in message for s in said), (argv, message)
             assert snapshot(shared) == before, argv
-        # the same damaged checkpoint: predict.py and bench.py --inference answer as export.py does
+        # the same damaged checkpoint: predict.py and bench.py --inference answer as export.py does. bench
+        # sets torch's threads in this process: given the worker's own, the runs trained here later stay as they were
+        import torch
+
         said_by_export = None
         for command in (
             export_main,
             lambda argv: predict_main([*argv, "a text"]),
-            lambda argv: bench_main(["--inference", *argv]),
+            lambda argv: bench_main(["--inference", *argv, "--threads", str(torch.get_num_threads())]),
         ):
             assert command([str(broken)]) == 2
             message = capsys.readouterr().err.strip()
