@@ -1,6 +1,12 @@
-"""What `sweep/bench.py` compares, and its options.
+"""The options of `sweep/bench.py`, and what each benchmark compares (--help shows it)."""
 
-"project" is `sweep.fit.step.train_step` on a `sweep.model.classifier.Classifier` with the optimizer of
+import argparse
+
+from sweep.benchmarks.data_prep import REPO
+from sweep.benchmarks.harness import MODELS
+from sweep.config.schema import TRUNCATIONS
+
+COMPARED = """"project" is `sweep.fit.step.train_step` on a `sweep.model.classifier.Classifier` with the optimizer of
 `sweep.fit.optimizer.build_optimizer` (the seed recipe: Adam, lr 5e-5, constant); "bare" is a plain loop
 (forward, cross_entropy, backward, torch.optim.Adam with its defaults, zero_grad) on the same
 architecture, weights, batches and precision. Both run in this process, interleaved in blocks
@@ -13,16 +19,10 @@ step, on the same weights and batches), sweep/benchmarks/regimes.py, which needs
 run's best/ in torch and its ONNX export in ONNX Runtime, batch 1 and 32), sweep/benchmarks/inference.py.
 Needs only torch and transformers (GPU machines have no hydra or datasets); --data needs datasets."""
 
-import argparse
-
-from sweep.benchmarks.data_prep import REPO
-from sweep.benchmarks.harness import MODELS
-from sweep.config.schema import TRUNCATIONS
-
 
 def parse_args(argv=None, usage: str = "") -> argparse.Namespace:
     """usage: the command's docstring, shown first by --help."""
-    description = f"{usage}\n{__doc__.split(chr(10), 2)[2]}"
+    description = f"{usage}\n{COMPARED}"
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--model",
