@@ -3,8 +3,11 @@ number per text). Their labels read from CSV / JSONL, the metrics on hand-checka
 labels as one line, and tiny BERT runs on generated data that can be learned, read by predict.py and
 collect."""
 
+import contextlib
+import io
 import json
 import random
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -223,6 +226,54 @@ def test_collect_puts_each_task_in_its_own_terms(task_sweeps, capsys):
     lines = (task_sweeps["regression"] / "comparison.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| model"))
     assert "test Pearson r" in header and "acc" not in header  # its own figures, no empty accuracy columns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_the_onnx_export_serves_each_task_as_torch_does(task_sweeps, tmp_path, task):
+    from test_predict import the_test_split
+
+    from sweep.bench import main as bench_main
+    from sweep.export import main as export_main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(run_dirs(task_sweeps[task])[-1], run_dir)  # the shared runs are only read
+    assert export_main([str(run_dir), "--quantize", "int8"]) == 0
+    record = json.loads((run_dir / "best" / "onnx" / "export.json").read_text())
+    checked, headline = record["check"], {"multi_label": "micro_f1", "regression": "pearson"}[task]
+    assert record["failed_check"] == [] and checked["task"] == task and checked["onnx"]["agreement"] == 1.0
+    assert checked["onnx"]["max_prob_diff" if task == "multi_label" else "max_std_diff"] <= 1e-4
+    assert checked["onnx-int8"]["agreement"] >= 0.98
+    # the check's rows are the run's whole test split: its torch figure is the run's own
+    assert checked["torch"][f"test_{headline}"] == pytest.approx(metrics(run_dir)[f"test/{headline}"], abs=1e-3)
+    card = (run_dir / "best" / "README.md").read_text()
+    assert f"| backend | {checked['answers']} agree | max diff" in card and f"test {headline}" in card
+
+    texts, _ = the_test_split(run_dir)
+    pd.DataFrame({"text": texts}).to_json(tmp_path / "test.jsonl", orient="records", lines=True)
+    tables = {}
+    for backend in ("torch", "onnx", "onnx-int8"):
+        said = predict_main(run_dir, "--file", tmp_path / "test.jsonl", "--backend", backend)
+        assert said.returncode == 0, said.stderr
+        tables[backend] = pd.read_csv(pd.io.common.StringIO(said.stdout), keep_default_na=False)
+    torch_table = tables["torch"]
+    assert list(tables["onnx"].columns) == list(torch_table.columns) and len(tables["onnx"]) == len(texts)
+    if task == "multi_label":
+        same = {b: (tables[b]["labels"] == torch_table["labels"]).mean() for b in ("onnx", "onnx-int8")}
+    else:  # within a tenth of the target's spread, the export's rule
+        std = json.loads((run_dir / "best" / "classifier.json").read_text())["target_std"]
+        same = {b: (abs(tables[b]["pred"] - torch_table["pred"]) <= 0.1 * std).mean() for b in ("onnx", "onnx-int8")}
+        assert tables["onnx"]["pred"].to_numpy() == pytest.approx(torch_table["pred"].to_numpy(), abs=1e-4 * std)
+    assert same["onnx"] == 1.0 and same["onnx-int8"] >= 0.98, same
+
+    # sets torch's threads in this process: given the worker's own, later runs here train as before
+    bench = ["--inference", str(run_dir), "--rounds", "1", "--threads", str(torch.get_num_threads())]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench_main(bench) == 0
+    rows = [line.split() for line in out.getvalue().splitlines() if line.startswith(("torch ", "onnx"))]
+    assert sorted({row[0] for row in rows}) == ["onnx", "onnx-int8", "torch"] and len(rows) == 6
+    assert f"test {headline}" in out.getvalue()
 
 
 @pytest.mark.slow

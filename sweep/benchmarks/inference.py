@@ -2,8 +2,9 @@
 process: torch (eager, fp32, best/), onnx and onnx-int8 (best/onnx/, ONNX Runtime) where the run was
 exported. Each request is tokenization and the forward pass, as a server runs it, on the run's own
 test texts at its max_len; rounds interleave the backends, so a noisy neighbour slows them alike.
-Prints samples/s and p50/p95 latency per backend at batch 1 and batch 32, and the export's check
-(test accuracy and agreement with torch, from export.json)."""
+Every task (the run's own reading of the outputs is part of a request). Prints samples/s and p50/p95
+latency per backend at batch 1 and batch 32, and the export's check (the task's headline test figure
+and agreement with torch, from export.json)."""
 
 import time
 from pathlib import Path
@@ -13,36 +14,37 @@ import numpy as np
 
 from sweep.rundir import EXPORT_FILE, ONNX_DIR, ONNX_MODELS, read_json
 from sweep.serve.checkpoint import read_meta
+from sweep.serve.export_check import test_headline
 from sweep.serve.quantization import cpu_features
+from sweep.serve.readout import read, task_of
 
 BATCHES = {1: 16, 32: 4}  # requests per round at each batch size
 
 
 def backends(best: Path, threads: int) -> Dict[str, Callable]:
-    """{backend: probabilities(texts)} for torch and each model the export holds."""
+    """{backend: answer(texts)} for torch and each model the export holds: the forward pass and the
+    run's task reading its outputs (sweep/serve/readout.py), as predict.py serves it."""
     import torch
 
     from sweep.model.device import resolve_precision
     from sweep.serve.checkpoint import load_checkpoint
-    from sweep.serve.classify import model_outputs, softmax
+    from sweep.serve.classify import model_outputs
     from sweep.serve.onnx_runtime import OnnxClassifier
 
     torch.set_num_threads(threads)
     meta = read_meta(best)
-    if meta.get("task", "single_label") != "single_label":  # its figures compare class labels, as the export's check
-        raise SystemExit(f"bench --inference: {best} holds a {meta['task']} model; it times single-label classifiers")
     model, tokenizer = load_checkpoint(best)
     cpu = torch.device("cpu")
     fp32, truncation = resolve_precision("fp32", cpu), meta.get("truncation", "head")
 
     def eager(texts):
-        return softmax(model_outputs(model, tokenizer, texts, None, meta["max_len"], len(texts), cpu, fp32, truncation))
+        return model_outputs(model, tokenizer, texts, None, meta["max_len"], len(texts), cpu, fp32, truncation)
 
     served = {"torch": eager}
     for backend, name in ONNX_MODELS.items():
         if (best / ONNX_DIR / name).is_file():
-            served[backend] = OnnxClassifier(best / ONNX_DIR, backend, threads).probabilities
-    return served
+            served[backend] = OnnxClassifier(best / ONNX_DIR, backend, threads).outputs
+    return {backend: (lambda texts, outputs=outputs: read(outputs(texts), meta)) for backend, outputs in served.items()}
 
 
 def bench_inference(run_dir: Path, rounds: int, threads: int) -> List[Dict[str, Any]]:
@@ -50,7 +52,9 @@ def bench_inference(run_dir: Path, rounds: int, threads: int) -> List[Dict[str, 
     from sweep.serve.onnx_export import locate, test_rows
 
     run_dir, best = locate(Path(run_dir))
-    texts = test_rows(run_dir, max(size * count for size, count in BATCHES.items()))[0]
+    needed = max(size * count for size, count in BATCHES.items())
+    texts = test_rows(run_dir, needed)[0]
+    texts = (texts * -(-needed // len(texts)))[:needed]  # a test split smaller than a round's requests: repeated
     served = backends(best, threads)
     latencies: Dict[tuple, List[float]] = {(b, size): [] for b in served for size in BATCHES}
     for probabilities in served.values():  # warm-up: each backend's first call
@@ -88,17 +92,22 @@ def print_inference(run_dir: Path, rows: List[Dict[str, Any]], rounds: int, thre
     cpu = cpu_features()  # int8's speed depends on it far more than fp32's (sweep/serve/quantization.py)
     sets = ", ".join(name for name in ("avx2", "avx512", "vnni") if cpu[name]) or "none of avx2, avx512, vnni"
     print(f"CPU: {cpu['model']} ({cpu['machine']}; {sets})")
-    print(f"{'backend':<10} {'batch':>5} {'samples/s':>10} {'x torch':>8} {'p50 ms':>8} {'p95 ms':>8} {'test acc':>9}")
+    headline = test_headline(task_of(meta))
+    title = headline.replace("_", " ", 1)
+    print(f"{'backend':<10} {'batch':>5} {'samples/s':>10} {'x torch':>8} {'p50 ms':>8} {'p95 ms':>8} {title:>14}")
     torch_rate = {row["batch"]: row["samples_per_s"] for row in rows if row["backend"] == "torch"}
     for row in sorted(rows, key=lambda r: (r["batch"], r["backend"] != "torch", r["backend"])):
-        acc = checked.get(row["backend"], {}).get("test_acc")
+        test = checked.get(row["backend"], {}).get(headline)
         print(
             f"{row['backend']:<10} {row['batch']:>5} {row['samples_per_s']:>10.1f} "
             f"{row['samples_per_s'] / torch_rate[row['batch']]:>7.2f}x {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
-            f"{'' if acc is None else f'{acc:.4f}':>9}"
+            f"{'' if test is None else f'{test:.4f}':>14}"
         )
     if checked:
         agree = ", ".join(f"{b} {checked[b]['agreement']:.1%}" for b in ONNX_MODELS if b in checked)
-        print(f"test acc and agreement with torch from the export's check on {checked['rows']} test rows: {agree}")
+        print(
+            f"{title} and {checked.get('answers', 'labels')} agreeing with torch, from the export's check on "
+            f"{checked['rows']} test rows: {agree}"
+        )
     else:
         print("no export in best/onnx: encoder-sweep-export RUN_DIR --quantize int8 adds the onnx backends")

@@ -98,23 +98,6 @@ def require_matching_input(meta: dict, directory: Path, pairs: Optional[List[str
         raise PredictError(f"{str(directory)!r} was trained on single texts, not pairs: drop --pair-column")
 
 
-def label_names(meta: dict, num_labels: int) -> List[str]:
-    """The class names saved with the checkpoint; checkpoints saved before they were recorded come
-    from the project's binary datasets (IMDB, generated reviews), labelled neg/pos."""
-    from sweep.rundir import LABEL_NAMES
-
-    if meta.get("label_names"):
-        return list(meta["label_names"])
-    return list(LABEL_NAMES) if num_labels == len(LABEL_NAMES) else [f"class_{i}" for i in range(num_labels)]
-
-
-def softmax(logits):
-    """Class probabilities of the head's outputs (n x classes, numpy)."""
-    import torch
-
-    return torch.from_numpy(logits).softmax(dim=-1).numpy()
-
-
 def model_outputs(
     model,
     tokenizer,
@@ -171,8 +154,8 @@ def torch_outputs(directory: Path, meta: dict, texts, pairs, batch_size: int, de
     return model_outputs(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation)
 
 
-def onnx_probabilities(directory: Path, backend: str, texts, pairs, batch_size: int):
-    """The export's probabilities, through ONNX Runtime on the CPU: no torch import on this path."""
+def onnx_outputs(directory: Path, backend: str, texts, pairs, batch_size: int):
+    """The export's outputs, through ONNX Runtime on the CPU: no torch import on this path."""
     from sweep.rundir import EXPORT_FILE, read_json
     from sweep.serve.onnx_runtime import OnnxClassifier, export_dir
 
@@ -180,7 +163,7 @@ def onnx_probabilities(directory: Path, backend: str, texts, pairs, batch_size: 
     failed = (read_json(onnx_dir / EXPORT_FILE) or {}).get("failed_check")
     if failed:
         print(f"predict.py: warning: this export failed its check against torch: {'; '.join(failed)}", file=sys.stderr)
-    return OnnxClassifier(onnx_dir, backend).probabilities(texts, pairs, batch_size)
+    return OnnxClassifier(onnx_dir, backend).outputs(texts, pairs, batch_size)
 
 
 def predict(
@@ -191,52 +174,19 @@ def predict(
     pairs: Optional[List[str]] = None,
     backend: str = "torch",
 ):
-    """A DataFrame per text (or pair), in input order, as the run's task reads its outputs: label,
-    class_id and prob_<label> (single_label); labels (the predicted set, comma-separated) and
-    prob_<label> (multi_label); pred, the number (regression)."""
-    import pandas as pd
-
+    """A DataFrame per text (or pair), in input order, as the run's task reads its outputs
+    (sweep/serve/readout.py): the label, the label set or the number, with the probabilities."""
     from sweep.serve.checkpoint import read_meta
+    from sweep.serve.readout import read, table
 
     directory = checkpoint_dir(Path(run_dir))
     meta = read_meta(directory)
     require_matching_input(meta, directory, pairs)
-    task = meta.get("task", "single_label")
-    if backend != "torch":
-        if task != "single_label":
-            raise PredictError(
-                f"--backend {backend}: the export serves single-label classifiers; this run's task is {task}"
-            )
-        probs = onnx_probabilities(directory, backend, texts, pairs, batch_size)
-        return class_table(probs, label_names(meta, probs.shape[1]))
-    outputs = torch_outputs(directory, meta, texts, pairs, batch_size, device)
-    if task == "regression":
-        return pd.DataFrame({"pred": outputs[:, 0].astype("float64") * meta["target_std"] + meta["target_mean"]})
-    names = label_names(meta, outputs.shape[1])
-    if task == "multi_label":
-        import torch
-
-        probs = torch.from_numpy(outputs).sigmoid().numpy()
-        chosen = probs >= meta.get("threshold", 0.5)
-        table = pd.DataFrame({"labels": [",".join(n for n, on in zip(names, row) if on) for row in chosen]})
-        return with_probabilities(table, probs, names)
-    return class_table(softmax(outputs), names)
-
-
-def with_probabilities(table, probs, names: List[str]):
-    """prob_<name> per class (or label), beside the table's predictions."""
-    for i, name in enumerate(names):
-        table[f"prob_{name}"] = probs[:, i]
-    return table
-
-
-def class_table(probs, names: List[str]):
-    """single_label: the most probable class's name and id, and every class's probability."""
-    import pandas as pd
-
-    class_ids = probs.argmax(axis=1)
-    table = pd.DataFrame({"label": [names[i] for i in class_ids], "class_id": class_ids})
-    return with_probabilities(table, probs, names)
+    if backend == "torch":
+        outputs = torch_outputs(directory, meta, texts, pairs, batch_size, device)
+    else:
+        outputs = onnx_outputs(directory, backend, texts, pairs, batch_size)
+    return table(read(outputs, meta), meta)
 
 
 def write(table, out: Optional[str], fmt: Optional[str]) -> None:

@@ -121,6 +121,8 @@ def usage(meta: Dict[str, Any]) -> List[str]:
 
 
 def export_section(record: Dict[str, Any]) -> List[str]:
+    from sweep.serve.export_check import max_diff, test_headline
+
     checked = record.get("check", {})
     lines = [
         "## ONNX export",
@@ -130,11 +132,20 @@ def export_section(record: Dict[str, Any]) -> List[str]:
         f"(or `onnx-int8`). Checked on {checked.get('rows')} test rows against torch:",
         "",
     ]
-    lines += ["| backend | labels agree | max prob diff | test acc | samples/s |", "|---|---|---|---|---|"]
+    headline, unit = (
+        test_headline(checked.get("task", "single_label")),
+        "target std" if checked.get("task") == "regression" else "prob",
+    )
+    lines += [
+        f"| backend | {checked.get('answers', 'labels')} agree | max diff ({unit}) | {headline.replace('_', ' ', 1)} "
+        "| samples/s |",
+        "|---|---|---|---|---|",
+    ]
     for backend in record.get("models", {}):
         found = checked.get(backend, {})
-        figures = [("agreement", ".2%"), ("max_prob_diff", ".1e"), ("test_acc", ".4f"), ("samples_per_s", ".0f")]
-        lines.append(f"| {backend} | " + " | ".join(number(found.get(k), spec) for k, spec in figures) + " |")
+        figures = [(found.get("agreement"), ".2%"), (max_diff(found), ".1e"), (found.get(headline), ".4f")]
+        figures.append((found.get("samples_per_s"), ".0f"))
+        lines.append(f"| {backend} | " + " | ".join(number(value, spec) for value, spec in figures) + " |")
     if record.get("failed_check"):
         lines += ["", "**The check failed:** " + "; ".join(record["failed_check"]) + "."]
     return lines

@@ -28,7 +28,7 @@ from sweep.rundir import (
     write_json,
 )
 from sweep.serve.checkpoint import load_checkpoint, read_meta
-from sweep.serve.export_check import check, int8_missed, remedy, shortfalls
+from sweep.serve.export_check import check, figure, int8_missed, max_diff, remedy, shortfalls, test_headline
 from sweep.serve.onnx_fusion import fuse_for_onnxruntime
 from sweep.serve.onnx_runtime import INSTALL_HINT
 from sweep.serve.quantization import quantize, require_kinds, settings
@@ -209,9 +209,6 @@ def export(
 
     run_dir, best = locate(Path(path))
     meta = read_meta(best)
-    task = meta.get("task", "single_label")
-    if task != "single_label":  # its check compares class labels and probabilities
-        raise ExportError(f"{str(best)!r} holds a {task} model; the export serves single-label classifiers")
     require_exporter(opset)
     require_writable(best)
     model, tokenizer = load_checkpoint(best)
@@ -235,7 +232,7 @@ def export(
         record["check"], reference = check(model, tokenizer, meta, tmp, backends, checked_rows)
         if int8_missed(record["check"]):  # which layer kinds kept fp32 would meet it
             with errors_only(""):
-                record["int8"]["remedy"] = remedy(tmp, keep_fp32, checked_rows, reference)
+                record["int8"]["remedy"] = remedy(tmp, keep_fp32, checked_rows, reference, meta)
         record["failed_check"] = shortfalls(record["check"], record.get("int8", {}).get("remedy"))
         write_json(tmp / EXPORT_FILE, record)
     write_model_card(run_dir)  # the card lists the export and its agreement
@@ -244,15 +241,14 @@ def export(
 
 def summary(best: Path, record: Dict[str, Any]) -> str:
     checked = record["check"]
+    headline = test_headline(checked.get("task", "single_label"))
     lines = [f"exported {best / ONNX_DIR}: {', '.join(record['models'].values())} (opset {record['opset']})"]
-    lines.append(
-        f"checked on {checked['rows']:,} test rows against torch (test acc {checked['torch']['test_acc']:.4f}):"
-    )
+    lines.append(f"checked on {checked['rows']:,} test rows against torch ({figure(headline, checked['torch'])}):")
     for backend in record["models"]:
         found = checked[backend]
         lines.append(
-            f"  {backend}: labels agree {found['agreement']:.2%}, max prob diff {found['max_prob_diff']:.1e}, "
-            f"test acc {found['test_acc']:.4f}, {found['samples_per_s']:.0f} samples/s "
+            f"  {backend}: {checked.get('answers', 'labels')} agree {found['agreement']:.2%}, "
+            f"max diff {max_diff(found):.1e}, {figure(headline, found)}, {found['samples_per_s']:.0f} samples/s "
             f"(torch {checked['torch']['samples_per_s']:.0f}; batch {checked['batch_size']}, {checked['threads']} threads)"
         )
     return "\n".join(lines)

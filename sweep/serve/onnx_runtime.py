@@ -43,8 +43,8 @@ def export_dir(best: Path, backend: str) -> Path:
 
 
 class OnnxClassifier:
-    """The classifier of an export dir: probabilities(texts) as predict.py's torch path computes
-    them, with the same tokens kept (the run's max_len and data.truncation, pairs joined)."""
+    """The classifier of an export dir: outputs(texts) as predict.py's torch path computes them, with
+    the same tokens kept (the run's max_len and data.truncation, pairs joined)."""
 
     def __init__(self, directory: Path, backend: str = "onnx", threads: Optional[int] = None):
         from tokenizers import Tokenizer
@@ -91,16 +91,12 @@ class OnnxClassifier:
                 arrays[name][i, : len(values)] = values
         return {name: arrays[name] for name in self.input_names}
 
-    def probabilities(self, texts: List[str], pairs: Optional[List[str]] = None, batch_size: int = 32) -> np.ndarray:
-        """Softmax over the classes for each text (or pair): n x classes, float32."""
+    def outputs(self, texts: List[str], pairs: Optional[List[str]] = None, batch_size: int = 32) -> np.ndarray:
+        """The head's outputs (logits) for each text (or pair): n x outputs, float32; the run's task
+        reads them (sweep/serve/readout.py)."""
         out = []
         for start in range(0, len(texts), batch_size):
             batch_pairs = pairs[start : start + batch_size] if pairs is not None else None
             (logits,) = self.session.run(None, self.encode(texts[start : start + batch_size], batch_pairs))
-            out.append(softmax(logits.astype(np.float32)))
+            out.append(logits.astype(np.float32))
         return np.concatenate(out)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
