@@ -1,6 +1,8 @@
 """The errors a user can fix: reported on the terminal in one line, without a traceback (which goes
 to the job's train.log for whoever debugs)."""
 
+import argparse
+
 
 class InputError(ValueError):
     """Bad input (a config value, a path, a model or dataset that cannot be reached), said in one
@@ -54,3 +56,11 @@ class CollectError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, whose own errors (an unknown option, a value of the wrong type) are one line as well,
+    like every other error of the commands, not its usage block first."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sweep.errors import InputError
+from sweep.errors import InputError, OneLineParser
 from sweep.serve.onnx_export import CHECK_ROWS, MIN_OPSET, export, locate, summary
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run dir (its best/ is exported) or a best/ dir")
     p.add_argument("--quantize", choices=["int8"], help="also write model_int8.onnx (dynamic int8 quantization)")
     p.add_argument(

@@ -16,12 +16,12 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from sweep.errors import InputError
+from sweep.errors import InputError, OneLineParser
 from sweep.serve.classify import BACKENDS, predict, read_texts, write
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a run dir (its best/ is used) or a best/ dir")
     p.add_argument("texts", nargs="*", help="texts to classify (else --file, else standard input)")
     p.add_argument("--file", help="a .txt (one text per line), .csv, .jsonl or .parquet file; - for standard input")
@@ -48,10 +48,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         texts, pairs = read_texts(args.texts, args.file, args.text_column, args.pair_column)
         table = predict(args.run_dir, texts, args.batch_size, args.device, pairs, args.backend)
+        write(table, args.out, args.format)
     except InputError as error:
         print(f"predict.py: error: {error}", file=sys.stderr)
         return 2
-    write(table, args.out, args.format)
     return 0
 
 

@@ -59,10 +59,16 @@ def assert_backends_give_the_runs_labels(run_dir: Path, tmp_path: Path) -> None:
     assert record["check"]["onnx"]["agreement"] == 1.0 and record["check"]["onnx"]["max_prob_diff"] <= 1e-4
 
 
+@pytest.fixture(scope="module")
+def exported_run(smoke_sweep, tmp_path_factory):
+    """A copy of a smoke cell exported with int8, for this file's tests to read."""
+    return exported_copy(smoke_sweep / SMOKE_CELL, tmp_path_factory.mktemp("exported"))
+
+
 def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_and_the_table(
-    smoke_sweep, tmp_path, capsys
+    exported_run, smoke_sweep, tmp_path, capsys
 ):
-    run_dir = exported_copy(smoke_sweep / SMOKE_CELL, tmp_path)
+    run_dir = exported_run
     onnx_dir = run_dir / "best" / "onnx"
     record = json.loads((onnx_dir / "export.json").read_text())
     for name in ("model.onnx", "model_int8.onnx", "tokenizer.json", "classifier.json"):
@@ -138,6 +144,61 @@ def test_an_export_serves_the_runs_labels_without_torch_and_shows_in_the_card_an
     )
     assert pd.isna(table.loc[str(other), "onnx_int8_samples_per_s"])
     assert "onnx int8 samples/s" in (tmp_path / "table" / "comparison.md").read_text()
+
+
+def exit_code(command, argv) -> int:
+    try:
+        return command(argv)
+    except SystemExit as exit:  # argparse's own errors
+        return exit.code
+
+
+def test_every_error_a_user_can_cause_is_one_line_for_every_backend(exported_run, smoke_sweep, tmp_path, capsys):
+    """predict.py with each backend, export.py and bench.py --inference: exit 2, one line naming what is
+    wrong, nothing on standard output."""
+    import torch
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(exported_run, damaged)
+    for name in ("model.safetensors", "onnx/model.onnx", "onnx/model_int8.onnx"):
+        path = damaged / "best" / name
+        path.write_bytes(path.read_bytes()[:2000])  # a copy cut short
+    (tmp_path / "latin1.txt").write_bytes("une critique trop sévère\n".encode("latin-1"))
+    (tmp_path / "cut.parquet").write_bytes(b"PAR1 and nothing more")
+    pd.DataFrame({"review": ["a fine film"]}).to_csv(tmp_path / "reviews.csv", index=False)
+    not_exported = smoke_sweep / "experiment=smoke,model=bert,pooling=cls"
+    run, text = str(exported_run), "a fine film"
+    for backend in ("torch", "onnx", "onnx-int8"):
+        cases = [
+            ([str(tmp_path / "nowhere"), text], "no such run dir"),
+            ([str(damaged), text], "does not load"),
+            ([run, text, "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+            ([run, text, "--batch-size", "all"], "invalid int value: 'all'"),
+            ([run, "--file", str(tmp_path / "latin1.txt")], "cannot read"),
+            ([run, "--file", str(tmp_path / "cut.parquet")], "cannot read"),
+            ([run, "--file", str(tmp_path / "reviews.csv")], "has no column 'text'"),
+            ([run, "--file", str(tmp_path / "missing.txt")], "no such file"),
+            ([run, text, "--out", str(tmp_path / "no" / "dir.csv")], "cannot write --out"),
+        ]
+        if backend != "torch":
+            cases.append(([str(not_exported), text], "export it first"))
+        for argv, said in cases:
+            code = exit_code(predict_main, [*argv, "--backend", backend])
+            out, err = capsys.readouterr()
+            assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and said in err, (backend, argv, err)
+    # bench sets torch's threads in this process: given the worker's own, later runs here train as before
+    threads = str(torch.get_num_threads())
+    for command, argv, said in [
+        (export_main, [run, "--check-rows", "0"], "--check-rows 0: must be at least 1"),
+        (export_main, [run, "--quantize", "int4"], "invalid choice: 'int4'"),
+        (bench_main, ["--inference", run, "--rounds", "0"], "--rounds 0: must be at least 1"),
+        (bench_main, ["--inference", run, "--threads", "0"], "--threads 0: must be at least 1"),
+        (bench_main, ["--inference", str(tmp_path / "nowhere"), "--threads", threads], "no such run dir"),
+        (bench_main, ["--inference", str(damaged), "--threads", threads], "does not load"),
+    ]:
+        code = exit_code(command, argv)
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and said in err, (argv, err)
 
 
 def snapshot(directory: Path):

@@ -5,6 +5,7 @@ import argparse
 from sweep.benchmarks.data_prep import REPO
 from sweep.benchmarks.harness import MODELS
 from sweep.config.schema import TRUNCATIONS
+from sweep.errors import OneLineParser
 
 COMPARED = """"project" is `sweep.fit.step.train_step` on a `sweep.model.classifier.Classifier` with the optimizer of
 `sweep.fit.optimizer.build_optimizer` (the seed recipe: Adam, lr 5e-5, constant); "bare" is a plain loop
@@ -23,7 +24,7 @@ Needs only torch and transformers (GPU machines have no hydra or datasets); --da
 def parse_args(argv=None, usage: str = "") -> argparse.Namespace:
     """usage: the command's docstring, shown first by --help."""
     description = f"{usage}\n{COMPARED}"
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--model",
         choices=list(MODELS),
@@ -79,4 +80,10 @@ def parse_args(argv=None, usage: str = "") -> argparse.Namespace:
         args.steps, args.rounds, args.warmup = 3, 2, 1
     if args.warmup is None:
         args.warmup = 10 if args.compile else 3
+    for option in ("batch_size", "max_len", "steps", "rounds", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            p.error(f"--{option.replace('_', '-')} {value}: must be at least 1")
+    if args.warmup < 0:
+        p.error(f"--warmup {args.warmup}: must be 0 or more")
     return args

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from sweep.errors import PredictError
+from sweep.serve.checkpoint import reason
 
 TABLE_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
 PROGRESS_MIN_BATCHES = 10  # a bar only where there is something to wait for
@@ -40,8 +41,8 @@ def read_table_columns(path: Path, columns: Sequence[str]) -> List[List[str]]:
     }
     try:
         table = readers[path.suffix.lower()](path)
-    except ValueError as error:  # pandas' parsers say what is wrong with the file
-        raise PredictError(f"cannot read {str(path)!r} as {path.suffix.lower()[1:]}: {error}") from None
+    except (OSError, ValueError) as error:  # pandas' and pyarrow's parsers say what is wrong with the file
+        raise PredictError(f"cannot read {str(path)!r} as {path.suffix.lower()[1:]}: {reason(error)}") from None
     for column, option in zip(columns, ("--text-column", "--pair-column")):
         if column not in table.columns:
             raise PredictError(
@@ -49,6 +50,14 @@ def read_table_columns(path: Path, columns: Sequence[str]) -> List[List[str]]:
                 f"name the column with {option}"
             )
     return [table[column].astype(str).tolist() for column in columns]
+
+
+def non_empty_lines(read, where: str) -> List[str]:
+    """The lines of a text that hold something; one line where it cannot be read (not UTF-8, no permission)."""
+    try:
+        return [line for line in read().splitlines() if line.strip()]
+    except (OSError, ValueError) as error:
+        raise PredictError(f"cannot read {where} as UTF-8 text, one per line: {reason(error)}") from None
 
 
 def read_texts(
@@ -75,10 +84,10 @@ def read_texts(
             found, *rest = read_table_columns(path, [column] + ([pair_column] if pair_column else []))
             pairs = rest[0] if rest else None
         else:  # plain text, one per line
-            found = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            found = non_empty_lines(lambda: path.read_text(encoding="utf-8"), repr(file))
         where = repr(file)
     else:
-        found = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        found = non_empty_lines(sys.stdin.read, "standard input")
         where = "standard input"
     if not found:
         raise PredictError(f"no texts to classify: {where} is empty")
@@ -191,12 +200,11 @@ def predict(
 
 def write(table, out: Optional[str], fmt: Optional[str]) -> None:
     fmt = fmt or ("jsonl" if out and Path(out).suffix.lower() in (".jsonl", ".json") else "csv")
-    target = out or sys.stdout
-    if fmt == "csv":
-        table.to_csv(target, index=False)
-    else:
-        text = table.to_json(orient="records", lines=True)
-        if out:
-            Path(out).write_text(text)
-        else:
-            sys.stdout.write(text)
+    text = table.to_csv(index=False) if fmt == "csv" else table.to_json(orient="records", lines=True)
+    if not out:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(out).write_text(text)
+    except OSError as error:  # a missing dir, no permission, a full disk
+        raise PredictError(f"cannot write --out {out!r}: {reason(error)}") from None
