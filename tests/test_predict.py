@@ -1,6 +1,7 @@
 """sweep/predict.py, as a user runs it on the smoke grid's checkpoints: the predictions for a run's
 test texts are the ones the run wrote, every way of passing texts works, bad input gets one line."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -88,6 +89,28 @@ def test_options_go_before_between_or_after_the_texts(smoke_sweep, capsys):
         assert predict_main(argv) == 0, argv
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0].splitlines()) == 2
+
+
+def test_rows_come_back_in_input_order_whatever_their_lengths(smoke_sweep, capsys):
+    """predict.py batches texts of like length together (shortest first) and writes the rows back in
+    the order given: each row is the one the text gets alone."""
+    run_dir = str(smoke_sweep / CELLS[1])
+    texts = [
+        "the acting was superb and the music was lovely , a film to see again and again .",
+        "awful .",
+        "the plot was dull .",
+        "superb .",
+        "the music was awful and the acting was poor , a film to forget .",
+    ]
+    assert predict_main([run_dir, "--batch-size", "2", *texts]) == 0
+    together = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    alone = []
+    for text in texts:
+        assert predict_main([run_dir, text]) == 0
+        alone.append(pd.read_csv(io.StringIO(capsys.readouterr().out)))
+    alone = pd.concat(alone, ignore_index=True)
+    assert together["label"].tolist() == alone["label"].tolist()
+    assert together["prob_pos"].to_numpy() == pytest.approx(alone["prob_pos"].to_numpy(), abs=1e-5)
 
 
 def test_bad_input_gets_one_line_naming_it(smoke_sweep, tmp_path, capsys):
