@@ -78,6 +78,11 @@ def parse_args(argv=None, usage: str = "") -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.warmup = 3, 2, 1
+    return checked(p, args)
+
+
+def checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The warmup's default; counts below what a benchmark can run with: one line naming the option (p.error)."""
     if args.warmup is None:
         args.warmup = 10 if args.compile else 3
     for option in ("batch_size", "max_len", "steps", "rounds", "threads"):

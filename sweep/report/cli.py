@@ -140,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tables[EXPECTED_MAX_CSV] = budget
     if any("feature_cache" in r.metrics for r in shown_runs):
         notes.append(FEATURE_CACHE_NOTE)
-    markdown = render_markdown(shown, sig, problems, out, title, notes=notes)
+    markdown = render_markdown(shown, sig, problems, out, title, notes=notes, plots=plots)
     tables = {"comparison.csv": table, "summary.csv": full_summary, "significance.csv": sig, **tables}
     write_files(out, markdown, tables, plots)
 

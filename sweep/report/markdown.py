@@ -4,12 +4,11 @@ column holds, the runs not in the table, the paired significance section and the
 import math
 import os
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from sweep.report.plots import CAPTIONS
 from sweep.report.record import RunRecord
 from sweep.report.stats import ALPHA, BOOTSTRAP_SE, MCNEMAR, TEST_MEANINGS
 from sweep.report.tables import METRICS, SINGLE_LABEL_ONLY, TASK_ONLY
@@ -175,6 +174,7 @@ def render_markdown(
     out: Path,
     title: str,
     notes: Sequence[str] = (),
+    plots: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> str:
     parts = [
         f"# Comparison: {title}",
@@ -187,5 +187,5 @@ def render_markdown(
     parts += problems_markdown(problems, out)
     parts += ["", "## Paired significance", "", *significance_markdown(sig)]
     parts += ["", "## Plots", ""]
-    parts += [line for name, caption in CAPTIONS.items() for line in (f"![{caption}]({name})", "")]
+    parts += [line for name, plot in (plots or {}).items() for line in (f"![{plot['caption']}]({name})", "")]
     return "\n".join(parts)

@@ -1,22 +1,41 @@
-"""The plots next to comparison.md: validation accuracy and train loss per epoch (one line per run,
-coloured by cell) and test accuracy per cell with error bars; plots.json records what each one draws."""
+"""The plots next to comparison.md, each in the terms of the runs' task (data.task): the task's
+headline validation metric and the train loss per epoch (one line per run, coloured by cell), the
+task's headline test figure per cell with error bars, and the cost of each cell against that figure
+(sweep/report/cost.py). A collection of several tasks gets each plot per task, never one axis for
+two tasks. plots.json records what each one draws, with its caption."""
 
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from sweep.config.metrics import TASK_DEFAULT_METRIC
 from sweep.report.budget import EXPECTED_MAX_PNG
 from sweep.report.record import RunRecord
 
-VALID_ACC_PNG, TRAIN_LOSS_PNG, TEST_ACC_PNG = "valid_acc.png", "train_loss.png", "test_acc.png"
-# each plot's file -> what it shows (the curves' titles, comparison.md's captions)
-CAPTIONS = {
-    VALID_ACC_PNG: "validation accuracy per epoch",
-    TRAIN_LOSS_PNG: "train loss per epoch",
-    TEST_ACC_PNG: "test accuracy per cell",
-}
 STD_BARS, CI_BARS = "std over seeds", "95% bootstrap CI over test examples"
+# the axis a task's headline can take: accuracies and F1 in [0, 1], a correlation in [-1, 1]
+BOUNDS = {"single_label": (0.0, 1.0), "multi_label": (0.0, 1.0), "regression": (-1.0, 1.0)}
+
+
+def task_of(run: RunRecord) -> str:
+    return run.metrics.get("task", "single_label")
+
+
+def headline(task: str, split: str) -> str:
+    """The task's headline metric of a split: valid/acc, test/micro_f1, test/pearson..."""
+    return TASK_DEFAULT_METRIC[task].replace("valid/", f"{split}/")
+
+
+def plot_names(task: str, several_tasks: bool) -> Dict[str, str]:
+    """The task's plot files: valid_acc.png, train_loss.png, test_acc.png for single_label (as ever);
+    valid_micro_f1.png, test_pearson.png... for the others, the loss's named by task where tasks mix."""
+    metric = headline(task, "test").split("/")[1]
+    return {
+        "valid": f"valid_{metric}.png",
+        "loss": f"train_loss_{task}.png" if several_tasks else "train_loss.png",
+        "test": f"test_{metric}.png",
+    }
 
 
 def plot_curves(plt, runs: Sequence[RunRecord], colors: Dict[str, Any], column: str, title: str, path: Path) -> Dict:
@@ -45,41 +64,50 @@ def plot_curves(plt, runs: Sequence[RunRecord], colors: Dict[str, Any], column: 
         ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + len(named) // 25)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return {"kind": "line", "x": "epoch", "y": column, "lines": lines}
+    return {"kind": "line", "x": "epoch", "y": column, "caption": title, "lines": lines}
 
 
-def error_interval(row: Dict[str, Any], kind: str) -> Tuple[float, float]:
-    """(below, above) the mean for one cell; none where the cell has no interval of the chart's kind."""
+def error_interval(row: Dict[str, Any], metric: str, kind: str) -> Tuple[float, float]:
+    """(below, above) the mean for one cell; none where the cell has no interval of the chart's kind
+    (the bootstrap CI is test accuracy's alone)."""
     if kind == STD_BARS:
-        err = (row["test/acc_std"],) * 2 if row["n"] > 1 else (0.0, 0.0)
-    else:
+        err = (row[f"{metric}_std"],) * 2 if row["n"] > 1 else (0.0, 0.0)
+    elif metric == "test/acc":
         low, high, acc = row["test/acc_ci_low"], row["test/acc_ci_high"], row["test/acc"]
         err = (0.0, 0.0) if pd.isna(low) else (acc - low, high - acc)
+    else:
+        err = (0.0, 0.0)
     return tuple(0.0 if pd.isna(e) else max(float(e), 0.0) for e in err)
 
 
-def zoomed_limits(bars: List[Dict[str, Any]]) -> Optional[Tuple[float, float]]:
-    """An axis that spans the values and their error bars with a margin, inside [0, 1]: accuracies
-    between 0.83 and 0.93 on a 0-to-1 axis hide the differences the chart is for."""
+def zoomed_limits(
+    bars: List[Dict[str, Any]], bounds: Tuple[float, float] = (0.0, 1.0)
+) -> Optional[Tuple[float, float]]:
+    """An axis that spans the values and their error bars with a margin, inside the metric's bounds:
+    accuracies between 0.83 and 0.93 on a 0-to-1 axis hide the differences the chart is for."""
     ends = [(b["value"] - b["err_low"], b["value"] + b["err_high"]) for b in bars if not pd.isna(b["value"])]
     if not ends:
         return None
     low, high = min(e[0] for e in ends), max(e[1] for e in ends)
     margin = max(0.1 * (high - low), 0.005)
-    return max(0.0, low - margin), min(1.0, high + margin)
+    return max(bounds[0], low - margin), min(bounds[1], high + margin)
 
 
-def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict:
-    """Test accuracy per cell as points with error bars of one kind: std over seeds when any cell has
-    several seeds (one-seed cells then get none), else the bootstrap CI of each one-seed cell."""
+def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path, task: str = "single_label") -> Dict:
+    """The task's headline test figure per cell as points with error bars of one kind: std over seeds
+    when any cell has several seeds (one-seed cells then get none), else the bootstrap CI of each
+    one-seed cell (test accuracy only)."""
+    metric = headline(task, "test")
     kind = STD_BARS if (summary["n"] > 1).any() else CI_BARS
     bars = []
     for label, row in zip(labels, summary.to_dict("records")):
-        err_low, err_high = error_interval(row, kind)
-        bars.append({"label": label, "value": row["test/acc"], "err_low": err_low, "err_high": err_high, "n": row["n"]})
-    title = f"{CAPTIONS[TEST_ACC_PNG]} (error bars: {kind})"
+        err_low, err_high = error_interval(row, metric, kind)
+        bars.append({"label": label, "value": row[metric], "err_low": err_low, "err_high": err_high, "n": row["n"]})
+    title = f"{metric} per cell (error bars: {kind})"
     if kind == STD_BARS and (summary["n"] == 1).any():
         title += "; one-seed cells have none"
+    elif kind == CI_BARS and metric != "test/acc":
+        title = f"{metric} per cell (one seed each: no error bars)"
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.4 * max(len(bars), 1)))
     # points, not bars: the axis does not start at 0; cell names of any length stay readable, in table order
     ax.errorbar(
@@ -92,14 +120,22 @@ def plot_bars(plt, summary: pd.DataFrame, labels: List[str], path: Path) -> Dict
     )
     ax.set_yticks(range(len(bars)), [b["label"] for b in bars], fontsize="small")
     ax.set_ylim(len(bars) - 0.5, -0.5)
-    limits = zoomed_limits(bars)
+    limits = zoomed_limits(bars, BOUNDS[task])
     if limits:
         ax.set_xlim(*limits)
     ax.grid(axis="x", alpha=0.3)
-    ax.set(xlabel="test/acc", title=title)
+    ax.set(xlabel=metric, title=title)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return {"kind": "points", "y": "test/acc", "error_bars": kind, "title": title, "xlim": limits, "bars": bars}
+    return {
+        "kind": "points",
+        "y": metric,
+        "error_bars": kind,
+        "title": title,
+        "caption": title,
+        "xlim": limits,
+        "bars": bars,
+    }
 
 
 def plot_expected_max(plt, table: pd.DataFrame, path: Path) -> Dict:
@@ -119,7 +155,8 @@ def plot_expected_max(plt, table: pd.DataFrame, path: Path) -> Dict:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {"kind": "lines", "x": "n", "y": "expected_max_valid", "band": "std", "curves": curves}
+    caption = "expected best validation score by tuning budget"
+    return {"kind": "lines", "x": "n", "y": "expected_max_valid", "band": "std", "caption": caption, "curves": curves}
 
 
 def make_plots(
@@ -129,20 +166,39 @@ def make_plots(
     out: Path,
     budget: Optional[pd.DataFrame] = None,
 ) -> Dict:
-    """Draws the three plots into out (four with the tuned view's expected best by budget); returns
-    plots.json's record of them, by file name."""
+    """Draws each task's plots into out (sweep/report/cost.py's too; with the tuned view's expected
+    best by budget); returns plots.json's record of them, by file name, each with its task."""
     import matplotlib  # here, not at the top: importing the report (its tables, its tests) needs no matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    from sweep.report.cost import plot_cost
+
     cycle = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
     colors = {label: cycle[i % len(cycle)] for i, label in enumerate(dict.fromkeys(labels + [r.label for r in runs]))}
-    plots = {
-        VALID_ACC_PNG: plot_curves(plt, runs, colors, "valid/acc", CAPTIONS[VALID_ACC_PNG], out / VALID_ACC_PNG),
-        TRAIN_LOSS_PNG: plot_curves(plt, runs, colors, "train/loss", CAPTIONS[TRAIN_LOSS_PNG], out / TRAIN_LOSS_PNG),
-        TEST_ACC_PNG: plot_bars(plt, summary, labels, out / TEST_ACC_PNG),
-    }
+    tasks = cell_tasks(runs, labels)
+    plots = {}
+    for task in dict.fromkeys(tasks):
+        rows = [i for i, t in enumerate(tasks) if t == task]
+        task_runs, task_summary = [r for r in runs if task_of(r) == task], summary.iloc[rows].reset_index(drop=True)
+        task_labels, names = [labels[i] for i in rows], plot_names(task, len(set(tasks)) > 1)
+        valid = headline(task, "valid")
+        drawn = {
+            names["valid"]: plot_curves(plt, task_runs, colors, valid, f"{valid} per epoch", out / names["valid"]),
+            names["loss"]: plot_curves(
+                plt, task_runs, colors, "train/loss", "train loss per epoch", out / names["loss"]
+            ),
+            names["test"]: plot_bars(plt, task_summary, task_labels, out / names["test"], task),
+        }
+        drawn.update(plot_cost(plt, task_summary, task_labels, task, out, len(set(tasks)) > 1))
+        plots.update({name: {**plot, "task": task} for name, plot in drawn.items()})
     if budget is not None and len(budget):
         plots[EXPECTED_MAX_PNG] = plot_expected_max(plt, budget, out / EXPECTED_MAX_PNG)
     return plots
+
+
+def cell_tasks(runs: Sequence[RunRecord], labels: List[str]) -> List[str]:
+    """The task of each cell (labels: the summary's rows), read from its runs."""
+    by_label = {run.label: task_of(run) for run in runs if run.metrics}
+    return [by_label.get(label, "single_label") for label in labels]
