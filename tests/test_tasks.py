@@ -229,6 +229,42 @@ def test_collect_puts_each_task_in_its_own_terms(task_sweeps, capsys):
 
 
 @pytest.mark.slow
+def test_the_report_of_both_tasks_puts_each_in_its_own_terms_never_on_one_axis(task_sweeps, tmp_path, capsys):
+    from test_report_page import Page
+
+    from sweep.report.cli import main as collect_main
+
+    assert collect_main([str(task_sweeps["multi_label"]), str(task_sweeps["regression"]), "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    plots = json.loads((tmp_path / "plots.json").read_text())
+    expected = {  # each task's plots, none empty: a line per run, a point per cell
+        "multi_label": (
+            "valid_micro_f1.png",
+            "train_loss_multi_label.png",
+            "test_micro_f1.png",
+            "cost_multi_label.png",
+        ),
+        "regression": ("valid_pearson.png", "train_loss_regression.png", "test_pearson.png", "cost_regression.png"),
+    }
+    for task, names in expected.items():
+        assert all(plots[name]["task"] == task and (tmp_path / name).is_file() for name in names), task
+        lines = plots[names[0]]["lines"]
+        assert len(lines) == 2 and all(len(line["y"]) == 3 and None not in line["y"] for line in lines)
+        assert all(not pd.isna(bar["value"]) for bar in plots[names[2]]["bars"])
+    assert "valid_acc.png" not in plots and "test_acc.png" not in plots  # no accuracy axis for these tasks
+    page = Page((tmp_path / "report.html").read_text())
+    titles = [h for h in page.headings if h.startswith("Comparison table")]
+    assert titles == ["Comparison table — multi-label", "Comparison table — regression"]
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    for number, metric, header in ((0, "test/micro_f1", "test micro-F1"), (1, "test/pearson", "test Pearson r")):
+        shown = page.table(number)
+        assert len(shown) == 2 and "test acc" not in shown.columns
+        for _, row in shown.iterrows():
+            cell = summary[(summary.pooling == row["pooling"]) & summary[metric].notna()].iloc[0]
+            assert float(row[header]) == pytest.approx(cell[metric], abs=1e-12)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["multi_label", "regression"])
 def test_the_onnx_export_serves_each_task_as_torch_does(task_sweeps, tmp_path, task):
     from test_predict import the_test_split

@@ -124,6 +124,37 @@ def test_two_cells_of_six_trials_on_joblib_resume_after_a_kill_and_collect_the_t
     assert (out / "expected_max_valid.png").stat().st_size > 1000
     markdown = (out / "comparison.md").read_text()
     assert "Tuned view" in markdown and "Expected best valid acc by tuning budget" in markdown
+    # the report page: the budget curves and what mattered, per cell, from the sweep's journal
+    importance = pd.read_csv(out / "importance.csv")
+    assert sorted(importance["cell"]) == ["model=bert", "model=modernbert"] and set(importance["knob"]) == {"optim.lr"}
+    assert importance["importance"].tolist() == pytest.approx([1.0, 1.0])  # the one knob searched: all of it
+    page = (out / "report.html").read_text()
+    assert "Budget curves" in page and "What mattered in the tuning" in page and "6 finished trials" in page
+    assert all((out / f"parallel_{n}.png").stat().st_size > 1000 for n in (1, 2))
+
+
+def test_the_knob_that_drives_the_objective_gets_the_importance(tmp_path):
+    """importance.csv and the parallel coordinates from a journal as the tune sweeper writes it: one cell's
+    study where the score follows the learning rate and not the dropout (no training: the trials are told)."""
+    import random
+
+    import optuna
+
+    from sweep.launch.tune import journal_storage
+    from sweep.report.importance import tuning_report
+
+    rng = random.Random(0)
+    study = optuna.create_study(study_name="model=bert", storage=journal_storage(tmp_path), direction="maximize")
+    space = {"optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
+             "model.dropout": optuna.distributions.FloatDistribution(0.0, 0.3)}  # fmt: skip
+    for _ in range(30):
+        trial = study.ask(space)
+        study.tell(trial, 0.9 - 0.1 * abs(math.log10(trial.params["optim.lr"]) + 4) + rng.gauss(0, 0.002))
+    entries = tuning_report([tmp_path / "tune.journal"], tmp_path)
+    assert [(e["cell"], e["trials"]) for e in entries] == [("model=bert", 30)]
+    found = pd.read_csv(tmp_path / "importance.csv").set_index("knob")["importance"]
+    assert found["optim.lr"] > 0.8 > found["model.dropout"] and found.sum() == pytest.approx(1.0)
+    assert (tmp_path / entries[0]["plot"]).stat().st_size > 1000
 
 
 @pytest.mark.slow

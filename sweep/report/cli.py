@@ -27,8 +27,10 @@ from sweep.errors import CollectError
 from sweep.report.budget import EXPECTED_MAX_CSV, budget_note, expected_max_table, trials_by_cell
 from sweep.report.cells import column_name, group_cells
 from sweep.report.gather import gather
+from sweep.report.importance import tuning_report
 from sweep.report.markdown import FEATURE_CACHE_NOTE, display_cells, render_markdown
-from sweep.report.plots import make_plots
+from sweep.report.page import REPORT_HTML, render_page
+from sweep.report.plots import cell_tasks, make_plots
 from sweep.report.tables import SUMMARY_METRICS, Selection, runs_table, significance, sort_cells, summarize, tuned
 from sweep.rundir import Status
 
@@ -143,18 +145,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     markdown = render_markdown(shown, sig, problems, out, title, notes=notes, plots=plots)
     tables = {"comparison.csv": table, "summary.csv": full_summary, "significance.csv": sig, **tables}
     write_files(out, markdown, tables, plots)
-
+    tuning = tuning_report(gathered.journals, out)
+    page = render_page(
+        title, summary, labels, cell_tasks(runs, labels), key_columns, sig, plots, shown_runs, tuning, out, notes
+    )
+    (out / REPORT_HTML).write_text(page)
     if args.format == "md":
         print(markdown)
     elif args.format == "csv":
         print(summary.to_csv(index=False), end="")
     else:
         print(json_report(out, chosen, summary, table, sig, budget))
+    say_done(runs, problems, len(cells), out)
+    return 0
+
+
+def say_done(runs, problems, cells: int, out: Path) -> None:
+    """The runs left out, what went where, and the report page's path on the last line."""
     if problems:
         print(
             f"collect: {len(problems)} of {len(runs)} runs not in the table (listed in comparison.md): "
             + ", ".join(sorted({r.status for r in problems})),
             file=sys.stderr,
         )
-    print(f"collect: {len(cells)} cells from {len(runs) - len(problems)} completed runs -> {out}", file=sys.stderr)
-    return 0
+    print(f"collect: {cells} cells from {len(runs) - len(problems)} completed runs -> {out}", file=sys.stderr)
+    print(f"collect: the report page: {out / REPORT_HTML}", file=sys.stderr)

@@ -4,7 +4,7 @@ multirun.yaml asked for that left no run dir."""
 
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -20,6 +20,7 @@ from sweep.rundir import (
     MULTIRUN_FILE,
     ONNX_DIR,
     OVERRIDES_FILE,
+    TUNE_JOURNAL,
     WANDB_DIR,
     Status,
     is_run_dir,
@@ -139,6 +140,7 @@ class Gathered:
     out: Path  # the default output dir
     title: str
     searched: List[str]  # the keys a tune sweep among them searched ([]: none)
+    journals: List[Path] = field(default_factory=list)  # the tune sweeps' Optuna journals
 
 
 def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Gathered:
@@ -149,10 +151,11 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Gathered:
     for path in paths:
         if not path.is_dir():
             raise CollectError(f"{path}: {'not a directory' if path.exists() else 'no such directory'}")
-    runs, missing, seen, searched = [], [], set(), []
+    runs, missing, seen, searched, journals = [], [], set(), [], []
     for path in paths:
         run_dirs, sweep_dirs = scan(path)
         searched += [key for sweep_dir in sweep_dirs for key in searched_keys(sweep_dir) if key not in searched]
+        journals += [d / TUNE_JOURNAL for d in sweep_dirs if (d / TUNE_JOURNAL).is_file() and searched_keys(d)]
         fresh = [p for p in run_dirs if p.resolve() not in seen]  # a dir named twice is one run, not a rerun
         seen.update(p.resolve() for p in fresh)
         runs += [load_run(p) for p in fresh]
@@ -163,6 +166,6 @@ def gather(paths: Sequence[Path], root: Path, all_runs: bool) -> Gathered:
             + ", ".join(str(p.resolve()) for p in paths)
         )
     if len(paths) == 1 and not all_runs:
-        return Gathered(runs + missing, paths[0], str(paths[0]), searched)
+        return Gathered(runs + missing, paths[0], str(paths[0]), searched, journals)
     title = f"all runs under {root}" if all_runs else ", ".join(map(str, paths))
-    return Gathered(runs + missing, root / "collected", title, searched)
+    return Gathered(runs + missing, root / "collected", title, searched, journals)
