@@ -4,6 +4,13 @@ to the job's train.log for whoever debugs)."""
 import argparse
 
 
+def reason(error: BaseException) -> str:
+    """An exception as `Type: its first line`, for one-line messages (safetensors, transformers, json,
+    onnxruntime, MLflow each raise their own)."""
+    said = str(error).strip()
+    return f"{type(error).__name__}: {said.splitlines()[0][:300]}" if said else type(error).__name__
+
+
 class InputError(ValueError):
     """Bad input (a config value, a path, a model or dataset that cannot be reached), said in one
     sentence that names the bad value and what would be accepted."""

@@ -59,6 +59,8 @@ EXPORT_FILE = "export.json"  # in best/onnx/: the source's hash, the versions, t
 STATE_FILE = "resume_state.pt"
 WANDB_ID_FILE = "wandb_id"
 WANDB_DIR = "wandb"  # the wandb run files (wandb.init(dir=RUN_DIR) names it)
+MLFLOW_ID_FILE = "mlflow_id"  # the MLflow run of this run dir, continued when the job resumes
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard's event files: scalars and the hparams record
 LOG_FILE = "train.log"
 HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
@@ -308,3 +310,10 @@ def read_yaml(path: Path) -> Any:
 
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / HYDRA_DIR).is_dir() or (Path(path) / METRICS_FILE).is_file()
+
+
+def keep_tracker_id(path: Path, run_id: str) -> None:
+    """A tracker's run id in the run dir (wandb_id, mlflow_id), written atomically: the job continues
+    that run when it resumes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(run_id + "\n")

@@ -124,7 +124,7 @@ def test_cells_come_from_the_configs_not_from_dir_names(sweep, tmp_path, capsys)
         copy_tree(run, tmp_path / "runs" / f"a-{run.name}")
         other = copy_tree(run, tmp_path / "runs" / f"b-{run.name}")
         config = yaml.safe_load((other / ".hydra" / "config.yaml").read_text())
-        config["optim"]["lr"], config["logger"]["name"], config["trainer"]["resume"] = 1e-4, "wandb", False
+        config["optim"]["lr"], config["logger"]["trackers"], config["trainer"]["resume"] = 1e-4, ["mlflow"], False
         (other / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     code, result, _ = collect(capsys, tmp_path / "runs", "--out", tmp_path / "out")
     assert code == 0

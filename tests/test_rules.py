@@ -49,7 +49,7 @@ BELOW = {
     "trainer.num_workers=-1": "trainer.num_workers=-1: must be an integer >= 0",
     "trainer.threads=0": "trainer.threads=0: must be an integer >= 1 or null",
     "trainer.gpu_wait_min=-5": "trainer.gpu_wait_min=-5.0: must be a number >= 0",
-    "logger.name=mlflow": "logger.name='mlflow': must be one of wandb, none",
+    "logger.trackers=[comet]": "logger.trackers=['comet']: must be a list of any number ([] for none), each one of wandb, mlflow, tensorboard",
     "logger.project=''": "logger.project='': must be a non-empty string or null",
     "logger.mode=cloud": "logger.mode='cloud': must be one of offline, online, disabled",
 }

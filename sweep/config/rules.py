@@ -124,19 +124,22 @@ class Device(Rule):
 
 @dataclass(frozen=True)
 class Each(Rule):
-    """A list of `length` values (Adam's betas), or of any length but 0, each accepted by `rule`."""
+    """A list of `length` values (Adam's betas), or of any length but 0 (with may_be_empty: any
+    length, [] too: logger.trackers), each accepted by `rule`."""
 
     rule: Rule
     length: Optional[int] = None
     optional: bool = False
+    may_be_empty: bool = False
 
     def accepts(self) -> str:
-        return f"a list of {self.length or 'one or more'}, each {self.rule.accepts()}"
+        many = "any number ([] for none)" if self.may_be_empty else "one or more"
+        return f"a list of {self.length or many}, each {self.rule.accepts()}"
 
     def ok(self, value: Any) -> bool:
         if not isinstance(value, (list, tuple)):
             return False
-        sized = len(value) == self.length if self.length else len(value) > 0
+        sized = len(value) == self.length if self.length else len(value) > 0 or self.may_be_empty
         return sized and all(map(self.rule.ok, value))
 
 

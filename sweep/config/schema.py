@@ -47,6 +47,7 @@ FAMILIES = ("bert", "modernbert")  # the architecture families with a tiny build
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # sweep.model.device.resolve_precision
 TRUNCATIONS = ("head", "tail", "head_tail")  # sweep/data/truncation.py
 METHODS = ("finetune", "frozen", "lora")  # sweep/model/regimes.py
+TRACKERS = ("wandb", "mlflow", "tensorboard")  # sweep/job/tracking.py
 
 
 def scheduler_names() -> List[str]:
@@ -247,12 +248,19 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    # experiment tracker: wandb | none (the run dir files are written all the same)
-    name: str = knob(MISSING, OneOf(("wandb", "none")))
+    # the experiment trackers a run logs to, any of wandb, mlflow, tensorboard, several at once
+    # (logger.trackers=[wandb,mlflow]); [] logs nothing beyond the run dir's own files
+    trackers: List[str] = knob(rule=Each(OneOf(TRACKERS), may_be_empty=True), factory=lambda: ["wandb"])
     project: Optional[str] = knob(None, Text(optional=True))  # wandb project
     entity: Optional[str] = knob(None, Text(optional=True))  # wandb team/user; null = your default
     # offline (local, `wandb sync` later) | online (after `wandb login`) | disabled; the WANDB_MODE env var wins
     mode: str = knob("offline", OneOf(("offline", "online", "disabled")))
+    # MLflow's tracking URI (http://host:5000, sqlite:///path.db, a dir); null: MLFLOW_TRACKING_URI, else
+    # the project's SQLite store, outputs/mlflow.db beside the sweeps (its artifacts in outputs/mlartifacts)
+    tracking_uri: Optional[str] = knob(None, Text(optional=True))
+    experiment: Optional[str] = knob(None, Text(optional=True))  # MLflow experiment; null: the data set's name
+    log_model: bool = False  # MLflow: also log best/ as a model (pyfunc) and register it
+    registered_model: Optional[str] = knob(None, Text(optional=True))  # its registry name; null: the experiment's
 
 
 @dataclass

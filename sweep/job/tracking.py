@@ -1,107 +1,75 @@
-"""The experiment tracker: a wandb run per job (resumed with the job), or none."""
+"""The experiment trackers of a job (logger.trackers): wandb, MLflow, TensorBoard, any of them at once,
+or none. Each gets the same calls (log a row at a step, the final summary, finish with the run dir's
+status) and each resumes with the job. A tracker that fails (a server down, a full disk) never costs
+the run: one warning line, and the run goes on without it; the run dir is complete either way."""
 
+import importlib.util
 import logging
-import os
-import secrets
-import string
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
-from sweep.errors import InputError
-from sweep.rundir import WANDB_ID_FILE, atomic_path
+from sweep.errors import InputError, reason
 
 log = logging.getLogger(__name__)
 
-
-class NullTracker:
-    """logger=none: nothing leaves the run dir."""
-
-    def log(self, metrics: Dict[str, float], step: int) -> None:
-        pass
-
-    def summary(self, metrics: Dict[str, Any]) -> None:
-        pass
-
-    def finish(self, exit_code: int = 0) -> None:
-        pass
+INSTALL = {  # what to install where a tracker's package (of the same name) is missing
+    "wandb": "pip install wandb",
+    "mlflow": 'pip install -e ".[mlflow]"',
+    "tensorboard": 'pip install -e ".[tensorboard]"',
+}
 
 
-def wandb_run_id(run_dir: Path, resume: bool = True) -> str:
-    """The wandb run id kept in the run dir, created (atomically) on the job's first start; a new one
-    when the job does not resume (trainer.resume=false starts over)."""
-    path = Path(run_dir) / WANDB_ID_FILE
-    if resume and path.is_file():
-        return path.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # as wandb makes them
-    with atomic_path(path) as tmp:
-        tmp.write_text(run_id + "\n")
-    return run_id
+class Trackers:
+    """The job's trackers behind one face; each call goes to every tracker still working."""
 
+    def __init__(self, trackers: Dict[str, Any]):
+        self.trackers = trackers
 
-class WandbTracker:
-    """One wandb run per run dir, resumed when the job resumes (one continuous history however
-    often it restarts); offline by default (`wandb sync` uploads it later)."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        config: Dict[str, Any],
-        project: str,
-        entity: Optional[str],
-        mode: str,
-        group: str,
-        name: str,
-        tags: List[str],
-    ):
-        import wandb  # only when the logger is used: model code and the bench run without wandb
-
-        self._wandb = wandb
-        self.run = wandb.init(
-            project=project,
-            entity=entity,
-            mode=os.environ.get(
-                "WANDB_MODE", mode
-            ),  # the env var wins, so WANDB_MODE=online works with the default config
-            dir=str(run_dir),
-            id=wandb_run_id(run_dir, config.get("trainer", {}).get("resume", True)),
-            resume="allow",  # continue the run if it exists (online), else start it
-            config=config,
-            group=group,
-            name=name,
-            tags=tags,
-            job_type="train",
-            reinit="create_new",  # joblib workers run several jobs in one process
-            # wandb >= 0.2x has no start_method: its service process is thread-safe. A scheduler's SIGTERM
-            # (requeue, pre-emption, time limit) reaches that service too, which dies without writing
-            # what it buffered (15 s by default): write each record to the run file at once
-            settings=wandb.Settings(console="off", silent=True, x_transaction_log_flush_interval=0.01),
-        )
-        self.run.define_metric("epoch")
-        for prefix in ("train/*", "valid/*", "test/*"):
-            self.run.define_metric(prefix, step_metric="trainer/step")
+    def _each(self, call: str, *args) -> None:
+        for name, tracker in list(self.trackers.items()):
+            try:
+                getattr(tracker, call)(*args)
+            except Exception as error:  # the tracker, not the run: say it once and go on without it
+                log.warning(
+                    "%s stopped tracking this run (%s); the run goes on, its run dir complete", name, reason(error)
+                )
+                del self.trackers[name]
 
     def log(self, metrics: Dict[str, float], step: int) -> None:
-        self.run.log({**metrics, "trainer/step": step})
+        self._each("log", metrics, step)
 
     def summary(self, metrics: Dict[str, Any]) -> None:
-        for key, value in metrics.items():
-            self.run.summary[key] = value
+        self._each("summary", metrics)
 
     def finish(self, exit_code: int = 0) -> None:
-        try:
-            self.run.finish(exit_code=exit_code)
-        except Exception as error:  # e.g. its service killed with the job: must not replace the run's own outcome
-            log.warning(
-                "the wandb run did not finish cleanly (%s: %s); what it logged is in %s",
-                type(error).__name__,
-                error,
-                self.run.dir,
-            )
+        self._each("finish", exit_code)
+
+
+def open_tracker(name: str, logger_cfg, run_dir: Path, config: Dict[str, Any], group: str, run_name: str, tags):
+    if name == "wandb":
+        from sweep.job.wandb_tracker import WandbTracker
+
+        cfg = logger_cfg
+        return WandbTracker(run_dir, config, cfg.project, cfg.entity, cfg.mode, group, run_name, tags)
+    if name == "mlflow":
+        from sweep.job.mlflow_tracker import MlflowTracker
+
+        return MlflowTracker(logger_cfg, run_dir, config, group, run_name, tags)
+    from sweep.job.tensorboard_tracker import TensorboardTracker
+
+    return TensorboardTracker(run_dir, config)
 
 
 def start_tracker(logger_cfg, run_dir: Path, config: Dict[str, Any], group: str, name: str, tags: List[str]):
-    if logger_cfg.name == "none":
-        return NullTracker()
-    if logger_cfg.name == "wandb":
-        return WandbTracker(run_dir, config, logger_cfg.project, logger_cfg.entity, logger_cfg.mode, group, name, tags)
-    raise InputError(f"logger.name={logger_cfg.name!r} is not a logger; use wandb or none")
+    """Every tracker of logger.trackers, started (resumed where the run dir kept its run). A missing
+    package is the user's to fix: one line saying what to install, before anything trains."""
+    for tracker in logger_cfg.trackers:  # each package there, before any tracker starts
+        if importlib.util.find_spec(tracker) is None:
+            raise InputError(f"logger.trackers has {tracker}, which is not installed: {INSTALL[tracker]}")
+    started = {}
+    for tracker in logger_cfg.trackers:
+        try:
+            started[tracker] = open_tracker(tracker, logger_cfg, run_dir, config, group, name, tags)
+        except Exception as error:  # a server down at the start: the run goes on without it
+            log.warning("%s could not start tracking this run (%s); the run goes on without it", tracker, reason(error))
+    return Trackers(started)

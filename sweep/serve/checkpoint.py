@@ -7,14 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict
 
-from sweep.errors import CheckpointError
+from sweep.errors import CheckpointError, reason
 from sweep.rundir import CLASSIFIER_FILE
-
-
-def reason(error: BaseException) -> str:
-    """An exception as `Type: its first line` (safetensors, transformers, json and onnxruntime each raise their own)."""
-    said = str(error).strip()
-    return f"{type(error).__name__}: {said.splitlines()[0][:300]}" if said else type(error).__name__
 
 
 def read_meta(directory: Path) -> Dict[str, Any]:

@@ -10,8 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sweep.errors import PredictError
-from sweep.serve.checkpoint import reason
+from sweep.errors import PredictError, reason
 
 TABLE_SUFFIXES = {".csv", ".jsonl", ".json", ".parquet"}
 PROGRESS_MIN_BATCHES = 10  # a bar only where there is something to wait for

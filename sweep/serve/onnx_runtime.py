@@ -10,9 +10,9 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from sweep.data.truncation import keep_tokens
-from sweep.errors import CheckpointError, OnnxUnavailable
+from sweep.errors import CheckpointError, OnnxUnavailable, reason
 from sweep.rundir import EXPORT_FILE, ONNX_DIR, ONNX_MODELS
-from sweep.serve.checkpoint import read_meta, reason
+from sweep.serve.checkpoint import read_meta
 from sweep.serve.quantization import cpu_features
 
 INSTALL_HINT = 'pip install -e ".[onnx]"'  # the extra that pins onnx, onnxruntime and onnxscript
