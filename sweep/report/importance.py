@@ -10,6 +10,8 @@ from typing import Any, Dict, List, Sequence
 
 import pandas as pd
 
+from sweep.errors import reason
+
 IMPORTANCE_CSV = "importance.csv"
 MIN_TRIALS = 3  # fANOVA's forest needs a few finished trials to say anything
 
@@ -71,7 +73,12 @@ def tuning_report(journals: Sequence[Path], out: Path) -> List[Dict[str, Any]]:
         if len(trials) < MIN_TRIALS:
             entry["note"] = f"{len(trials)} finished trials: fANOVA needs at least {MIN_TRIALS}"
         else:
-            entry["importance"] = importances(study)
+            try:
+                entry["importance"] = importances(study)
+            except (RuntimeError, ValueError) as error:  # e.g. every trial scored alike: no variance to share out
+                entry["note"] = f"no importance: {reason(error)}"
+                found.append(entry)
+                continue
             rows += [{"cell": study.study_name, "knob": k, "importance": v} for k, v in entry["importance"].items()]
             entry["plot"] = f"parallel_{number}.png"
             parallel_coordinates(plt, study, out / entry["plot"])
