@@ -70,6 +70,7 @@ def assert_same_series(found, steps, values) -> None:
     assert [value for _, value in found] == pytest.approx(list(values))
 
 
+@pytest.mark.slow
 def test_the_smoke_grid_logs_to_a_real_mlflow_server_and_to_tensorboard_at_once(mlflow_server, tmp_path):
     sweep_dir = tmp_path / "sweep"
     models = ["logger.log_model=true", "logger.registered_model=smoke-classifier"]
@@ -118,6 +119,7 @@ def test_the_smoke_grid_logs_to_a_real_mlflow_server_and_to_tensorboard_at_once(
     assert all(torch.equal(value, saved[key]) for key, value in loaded.state_dict().items())
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_its_first_validation_and_resumed_is_one_mlflow_run_with_every_step_once(
     tmp_path, monkeypatch
 ):
@@ -146,6 +148,7 @@ def test_a_run_killed_after_its_first_validation_and_resumed_is_one_mlflow_run_w
     assert "resuming after epoch 1" in (run_dir / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_tracker_that_is_down_costs_the_run_one_warning_line(tmp_path):
     """MLflow at a closed port, TensorBoard's dir on a full disk: the run completes, its run dir is whole."""
     run_dir = tmp_path / "run"
