@@ -23,6 +23,11 @@ LOWER_IS_BETTER = ("loss", "mse")  # every other metric: higher is better
 SELECT_METRICS = tuple(dict.fromkeys(f"valid/{m}" for task in TASK_METRICS.values() for m in task["valid"]))
 
 
+def headline(task: str, split: str) -> str:
+    """The task's headline metric of a split: valid/acc, test/micro_f1, test/pearson..."""
+    return TASK_DEFAULT_METRIC[task].replace("valid/", f"{split}/")
+
+
 def task_metrics(task: str, split: str) -> List[str]:
     """The task's metrics of a split as split/name (valid/acc, test/pearson, ...)."""
     return [f"{split}/{name}" for name in TASK_METRICS[task]["valid" if split == "valid" else "test"]]

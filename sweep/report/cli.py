@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from sweep.config.metrics import TASK_DEFAULT_METRIC, lower_is_better
+from sweep.config.metrics import headline, lower_is_better
 from sweep.errors import CollectError
 from sweep.report.budget import EXPECTED_MAX_CSV, budget_note, expected_max_table, trials_by_cell
 from sweep.report.cells import column_name, group_cells
@@ -71,7 +71,7 @@ def headline_sort(runs) -> Optional[str]:
     Pearson r, multi_label by micro-F1); single-label tables keep the grid's order."""
     tasks = {run.metrics.get("task", "single_label") for run in runs if run.metrics}
     task = tasks.pop() if len(tasks) == 1 else "single_label"
-    return None if task == "single_label" else "-" + TASK_DEFAULT_METRIC[task].replace("valid/", "test/")
+    return None if task == "single_label" else "-" + headline(task, "test")
 
 
 def write_files(out: Path, markdown: str, tables: Dict[str, pd.DataFrame], plots: Dict) -> None:

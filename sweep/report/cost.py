@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence
 
 import pandas as pd
 
-from sweep.config.metrics import TASK_DEFAULT_METRIC
+from sweep.config.metrics import headline
 
 # cost column -> (its words on the axis, whether more of it is better)
 COSTS = {
@@ -39,7 +39,7 @@ def cost_name(task: str, several_tasks: bool) -> str:
 
 def plot_cost(plt, summary: pd.DataFrame, labels: List[str], task: str, out: Path, several_tasks: bool) -> Dict:
     """One panel per cost; returns plots.json's record, by file name (nothing where no cell has a cost)."""
-    metric = TASK_DEFAULT_METRIC[task].replace("valid/", "test/")
+    metric = headline(task, "test")
     panels = [column for column in COSTS if summary[column].notna().any()]
     if not panels or summary[metric].isna().all():
         return {}

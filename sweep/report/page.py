@@ -15,9 +15,9 @@ from typing import Any, Dict, List, Sequence
 
 import pandas as pd
 
+from sweep.config.metrics import headline
 from sweep.report.budget import EXPECTED_MAX_PNG
 from sweep.report.markdown import COLUMN_NOTES, display_cells
-from sweep.report.plots import headline
 from sweep.report.record import RunRecord
 from sweep.report.stats import ALPHA, BOOTSTRAP_SE, MCNEMAR, TEST_MEANINGS
 from sweep.report.tables import METRICS

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from sweep.config.metrics import TASK_DEFAULT_METRIC
+from sweep.config.metrics import headline
 from sweep.report.budget import EXPECTED_MAX_PNG
 from sweep.report.record import RunRecord
 
@@ -20,11 +20,6 @@ BOUNDS = {"single_label": (0.0, 1.0), "multi_label": (0.0, 1.0), "regression": (
 
 def task_of(run: RunRecord) -> str:
     return run.metrics.get("task", "single_label")
-
-
-def headline(task: str, split: str) -> str:
-    """The task's headline metric of a split: valid/acc, test/micro_f1, test/pearson..."""
-    return TASK_DEFAULT_METRIC[task].replace("valid/", f"{split}/")
 
 
 def plot_names(task: str, several_tasks: bool) -> Dict[str, str]:

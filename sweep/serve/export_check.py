@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
-from sweep.config.metrics import TASK_DEFAULT_METRIC
+from sweep.config.metrics import headline
 from sweep.rundir import ONNX_MODELS
 from sweep.serve.onnx_runtime import OnnxClassifier
 from sweep.serve.quantization import layer_kinds, load_graph, quantize
@@ -54,7 +54,7 @@ def compared(outputs, reference_outputs, meta) -> Dict[str, float]:
 
 def test_headline(task: str) -> str:
     """The check's test figure to show first: the task's headline (test_acc, test_micro_f1, test_pearson)."""
-    return "test_" + TASK_DEFAULT_METRIC[task].split("/")[1]
+    return "test_" + headline(task, "test").split("/")[1]
 
 
 def figure(key: str, found: Dict[str, Any]) -> str:
