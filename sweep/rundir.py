@@ -104,6 +104,17 @@ METRICS_FIELDS: Dict[str, str] = {
     "class_weights": "optim.class_weights=balanced: the cross-entropy's weight of each class id; absent otherwise",
     "feature_cache": "method=frozen on cached vectors: hit (read) or miss (encoded by this run); absent otherwise",
     "feature_seconds": "seconds this run spent on those vectors (encoding and writing, or reading); in train_seconds",
+    **{
+        f"data/{split}_{figure}": meaning.format(split=split)
+        for split in ("train", "valid", "test")
+        for figure, meaning in {
+            "tokens_p50": "median length of the {split} texts in the run's tokens (special tokens included)",
+            "tokens_p90": "90th percentile of the {split} texts' lengths in tokens",
+            "tokens_p99": "99th percentile of the {split} texts' lengths in tokens",
+            "tokens_max": "the longest {split} text in tokens",
+            "cut_frac": "share of the {split} texts longer than the run reads (max_len, or max_chunks windows)",
+        }.items()
+    },
     "compile_mode": "torch.compile mode asked for and set up (null: eager)",
     "compile_seconds": "seconds spent compiling every shape before training (null: not compiled)",
     "compile_error": "why compiling failed and the run fell back to eager (null: it did not)",

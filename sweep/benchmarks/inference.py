@@ -35,10 +35,10 @@ def backends(best: Path, threads: int) -> Dict[str, Callable]:
     meta = read_meta(best)
     model, tokenizer = load_checkpoint(best)
     cpu = torch.device("cpu")
-    fp32, truncation = resolve_precision("fp32", cpu), meta.get("truncation", "head")
+    fp32 = resolve_precision("fp32", cpu)
 
     def eager(texts):
-        return model_outputs(model, tokenizer, texts, None, meta["max_len"], len(texts), cpu, fp32, truncation)
+        return model_outputs(model, tokenizer, texts, None, meta, len(texts), cpu, fp32)
 
     served = {"torch": eager}
     for backend, name in ONNX_MODELS.items():

@@ -47,4 +47,9 @@ ADDED_KNOB_DEFAULTS = {
     "trainer.threshold": 0.5,
     "data.task": "single_label",
     "data.label_separator": ",",
+    "data.max_chunks": 8,
+    "data.chunk_stride": 0,
+    "data.preamble_words": 0,
+    "pooling.windows": "mean",
+    "trainer.gradient_checkpointing": False,
 }

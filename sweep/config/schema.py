@@ -45,7 +45,8 @@ def _tiny(architecture) -> Any:
 SEED_RANGE = Integer(0, 2**32 - 1)  # what numpy's seeding (under transformers.set_seed) takes
 FAMILIES = ("bert", "modernbert")  # the architecture families with a tiny build (sweep/model/tiny.py)
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # sweep.model.device.resolve_precision
-TRUNCATIONS = ("head", "tail", "head_tail")  # sweep/data/truncation.py
+TRUNCATIONS = ("head", "tail", "head_tail", "chunks")  # sweep/data/truncation.py, chunks: sweep/data/windows.py
+WINDOW_POOLINGS = ("mean", "max", "attention")  # a text's window vectors -> its vector (sweep/model/pooling.py)
 METHODS = ("finetune", "frozen", "lora")  # sweep/model/regimes.py
 TRACKERS = ("wandb", "mlflow", "tensorboard")  # sweep/job/tracking.py
 
@@ -100,6 +101,9 @@ class PoolingConfig:
     name: str = knob(MISSING, OneOf(pooling_names))
     # the token states pooled: the average of the last `layers` layers' outputs (1: the last layer's)
     layers: int = knob(1, Integer(low=1))
+    # data.truncation=chunks: a text's window vectors (each pooled as `name` says) -> the text's vector:
+    # mean | max (element-wise) | attention (a learned query weighs the windows, trained with the head)
+    windows: str = knob("mean", OneOf(WINDOW_POOLINGS))
 
 
 @dataclass
@@ -155,6 +159,9 @@ class DataConfig:
     n_samples: Optional[int] = knob(None, Integer(low=1, optional=True))
     # synthetic data only: 2: sentiment reviews; 3-8: reviews of that many topics (film, food, ...)
     n_classes: int = knob(2, Integer(2, 8))
+    # synthetic data only: words of neutral filler before each review, which puts its signal past
+    # the first max_len tokens (a long-document check: head truncation sees no signal)
+    preamble_words: int = knob(0, Integer(low=0))
     dedup: bool = True  # drop exact-duplicate texts (first kept) before splitting; given splits are kept as given
     # train / valid / test fractions (stratified)
     split: List[float] = knob(rule=Fractions(3), factory=lambda: [0.8, 0.1, 0.1])
@@ -164,8 +171,15 @@ class DataConfig:
     # tokens per example after truncation (special tokens included; a pair counts both texts)
     max_len: int = knob(128, Integer(low=8))
     # which tokens of a longer text are kept: head (the first) | tail (the last) | head_tail (a quarter of
-    # the budget from the head, the rest from the end: Sun et al. 2019); single texts only (pairs: head)
+    # the budget from the head, the rest from the end: Sun et al. 2019) | chunks (the whole text in
+    # windows of max_len tokens, each encoded and pooled, the windows pooled by pooling.windows);
+    # single texts only (pairs: head)
     truncation: str = knob("head", OneOf(TRUNCATIONS))
+    # chunks: windows per text at most, the first ones (a longer text's rest is cut); memory holds
+    # batch_size x max_chunks windows of max_len tokens
+    max_chunks: int = knob(8, Integer(low=1))
+    # chunks: tokens each window repeats from the one before (overlap), below half of max_len
+    chunk_stride: int = knob(0, Integer(low=0))
     # max_length: pad every batch to max_len (the seed's) | dynamic: to the batch's longest
     padding: str = knob("max_length", OneOf(("max_length", "dynamic")))
     group_by_length: bool = False  # dynamic padding: batch examples of similar length together (less padding)
@@ -234,6 +248,9 @@ class TrainerConfig:
     # training if compiling fails) | false | reduce-overhead (+ CUDA graphs; needs data.padding=max_length).
     # Typed Any: a YAML bool or a string.
     compile: Any = knob("auto", OneOf(("auto", True, False, "reduce-overhead")))
+    # recompute the encoder's activations in the backward pass instead of keeping them (its own
+    # gradient_checkpointing_enable, non-reentrant): less memory for long inputs, ~30% more step time
+    gradient_checkpointing: bool = False
     # torch.compile backend; eager / aot_eager tell a compiler bug from a model bug
     compile_backend: str = knob("inductor", Text())
     num_workers: int = knob(0, Integer(low=0))  # DataLoader worker processes

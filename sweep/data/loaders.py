@@ -3,7 +3,7 @@ collator (dynamic or max_length padding) and the loaders (seeded shuffles, lengt
 mid-epoch)."""
 
 import hashlib
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from datasets import Dataset, DatasetDict
@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from sweep.data.truncation import keep_tokens
+from sweep.data.windows import cut_windows
 
 # DataError lives beside the text loader, which raises it too
 
@@ -47,20 +48,30 @@ def encode_truncated(tokenizer, texts: List[str], max_len: int) -> Dict[str, lis
 
 
 def tokenize(
-    splits: DatasetDict, tokenizer, max_len: int, input_names: List[str], truncation: str = "head"
+    splits: DatasetDict,
+    tokenizer,
+    max_len: int,
+    input_names: List[str],
+    truncation: str = "head",
+    chunks: Optional[Tuple[int, int]] = None,
 ) -> DatasetDict:
-    """Truncate to max_len (keeping the head, the tail or both: sweep/data/truncation.py), no padding (the
+    """Truncate to max_len (keeping the head, the tail or both: sweep/data/truncation.py), or cut into
+    windows (truncation=chunks, `chunks` = (max_chunks, stride): sweep/data/windows.py); no padding (the
     collator pads). Cached by datasets under a fingerprint of the split, the tokenizer, max_len and
     the truncation, so a second run of the same data does not tokenize again."""
     key = f"{tokenizer_fingerprint(tokenizer)}-{max_len}-{'.'.join(input_names)}"
     if truncation != "head":  # the head's key stays as it was: its cache files still count
         key += f"-{truncation}"
+    if truncation == "chunks":
+        key += "-{}x{}".format(*chunks)
 
     def encode(batch):
         if "text_pair" in batch:  # sentence pairs: the tokenizer joins them ([SEP], token_type_ids 1)
             encoded = tokenizer(batch["text"], batch["text_pair"], truncation=True, max_length=max_len)
         elif truncation == "head":
             encoded = encode_truncated(tokenizer, batch["text"], max_len)
+        elif truncation == "chunks":
+            encoded = cut_windows(tokenizer, batch["text"], max_len, chunks[1], chunks[0])
         else:
             encoded = keep_tokens(tokenizer, batch["text"], max_len, truncation)
         return {name: encoded[name] for name in input_names}
@@ -85,11 +96,22 @@ def tokenize(
 class Collator:
     """Dict of token-id lists -> padded tensors; pads to max_len (the seed's) or to the batch's longest.
     Labels as data.task holds them (sweep/model/tasks.py): class ids; a 0/1 row over num_labels labels
-    (multi_label); the numbers themselves (regression: the task standardizes them for its loss)."""
+    (multi_label); the numbers themselves (regression: the task standardizes them for its loss).
+    windows=True (data.truncation=chunks): a row holds a list of windows; the batch's windows are its
+    rows, text by text, and `windows` says how many each text has."""
 
-    def __init__(self, input_names: List[str], pad_token_id: int, max_len: int, padding: str, task=None, num_labels=0):
+    def __init__(
+        self,
+        input_names: List[str],
+        pad_token_id: int,
+        max_len: int,
+        padding: str,
+        task=None,
+        num_labels=0,
+        windows: bool = False,
+    ):
         self.input_names, self.pad_token_id, self.max_len, self.padding = input_names, pad_token_id, max_len, padding
-        self.task, self.num_labels = task or "single_label", num_labels
+        self.task, self.num_labels, self.windows = task or "single_label", num_labels, windows
 
     def labels(self, labels: list) -> torch.Tensor:
         if self.task == "multi_label":
@@ -102,20 +124,34 @@ class Collator:
         return torch.tensor(labels, dtype=torch.long)
 
     def __call__(self, rows: Dict[str, list]) -> Dict[str, torch.Tensor]:
-        sequences = rows["input_ids"]
+        batch = self.pad({name: rows[name] for name in self.input_names})
+        if self.windows:
+            batch["windows"] = torch.tensor([len(windows) for windows in rows["input_ids"]], dtype=torch.long)
+        batch["labels"] = self.labels(rows["label"])
+        batch["idx"] = torch.tensor(rows["idx"], dtype=torch.long)
+        return batch
+
+    def pad(self, inputs: Dict[str, list]) -> Dict[str, torch.Tensor]:
+        """The token-id lists (each text's windows one after another, with windows) as padded tensors."""
+        if self.windows:
+            inputs = {name: [window for text in texts for window in text] for name, texts in inputs.items()}
+        sequences = inputs["input_ids"]
         width = self.max_len if self.padding == "max_length" else max(len(s) for s in sequences)
         batch = {}
-        for name in self.input_names:
+        for name, lists in inputs.items():
             fill = self.pad_token_id if name == "input_ids" else 0
             tensor = torch.full((len(sequences), width), fill, dtype=torch.long)
-            for row, values in enumerate(rows[name]):
+            for row, values in enumerate(lists):
                 tensor[row, : len(values)] = torch.tensor(values, dtype=torch.long)
             batch[name] = tensor
         if "attention_mask" not in batch:
             batch["attention_mask"] = (batch["input_ids"] != self.pad_token_id).long()
-        batch["labels"] = self.labels(rows["label"])
-        batch["idx"] = torch.tensor(rows["idx"], dtype=torch.long)
         return batch
+
+
+def token_counts(rows: list) -> List[int]:
+    """Each row's tokens: of its one sequence, or of all its windows (data.truncation=chunks)."""
+    return [sum(map(len, ids)) if ids and isinstance(ids[0], list) else len(ids) for ids in rows]
 
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, group: int = 50) -> List[List[int]]:
@@ -148,7 +184,7 @@ def make_loader(
     if shuffle_seed is None:
         batches = BatchSampler(SequentialSampler(ds), batch_size, drop_last=False)
     elif group_by_length:
-        batches = length_grouped_batches([len(ids) for ids in ds["input_ids"][:]], batch_size, shuffle_seed)
+        batches = length_grouped_batches(token_counts(ds["input_ids"][:]), batch_size, shuffle_seed)
     else:
         order = RandomSampler(ds, generator=torch.Generator().manual_seed(shuffle_seed))
         batches = BatchSampler(order, batch_size, drop_last=False)

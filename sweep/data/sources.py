@@ -132,12 +132,32 @@ def generate_topics(n_samples: int, n_classes: int, seed: int = 0) -> Dataset:
     return Dataset.from_dict({"text": texts, "label": labels}).cast_column("label", ClassLabel(names=topics))
 
 
+def with_preamble(ds: Dataset, words: int, seed: int = 1) -> Dataset:
+    """Each review after `words` words of neutral filler sentences (its own random stream: the reviews
+    stay those of preamble_words=0), so that what decides the label sits past the first window."""
+    rng = random.Random(seed)
+    sentences = [s.split() for s in _FILLER if s]
+
+    def preamble() -> str:
+        out = []
+        while len(out) < words:
+            out += rng.choice(sentences)
+        return " ".join(out[:words])
+
+    texts = [f"{preamble()} {text}" for text in ds["text"]]
+    return Dataset.from_dict({"text": texts, "label": ds["label"]}, features=ds.features)
+
+
 def generate(data_cfg) -> Dataset:
-    """data=synthetic: sentiment reviews for 2 classes (the smoke data), topic reviews for more."""
+    """data=synthetic: sentiment reviews for 2 classes (the smoke data), topic reviews for more;
+    data.preamble_words of filler before each."""
     n_classes = int(data_cfg.get("n_classes") or 2)
     if n_classes == 2:
-        return generate_synthetic(int(data_cfg.n_samples))
-    return generate_topics(int(data_cfg.n_samples), n_classes)
+        ds = generate_synthetic(int(data_cfg.n_samples))
+    else:
+        ds = generate_topics(int(data_cfg.n_samples), n_classes)
+    words = int(data_cfg.get("preamble_words") or 0)
+    return with_preamble(ds, words) if words else ds
 
 
 def load_raw(data_cfg) -> Dataset:

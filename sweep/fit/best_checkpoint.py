@@ -68,6 +68,7 @@ class BestCheckpoint:
                 trainer.prepared.tokenizer,
                 max_len=cfg.data.max_len,
                 truncation=cfg.data.truncation,  # predict.py keeps the same tokens
+                **({"chunk_stride": cfg.data.chunk_stride} if cfg.data.truncation == "chunks" else {}),
                 model_name=cfg.model.name,
                 epoch=row["epoch"],
                 step=row["step"],

@@ -5,7 +5,7 @@ is cls and mean side by side), so the other poolings of a sweep, and any rerun, 
 
 The cache entry's key is everything that changes the vectors: the encoder's weights and config, the
 tokenized rows of each split (datasets' fingerprints: the data, its caps, the tokenizer, max_len,
-truncation), pooling.layers, the precision and the padding. An entry is a dir of one safetensors
+truncation and its windows), pooling.layers, the precision and the padding. An entry is a dir of one safetensors
 file per split and meta.json (what the encoding cost), written atomically under a file lock, so
 jobs of a sweep (joblib workers, SLURM nodes on a shared file system) encode each example once."""
 
@@ -73,7 +73,7 @@ def cache_key(model: Classifier, splits, layers: int, precision: str, padding: s
 class Features:
     """The cached vectors of one encoder over the splits, and what computing them cost."""
 
-    splits: Dict[str, Dict[str, torch.Tensor]]  # split -> cls, mean, max, labels, idx
+    splits: Dict[str, Dict[str, torch.Tensor]]  # split -> cls, mean, max, labels, idx (and windows: chunks)
     meta: Dict[str, Any]  # the encoding's cost: test_samples_per_s, peak memory, seconds, device
     hit: bool  # read from the cache (True) or encoded by this job
     seconds: float  # what this job spent on them: encoding and writing, or reading
@@ -82,7 +82,7 @@ class Features:
         part = self.splits[split]
         parts = SIDE_BY_SIDE.get(pooling, (pooling,))  # cls_mean: the cached cls and mean side by side
         vectors = torch.cat([part[name] for name in parts], dim=-1)
-        return FeatureRows(vectors, part["labels"], part["idx"])
+        return FeatureRows(vectors, part["labels"], part["idx"], part.get("windows"))
 
     def record(self) -> Dict[str, Any]:
         """For metrics.json."""
@@ -90,17 +90,26 @@ class Features:
 
 
 class FeatureRows(torch.utils.data.Dataset):
-    """One split's vectors as batches: rows[list of positions] is a batch (sweep.data.loaders.make_loader)."""
+    """One split's vectors as batches: rows[list of positions] is a batch (sweep.data.loaders.make_loader).
+    windows (data.truncation=chunks): how many vectors (windows) each text has, text by text."""
 
-    def __init__(self, vectors: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor):
-        self.vectors, self.labels, self.idx = vectors, labels, idx
+    def __init__(self, vectors: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, windows=None):
+        self.vectors, self.labels, self.idx, self.windows = vectors, labels, idx, windows
+        if windows is not None:
+            self.first = torch.cumsum(windows, 0) - windows  # each text's first vector
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, rows) -> Dict[str, torch.Tensor]:
         rows = torch.as_tensor(rows)
-        return {"features": self.vectors[rows], "labels": self.labels[rows], "idx": self.idx[rows]}
+        batch = {"labels": self.labels[rows], "idx": self.idx[rows]}
+        if self.windows is None:
+            return {"features": self.vectors[rows], **batch}
+        counts = self.windows[rows]
+        starts = torch.repeat_interleave(self.first[rows], counts)
+        within = torch.arange(len(starts)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        return {"features": self.vectors[starts + within], "windows": counts, **batch}
 
 
 def as_batch(batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -113,9 +122,11 @@ class FeatureHead(nn.Module):
 
     def __init__(self, classifier: Classifier):
         super().__init__()
-        self.dropout, self.head = classifier.dropout, classifier.head
+        self.dropout, self.head, self.window_pool = classifier.dropout, classifier.head, classifier.window_pool
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, windows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if windows is not None:  # a text's window vectors pooled into its own first
+            features = self.window_pool(features, windows)
         return self.head(self.dropout(features))
 
 
@@ -124,11 +135,14 @@ def encode_split(model: Classifier, loader, device: torch.device, precision: Pre
     """Every parameter-free pooling of the split's token states, in fp32 on the CPU."""
     model.eval()
     pooled = {name: [] for name in ENCODED}
-    labels, idx = [], []
+    labels, idx, windows = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
         batch = to_device(batch, device)
+        inputs = model_inputs(batch)
+        if "windows" in inputs:  # data.truncation=chunks: a vector per window, and how many each text has
+            windows.append(inputs.pop("windows").cpu())
         with precision.autocast():
-            states = model.token_states(**model_inputs(batch))
+            states = model.token_states(**inputs)
         for name in ENCODED:
             pooled[name].append(POOLERS[name](states, batch["attention_mask"]).float().cpu())
         labels.append(batch["labels"].cpu())
@@ -137,6 +151,7 @@ def encode_split(model: Classifier, loader, device: torch.device, precision: Pre
         **{name: torch.cat(parts) for name, parts in pooled.items()},
         "labels": torch.cat(labels),
         "idx": torch.cat(idx),
+        **({"windows": torch.cat(windows)} if windows else {}),
     }
 
 

@@ -5,7 +5,7 @@ the loop (sweep/fit/loop.py) tests the best checkpoint and says what that pass c
 the job assembled for it (sweep/job/assembly.py)."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -39,6 +39,7 @@ class Prepared:
     splits: Any
     collator: Collator
     task: Any = None
+    lengths: Dict[str, float] = field(default_factory=dict)  # sweep/data/lengths.py: how much of the texts it reads
 
     @property
     def label_names(self) -> List[str]:
@@ -108,6 +109,7 @@ class Trainer:
             "select_metric": self.best.metric,
             **({"class_weights": self.class_weights} if self.class_weights else {}),
             **(self.features.record() if self.features is not None else {}),
+            **self.prepared.lengths,
         }
 
     def loader(self, split: str, batch_size: int, **options):
@@ -154,7 +156,7 @@ class Trainer:
         else:
             self.compiled = compile_model(
                 self.model,
-                cfg.trainer.compile,
+                "false" if cfg.data.truncation == "chunks" else cfg.trainer.compile,  # a shape per window count
                 self.device,
                 self.precision,
                 warmup_batches(self.prepared, cfg.trainer.batch_size, cfg.data.eval_batch_size),

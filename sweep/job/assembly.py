@@ -12,11 +12,13 @@ from transformers import AutoModel, set_seed
 from sweep.config.metrics import metric_problem
 from sweep.config.rules import problems
 from sweep.config.schema import Config
+from sweep.data.lengths import reading, token_lengths
 from sweep.data.loaders import Collator, tokenize
 from sweep.data.sources import prepare_splits
 from sweep.errors import ConfigError, DataError, InputError
 from sweep.fit.trainer import Prepared, train_label_names
 from sweep.model.classifier import (
+    checkpoint_activations,
     encoder_input_names,
     load_config,
     load_encoder,
@@ -63,11 +65,18 @@ def prepare(cfg: DictConfig, device: torch.device) -> Prepared:
     target = regression_target(splits["train"]) if dcfg.task == "regression" else None
     task = make_task(dcfg.task, cfg.trainer.threshold, target)
     check_layers(cfg.pooling.layers, encoder.config.num_hidden_layers, mcfg.name)
-    model = build_classifier(encoder, cfg.method, cfg.pooling, num_labels, cfg.trainer.head_dropout).to(device)
+    if cfg.trainer.gradient_checkpointing:
+        checkpoint_activations(encoder, mcfg.name)
+    chunked = dcfg.truncation == "chunks"
+    windows = (cfg.pooling.windows, dcfg.max_chunks) if chunked else None
+    model = build_classifier(encoder, cfg.method, cfg.pooling, num_labels, cfg.trainer.head_dropout, windows)
+    model = model.to(device)
     input_names = encoder_input_names(encoder, tokenizer)
-    collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding, dcfg.task, num_labels)
-    tokenized = tokenize(splits, tokenizer, dcfg.max_len, input_names, dcfg.truncation)
-    return Prepared(model, tokenizer, tokenized, collator, task)
+    collator = Collator(input_names, tokenizer.pad_token_id, dcfg.max_len, dcfg.padding, dcfg.task, num_labels, chunked)
+    chunks = (dcfg.max_chunks, dcfg.chunk_stride) if chunked else None
+    lengths = token_lengths(splits, tokenizer, reading(tokenizer, dcfg))
+    tokenized = tokenize(splits, tokenizer, dcfg.max_len, input_names, dcfg.truncation, chunks)
+    return Prepared(model, tokenizer, tokenized, collator, task, lengths)
 
 
 def check_max_len(max_len: int, limit: Optional[int], model_name: str) -> None:
@@ -94,6 +103,7 @@ def check_config(cfg: DictConfig) -> None:
             f"data.truncation={cfg.data.truncation} is for single texts; sentence pairs are cut by the "
             "tokenizer's pair truncation (longest first): use data.truncation=head"
         )
+    refused += chunk_problems(cfg)
     task, metric_refused = cfg.data.task, metric_problem(cfg.data.task, cfg.trainer.select_metric)
     if metric_refused:
         refused.append(metric_refused)
@@ -108,6 +118,25 @@ def check_config(cfg: DictConfig) -> None:
         refused.append(f"data.task={task}: data={cfg.data.name} is single-label; use data=text with your labels")
     if refused:
         raise ConfigError("; ".join(refused))
+
+
+def chunk_problems(cfg: DictConfig) -> list:
+    """data.truncation=chunks against the knobs it meets."""
+    data, compile_setting = cfg.data, str(cfg.trainer.compile).lower()
+    if data.truncation != "chunks":
+        return []
+    refused = []
+    if data.chunk_stride * 2 >= data.max_len:
+        refused.append(
+            f"data.chunk_stride={data.chunk_stride}: windows of data.max_len={data.max_len} tokens must overlap "
+            f"by less than half a window; use 0 <= data.chunk_stride < {(data.max_len + 1) // 2}"
+        )
+    if compile_setting in ("true", "reduce-overhead"):
+        refused.append(
+            f"trainer.compile={compile_setting} with data.truncation=chunks: each batch holds another number of "
+            "windows, a new shape to compile every time; use trainer.compile=false (or auto, which runs eagerly)"
+        )
+    return refused
 
 
 def require_model_identity(model_cfg: DictConfig) -> None:

@@ -10,7 +10,7 @@ import inspect
 import json
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -20,7 +20,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sweep.errors import ModelLoadError
 from sweep.model.pooling import WIDTH as POOLED_WIDTH
-from sweep.model.pooling import make_pooling
+from sweep.model.pooling import WindowPool, make_pooling
 from sweep.rundir import ADAPTER_DIR, CLASSIFIER_FILE, HEAD_FILE
 
 try:  # transformers >= 5: one mask builder per attention kind, with a switch for the no-padding shortcut
@@ -104,6 +104,21 @@ def max_positions(config: PretrainedConfig, tokenizer: Optional[PreTrainedTokeni
     return min(known) if known else None
 
 
+def checkpoint_activations(encoder: PreTrainedModel, model_name: str) -> None:
+    """trainer.gradient_checkpointing: the encoder recomputes each layer's activations in the backward
+    pass (transformers' own switch; non-reentrant, the form that works under LoRA and torch.compile)."""
+    if not encoder.supports_gradient_checkpointing:
+        raise ModelLoadError(
+            f"trainer.gradient_checkpointing=true: model {model_name!r} ({encoder.config.model_type}) does not "
+            f"support it in transformers; use trainer.gradient_checkpointing=false"
+        )
+    enable = getattr(encoder, "activation_checkpointing_enable", None)  # its name since transformers 5.2x
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def require_padding(tokenizer: PreTrainedTokenizerBase, source: str) -> None:
     """Batches are padded: a tokenizer without a padding token cannot make them."""
     if tokenizer.pad_token_id is None:
@@ -179,7 +194,9 @@ def unmask_empty_rows(mask: torch.Tensor) -> torch.Tensor:
 
 class Classifier(nn.Module):
     """encoder -> pooled sentence vector -> dropout -> linear head; the same head for every encoder.
-    layers > 1 pools the average of the last `layers` layers' token states (pooling.layers)."""
+    layers > 1 pools the average of the last `layers` layers' token states (pooling.layers).
+    windows = (window pooling, max windows per text): the rows are windows of texts (data.truncation=
+    chunks), each pooled as above, then each text's windows pooled into the text's vector."""
 
     def __init__(
         self,
@@ -189,14 +206,17 @@ class Classifier(nn.Module):
         head_dropout: float = 0.1,
         layers: int = 1,
         frozen_encoder: bool = False,
+        windows: Optional[Tuple[str, int]] = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.pooling, self.layers, self.frozen_encoder = pooling, layers, frozen_encoder
         width = encoder.config.hidden_size
         self.pool = make_pooling(pooling, width)
+        pooled_width = width * POOLED_WIDTH.get(pooling, 1)
+        self.window_pool = WindowPool(windows[0], pooled_width, windows[1]) if windows else None
         self.dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(width * POOLED_WIDTH.get(pooling, 1), num_labels)
+        self.head = nn.Linear(pooled_width, num_labels)
         object.__setattr__(self, "adapter", None)  # a LoRA wrapper of the encoder; not a submodule (no double weights)
 
     def attach_adapter(self, adapter) -> None:
@@ -227,9 +247,25 @@ class Classifier(nn.Module):
             hidden = torch.stack([*out.hidden_states[-self.layers : -1], hidden]).mean(dim=0)
         return hidden
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **encoder_inputs) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        windows: Optional[torch.Tensor] = None,
+        **encoder_inputs,
+    ) -> torch.Tensor:
+        """windows: how many of the rows (windows) each text has, text by text (data.truncation=chunks)."""
         hidden = self.token_states(input_ids, attention_mask, **encoder_inputs)
-        return self.head(self.dropout(self.pool(hidden, attention_mask)))
+        return self.classify(self.pool(hidden, attention_mask), windows)
+
+    def classify(self, pooled: torch.Tensor, windows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Pooled vectors (of windows, pooled per text first) -> the head's outputs."""
+        if windows is not None:
+            pooled = self.window_pool(pooled, windows)
+        return self.head(self.dropout(pooled))
+
+    def window_meta(self) -> Dict[str, object]:
+        return {"window_pooling": self.window_pool.name, "max_chunks": self.window_pool.max_windows}
 
     @property
     def num_labels(self) -> int:
@@ -254,6 +290,8 @@ class Classifier(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(directory)
         trained_with_head = {"head": self.head, "pool": self.pool}  # a learned pooling's parameters too
+        if self.window_pool is not None:
+            trained_with_head["window_pool"] = self.window_pool
         head = {
             f"{part}.{k}": v.detach().cpu().contiguous()
             for part, module in trained_with_head.items()
@@ -266,6 +304,7 @@ class Classifier(nn.Module):
             "pooling_layers": self.layers,
             "num_labels": self.num_labels,
             "head_dropout": self.dropout.p,
+            **(self.window_meta() if self.window_pool is not None else {}),
             **meta,
         }
         (directory / CLASSIFIER_FILE).write_text(json.dumps(info, indent=2))
@@ -279,9 +318,19 @@ class Classifier(nn.Module):
             )
         info = json.loads((directory / CLASSIFIER_FILE).read_text())
         layers = info.get("pooling_layers", 1)  # checkpoints from before pooling.layers pooled the last layer
-        model = cls(load_encoder(str(directory)), info["pooling"], info["num_labels"], info["head_dropout"], layers)
+        windows = (info["window_pooling"], info["max_chunks"]) if "window_pooling" in info else None
+        model = cls(
+            load_encoder(str(directory)),
+            info["pooling"],
+            info["num_labels"],
+            info["head_dropout"],
+            layers,
+            windows=windows,
+        )
         saved = load_file(directory / HEAD_FILE)
-        for part, module in (("head", model.head), ("pool", model.pool)):
+        for part, module in (("head", model.head), ("pool", model.pool), ("window_pool", model.window_pool)):
+            if module is None:
+                continue
             module.load_state_dict(
                 {k.removeprefix(f"{part}."): v for k, v in saved.items() if k.startswith(f"{part}.")}
             )

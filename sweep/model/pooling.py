@@ -74,3 +74,25 @@ def make_pooling(name: str, hidden_size: int) -> nn.Module:
     if name in LEARNED:
         return LEARNED[name](hidden_size)
     return Parameterless(POOLERS[name])  # a name outside these was refused with the config (sweep/config/schema.py)
+
+
+class WindowPool(nn.Module):
+    """data.truncation=chunks: the vectors of a text's windows (rows of one tensor, text by text,
+    `counts` windows each) -> one vector per text, by mean, max or a learned attention over the
+    text's windows (the token poolers, applied to windows instead of tokens). The windows are laid
+    out as (texts, max_windows, width) with a mask of the real ones: no wait for the device."""
+
+    def __init__(self, name: str, width: int, max_windows: int):
+        super().__init__()
+        self.name, self.max_windows = name, max_windows
+        self.pool = make_pooling(name, width)
+
+    def forward(self, vectors: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        texts = counts.shape[0]
+        text = torch.repeat_interleave(torch.arange(texts, device=counts.device), counts, output_size=vectors.shape[0])
+        first = torch.cumsum(counts, 0) - counts  # each text's first row
+        position = torch.arange(vectors.shape[0], device=counts.device) - first[text]
+        laid_out = vectors.new_zeros((texts, self.max_windows, vectors.shape[-1]))
+        laid_out[text, position] = vectors
+        mask = torch.arange(self.max_windows, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
+        return self.pool(laid_out, mask.long())

@@ -4,7 +4,7 @@ adds peft's low-rank adapters to the encoder's attention and trains those with t
 peft is imported only for lora."""
 
 import warnings
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from torch import nn
 from transformers import PreTrainedModel
@@ -66,13 +66,23 @@ def add_lora(encoder: PreTrainedModel, method_cfg):
         return get_peft_model(encoder, config)
 
 
-def build_classifier(encoder: PreTrainedModel, method_cfg, pooling_cfg, num_labels: int, head_dropout: float):
-    """The Classifier of the regime: adapters added before the head is made (the seed decides both)."""
+def build_classifier(
+    encoder: PreTrainedModel,
+    method_cfg,
+    pooling_cfg,
+    num_labels: int,
+    head_dropout: float,
+    windows: Optional[Tuple[str, int]] = None,
+):
+    """The Classifier of the regime: adapters added before the head is made (the seed decides both).
+    windows: (window pooling, max windows per text) where the texts come in windows (data.truncation=chunks)."""
     adapter = add_lora(encoder, method_cfg) if method_cfg.name == "lora" else None
     frozen = method_cfg.name == "frozen"
     if frozen:
         encoder.requires_grad_(False)
-    model = Classifier(encoder, pooling_cfg.name, num_labels, head_dropout, pooling_cfg.layers, frozen_encoder=frozen)
+    model = Classifier(
+        encoder, pooling_cfg.name, num_labels, head_dropout, pooling_cfg.layers, frozen_encoder=frozen, windows=windows
+    )
     if adapter is not None:
         model.attach_adapter(adapter)
     return model

@@ -20,11 +20,15 @@ DECIMALS = {
     "test_samples_per_s": 0,
     "onnx_int8_samples_per_s": 0,
     "peak_memory_mib": 0,
+    "data/test_cut_frac": 3,
 }
 # what the job records under those names (sweep/rundir.py METRICS_FIELDS)
 COLUMN_NOTES = (
     "train acc (running, best epoch): the accuracy over the best epoch's training batches while they were "
     "trained, with dropout on and the weights changing; not the best checkpoint evaluated on the train split.",
+    "test texts cut: the share of the test texts longer than the run reads (data.max_len tokens, or "
+    "data.max_chunks windows with data.truncation=chunks), counted with the run's tokenizer; metrics.json's "
+    "data/test_tokens_p50, _p90, _p99 and _max give their lengths (empty for runs from before it).",
     "train loop: the training epochs only (batches, forward, backward, optimizer steps), summed over the "
     "epochs run; not evaluation, tokenization or compilation.",
     "inference samples/s (test): the test pass on the best checkpoint at data.eval_batch_size, the first "

@@ -29,6 +29,7 @@ METRICS = {
     "test/spearman": "test Spearman r",
     "test/mse": "test MSE",
     "best_epoch": "best epoch",
+    "data/test_cut_frac": "test texts cut",
     "train_seconds": "train loop (s)",
     "train_samples_per_s": "train loop samples/s",
     "test_samples_per_s": "inference samples/s (test)",

@@ -108,40 +108,46 @@ def require_matching_input(meta: dict, directory: Path, pairs: Optional[List[str
         raise PredictError(f"{str(directory)!r} was trained on single texts, not pairs: drop --pair-column")
 
 
+def encode(tokenizer, texts: List[str], pairs: Optional[List[str]], meta: dict) -> dict:
+    """A batch's padded inputs, the tokens kept as the run kept them (classifier.json: max_len,
+    truncation and, for chunks, its windows), as torch tensors."""
+    import torch
+
+    from sweep.data.truncation import keep_tokens
+    from sweep.data.windows import cut_windows
+
+    max_len = int(meta.get("max_len") or tokenizer.model_max_length)
+    truncation = meta.get("truncation", "head")  # checkpoints from before data.truncation kept the head
+    if pairs is not None or truncation == "head":
+        return tokenizer(texts, pairs, truncation=True, max_length=max_len, padding=True, return_tensors="pt")
+    if truncation != "chunks":  # the tail, or head and tail
+        return tokenizer.pad(keep_tokens(tokenizer, texts, max_len, truncation), return_tensors="pt")
+    windows = cut_windows(tokenizer, texts, max_len, int(meta.get("chunk_stride", 0)), int(meta["max_chunks"]))
+    counts = torch.tensor([len(ids) for ids in windows["input_ids"]], dtype=torch.long)
+    flat = {name: [window for text in lists for window in text] for name, lists in windows.items()}
+    return {**tokenizer.pad(flat, return_tensors="pt"), "windows": counts}
+
+
 def model_outputs(
-    model,
-    tokenizer,
-    texts: List[str],
-    pairs: Optional[List[str]],
-    max_len: int,
-    batch_size: int,
-    device,
-    precision,
-    truncation: str = "head",
+    model, tokenizer, texts: List[str], pairs: Optional[List[str]], meta: dict, batch_size: int, device, precision
 ):
     """The head's outputs (logits) for each text (or pair) (n x outputs, float32 numpy), batch by batch;
-    each batch is padded to its longest input, texts and pairs truncated as in training."""
+    each batch is padded to its longest input, texts and pairs cut as in training (`meta`: the run's
+    classifier.json)."""
     import torch
     from tqdm.auto import tqdm
 
-    from sweep.data.truncation import keep_tokens
     from sweep.model.classifier import encoder_input_names
 
-    names = encoder_input_names(model.encoder, tokenizer)
+    names = encoder_input_names(model.encoder, tokenizer) + ["windows"]
     starts = range(0, len(texts), batch_size)
     shown = None if len(starts) >= PROGRESS_MIN_BATCHES else True  # None: a bar where stderr is a terminal
     out = []
     with torch.inference_mode():
         for start in tqdm(starts, desc="predict", unit="batch", disable=shown, file=sys.stderr):
-            batch = texts[start : start + batch_size]
-            if pairs is None and truncation != "head":  # the tail, or head and tail: as the run kept them
-                encoded = tokenizer.pad(keep_tokens(tokenizer, batch, max_len, truncation), return_tensors="pt")
-            else:
-                batch_pairs = pairs[start : start + batch_size] if pairs is not None else None
-                encoded = tokenizer(
-                    batch, batch_pairs, truncation=True, max_length=max_len, padding=True, return_tensors="pt"
-                )
-            inputs = {name: encoded[name].to(device) for name in names}
+            batch_pairs = pairs[start : start + batch_size] if pairs is not None else None
+            encoded = encode(tokenizer, texts[start : start + batch_size], batch_pairs, meta)
+            inputs = {name: encoded[name].to(device) for name in names if name in encoded}
             with precision.autocast():
                 logits = model(**inputs)
             out.append(logits.float().cpu())
@@ -159,9 +165,7 @@ def torch_outputs(directory: Path, meta: dict, texts, pairs, batch_size: int, de
     model, tokenizer = load_checkpoint(directory)
     model = model.to(torch_device)
     precision = resolve_precision("auto", torch_device)  # bf16 on cards that have it, fp32 on CPU
-    max_len = int(meta.get("max_len") or tokenizer.model_max_length)
-    truncation = meta.get("truncation", "head")  # checkpoints from before data.truncation kept the head
-    return model_outputs(model, tokenizer, texts, pairs, max_len, batch_size, torch_device, precision, truncation)
+    return model_outputs(model, tokenizer, texts, pairs, meta, batch_size, torch_device, precision)
 
 
 def onnx_outputs(directory: Path, backend: str, texts, pairs, batch_size: int):

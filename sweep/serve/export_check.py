@@ -78,10 +78,10 @@ def check(model, tokenizer, meta, directory: Path, backends, rows) -> Tuple[Dict
 
     texts, pairs, labels = rows
     cpu, threads = torch.device("cpu"), torch.get_num_threads()
-    fp32, truncation = resolve_precision("fp32", cpu), meta.get("truncation", "head")
+    fp32 = resolve_precision("fp32", cpu)
 
     def torch_outputs(texts, pairs, batch):
-        return model_outputs(model, tokenizer, texts, pairs, meta["max_len"], batch, cpu, fp32, truncation)
+        return model_outputs(model, tokenizer, texts, pairs, meta, batch, cpu, fp32)
 
     passes = {"torch": torch_outputs}
     passes.update({b: OnnxClassifier(directory, b, threads).outputs for b in backends})

@@ -69,7 +69,7 @@ def config_table(config: Dict[str, Any], metrics: Dict[str, Any], meta: Dict[str
             f"{data.get('name')}: {metrics.get('train_samples')} train / {metrics.get('valid_samples')} "
             f"valid / {metrics.get('test_samples')} test rows",
         ),
-        ("tokens", f"max_len {meta.get('max_len')}, truncation {meta.get('truncation', 'head')}"),
+        ("tokens", tokens_read(meta, metrics)),
         ("optimizer", f"{optim.get('name')}, lr {optim.get('lr')}, scheduler {optim.get('scheduler')}"),
         (
             "training",
@@ -100,6 +100,18 @@ def results(metrics: Dict[str, Any]) -> List[str]:
     return lines + ["", f"Cost on {metrics.get('device')}: " + "; ".join(cost) + "."]
 
 
+def tokens_read(meta: Dict[str, Any], metrics: Dict[str, Any]) -> str:
+    """What the run read of a text, and how many test texts were longer (sweep/data/lengths.py)."""
+    read = f"max_len {meta.get('max_len')}, truncation {meta.get('truncation', 'head')}"
+    if meta.get("truncation") == "chunks":
+        read += (
+            f": up to {meta.get('max_chunks')} windows of max_len tokens (overlap {meta.get('chunk_stride', 0)}),"
+            f" each pooled by {meta.get('pooling')}, pooled by {meta.get('window_pooling')} over the windows"
+        )
+    cut = metrics.get("data/test_cut_frac")
+    return read + (f"; {cut:.1%} of the test texts longer than that" if cut is not None else "")
+
+
 def usage(meta: Dict[str, Any]) -> List[str]:
     pairs = meta.get("text_pair_column")
     given = f"--file pairs.csv --text-column text --pair-column {pairs}" if pairs else '"a gripping film"'
@@ -114,10 +126,26 @@ def usage(meta: Dict[str, Any]) -> List[str]:
         "from sweep.model.classifier import Classifier",
         "from transformers import AutoTokenizer",
         'model, tokenizer = Classifier.from_pretrained("best"), AutoTokenizer.from_pretrained("best")',
-        f'batch = tokenizer(["a gripping film"], truncation=True, max_length={meta.get("max_len")}, return_tensors="pt")',
-        READ_OUTPUTS[meta.get("task", "single_label")].format(**meta),
+        batch_line(meta),
+        read_line(meta),
         "```",
     ]
+
+
+def read_line(meta: Dict[str, Any]) -> str:
+    line = READ_OUTPUTS[meta.get("task", "single_label")].format(**meta)
+    if meta.get("truncation") == "chunks":  # the forward's third input: how many windows each text has
+        line = line.replace('batch["attention_mask"])', 'batch["attention_mask"], batch["windows"])')
+    return line
+
+
+def batch_line(meta: Dict[str, Any]) -> str:
+    if meta.get("truncation") == "chunks":  # the windows as the run cut them, and how many each text has
+        return (
+            "from sweep.serve.checkpoint import read_meta; from sweep.serve.classify import encode\n"
+            'batch = encode(tokenizer, ["a gripping film"], None, read_meta("best"))'
+        )
+    return f'batch = tokenizer(["a gripping film"], truncation=True, max_length={meta.get("max_len")}, return_tensors="pt")'
 
 
 def export_section(record: Dict[str, Any]) -> List[str]:

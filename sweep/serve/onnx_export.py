@@ -84,6 +84,16 @@ def require_exporter(opset: Optional[int]) -> None:
         )
 
 
+def require_one_sequence(best: Path, meta: Dict[str, Any]) -> None:
+    """The graph takes one sequence per text: a run that reads a text as windows is served by torch."""
+    if meta.get("truncation") == "chunks":
+        raise ExportError(
+            f"{str(best)!r} reads each text as up to {meta.get('max_chunks')} windows (data.truncation=chunks) and "
+            f"pools them, which the exported graph (one sequence per text) does not do; serve it with "
+            f"predict.py --backend torch"
+        )
+
+
 def require_writable(best: Path) -> None:
     if not os.access(best, os.W_OK):
         raise ExportError(
@@ -209,6 +219,7 @@ def export(
 
     run_dir, best = locate(Path(path))
     meta = read_meta(best)
+    require_one_sequence(best, meta)
     require_exporter(opset)
     require_writable(best)
     model, tokenizer = load_checkpoint(best)

