@@ -6,13 +6,12 @@ texts each run cut, a kill and resume in the middle of an epoch, predict.py and 
 import json
 import signal
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from transformers import AutoModel
 
-from helpers.app import IMDB_DIR, needs_imdb, start, train_in_process, wait_for_log
+from helpers.app import IMDB_DIR, TIMING_KEYS, start, train_in_process, wait_for_log
 from helpers.data_files import predict_main, write
 from helpers.rundirs import metrics, run_dirs
 from sweep.data.loaders import Collator
@@ -165,7 +164,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tokenizers, re
             m for name, m in model.encoder.named_modules() if ".0." in name and isinstance(m, torch.nn.Linear)
         )
         count = [0]
-        inner.register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+        inner.register_forward_hook(lambda *_, count=count: count.__setitem__(0, count[0] + 1))
         forward = torch.compile(model, backend="aot_eager") if setup == "compiled" else model
         results.append(gradients_of(forward, model, batch_of(tokenizer, reviews[:6], windows)))
         calls.append(count[0])
@@ -186,3 +185,167 @@ def gradients_of(forward, model, batch):
     loss = torch.nn.functional.cross_entropy(forward(**batch), labels)
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+# ---------------------------------------------------------------- runs
+
+# generated reviews after 120 words of neutral filler (~135 tokens): a head of 64 tokens holds no signal
+LATE_SIGNAL = [
+    "experiment=smoke",
+    "model=bert",
+    "pooling=mean",
+    "logger=none",
+    "data.preamble_words=120",
+    "data.n_samples=2000",
+    "data.max_len=64",
+    "data.max_chunks=4",
+    "trainer.eval_every_steps=25",  # 50 steps an epoch: a resumable state in the middle of each
+]
+CHUNKS = "data.truncation=chunks"
+
+
+@pytest.fixture(scope="module")
+def late_signal_sweep(tmp_path_factory):
+    """The late-signal reviews read by head truncation and by chunks of 64 tokens, 3 epochs each."""
+    sweep_dir = tmp_path_factory.mktemp("late") / "sweep"
+    train_in_process(*LATE_SIGNAL, "data.truncation=head,chunks", f"hydra.sweep.dir={sweep_dir}")
+    return {metrics(d)["data/test_cut_frac"] == 0: d for d in run_dirs(sweep_dir)}  # True: the chunked run
+
+
+def test_chunks_learn_what_sits_past_the_first_window_where_head_truncation_stays_at_chance(late_signal_sweep):
+    chunked, head = metrics(late_signal_sweep[True]), metrics(late_signal_sweep[False])
+    assert chunked["status"] == head["status"] == "completed"
+    assert chunked["test/acc"] >= 0.75 and head["test/acc"] <= 0.62, (chunked["test/acc"], head["test/acc"])
+    # what each run read: every test text is longer than 64 tokens, none longer than 4 windows of them
+    assert head["data/test_cut_frac"] == 1.0 and chunked["data/test_cut_frac"] == 0.0
+    assert 64 < chunked["data/test_tokens_p50"] <= chunked["data/test_tokens_max"] <= tokens_read(64, 2, 0, 4) + 2
+    assert head["data/test_tokens_p50"] == chunked["data/test_tokens_p50"]  # the same texts, the same tokenizer
+    log = (late_signal_sweep[False] / "train.log").read_text()
+    assert "100% of the test texts are longer than the run reads (max_len 64)" in log
+    meta = json.loads((late_signal_sweep[True] / "best" / "classifier.json").read_text())
+    assert (meta["truncation"], meta["max_chunks"], meta["chunk_stride"], meta["window_pooling"]) == (
+        "chunks",
+        4,
+        0,
+        "mean",
+    )
+    card = (late_signal_sweep[True] / "best" / "README.md").read_text()
+    assert "up to 4 windows" in card and "0.0% of the test texts longer" in card
+
+
+def test_collect_shows_the_share_of_test_texts_each_run_cut(late_signal_sweep, tmp_path):
+    from sweep.collect import main as collect_main
+
+    assert collect_main([str(late_signal_sweep[True].parent), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "comparison.csv")
+    assert sorted(table["data/test_cut_frac"]) == [0.0, 1.0]
+    assert "test texts cut" in (tmp_path / "comparison.md").read_text()
+
+
+def late_test_texts():
+    """The chunked run's test split, regenerated as the run made it: (texts, their idx)."""
+    from helpers.data_files import data_config
+    from sweep.data.sources import prepare_splits
+
+    test = prepare_splits(data_config("synthetic", *LATE_SIGNAL[4:7]))["test"]
+    return test["text"][:], test["idx"][:]
+
+
+def test_predict_on_a_chunked_run_gives_the_runs_own_test_labels_and_the_export_says_why_not(
+    late_signal_sweep, tmp_path, capsys
+):
+    run_dir = late_signal_sweep[True]
+    texts, idx = late_test_texts()
+    write(pd.DataFrame({"text": texts}), tmp_path / "test.csv")
+    result = predict_main(run_dir, "--file", tmp_path / "test.csv", "--out", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr
+    served = pd.read_csv(tmp_path / "p.csv")["class_id"].to_numpy()
+    own = pd.read_parquet(run_dir / "predictions_test.parquet").set_index("index").loc[idx, "pred"].to_numpy()
+    assert len(served) == len(texts) and (served == own).all()
+
+    from sweep.export import main as export_main
+
+    assert export_main([str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.truncation=chunks" in err[0] and "predict.py --backend torch" in err[0]
+    assert not (run_dir / "best" / "onnx").exists()
+
+
+@pytest.mark.slow
+def test_a_chunked_run_killed_in_the_middle_of_an_epoch_resumes_and_ends_as_if_never_stopped(
+    late_signal_sweep, tmp_path
+):
+    sweep_dir = tmp_path / "sweep"
+    overrides = [*LATE_SIGNAL, CHUNKS, f"hydra.sweep.dir={sweep_dir}"]
+    process = start(*overrides)
+    run_dir = sweep_dir / late_signal_sweep[True].name
+    wait_for_log(run_dir / "train.log", "resumable state saved after epoch 1.5 (step 75)", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    train_in_process(*overrides)
+    assert "resuming after epoch 1.5, step 75" in (run_dir / "train.log").read_text()
+    resumed, uninterrupted = metrics(run_dir), metrics(late_signal_sweep[True])
+    for key in uninterrupted.keys() - TIMING_KEYS:
+        assert resumed[key] == uninterrupted[key], key
+    predictions = [pd.read_parquet(d / "predictions_test.parquet") for d in (run_dir, late_signal_sweep[True])]
+    pd.testing.assert_frame_equal(*predictions)
+
+
+PREAMBLE = " ".join(["we watched it on a rainy sunday at home ."] * 8)  # 80 words of filler before the signal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "task, overrides, metric, floor",
+    [
+        (
+            "multi_label",
+            ["method=frozen", "optim.lr=5e-2", "trainer.epochs=5", "pooling.windows=max"],
+            "test/micro_f1",
+            0.6,
+        ),
+        ("regression", ["method=lora", "optim.lr=2e-3", "pooling.windows=attention"], "test/pearson", 0.6),
+    ],
+)
+def test_chunked_runs_of_the_other_tasks_and_methods_learn_past_the_first_window(
+    tmp_path, task, overrides, metric, floor
+):
+    from test_tasks import TINY, scored_rows, topic_rows
+
+    data = tmp_path / "data"
+    data.mkdir()
+    frame = topic_rows(1000) if task == "multi_label" else scored_rows(1000).rename(columns={"score": "label"})
+    frame["text"] = PREAMBLE + " " + frame["text"]
+    write(frame, data / "train.csv")
+    sweep_dir = tmp_path / "sweep"
+    cache = f"method.feature_cache={tmp_path / 'features'}"  # the probe's window vectors: this test's own
+    train_in_process(
+        *TINY, *overrides, "pooling=mean", CHUNKS, "data.max_chunks=6", cache, f"data.local_dir={data}",
+        f"data.task={task}", f"hydra.sweep.dir={sweep_dir}",
+    )  # fmt: skip
+    m = metrics(run_dirs(sweep_dir)[0])
+    assert m["status"] == "completed" and m[metric] >= floor, (m["status"], m.get(metric), m.get("error"))
+    assert m["data/test_cut_frac"] == 0 and m["data/test_tokens_p50"] > 32  # longer than a window, read whole
+    if task == "multi_label":  # the cache holds a vector per window, and how many each text has
+        from safetensors.torch import load_file
+
+        (entry,) = [p for p in (tmp_path / "features").iterdir() if p.is_dir()]
+        test = load_file(entry / "test.safetensors")
+        assert test["windows"].sum() == len(test["mean"]) > len(test["labels"]) == m["test_samples"]
+
+
+@pytest.mark.slow
+def test_a_tiny_modernbert_reads_2048_tokens_with_dynamic_padding_and_grouped_batches(tmp_path):
+    """ModernBERT's long native context against chunks of 128 x 16 on the same ~600-token texts."""
+    data = ["experiment=smoke", "model=modernbert", "logger=none", "data.preamble_words=500", "data.n_samples=240"]
+    data += ["trainer.epochs=1", "trainer.save_best=false"]
+    native = ["data.max_len=2048", "model.tiny_config.max_position_embeddings=2048", "data.padding=dynamic"]
+    native += ["data.group_by_length=true"]
+    train_in_process(*data, *native, f"hydra.sweep.dir={tmp_path / 'native'}")
+    train_in_process(*data, CHUNKS, "data.max_len=128", "data.max_chunks=16", f"hydra.sweep.dir={tmp_path / 'chunks'}")
+    for name in ("native", "chunks"):
+        m = metrics(run_dirs(tmp_path / name)[0])
+        assert m["status"] == "completed" and m["data/test_cut_frac"] == 0, (name, m.get("error"))
+        assert m["data/test_tokens_p50"] > 512  # past BERT's 512 positions, read whole either way
+        predictions = pd.read_parquet(run_dirs(tmp_path / name)[0] / "predictions_test.parquet")
+        assert len(predictions) == m["test_samples"] and predictions["pred"].isin([0, 1]).all()
