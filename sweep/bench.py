@@ -8,6 +8,7 @@ python -m sweep.bench --model bert-tiny --data               # + IMDB data prepa
 python sweep/bench.py --quick --model modernbert-tiny        # a few seconds: what the tests run
 python sweep/bench.py --regimes --model bert --pooling mean  # LoRA's step and the frozen encoding vs fine-tuning
 python sweep/bench.py --inference RUN_DIR --threads 2         # torch vs its ONNX export (fp32, int8), served
+python sweep/bench.py --long --model bert-tiny --max-len 512  # gradient checkpointing; padded vs grouped batches
 """
 
 import sys
@@ -30,6 +31,11 @@ def main(argv=None) -> int:
             print(f"bench.py: error: {error}", file=sys.stderr)
             return 2
         print_inference(args.inference, rows, args.rounds, threads)
+        return 0
+    if args.long:
+        from sweep.benchmarks.long_texts import bench_long, print_long
+
+        print_long(args, bench_long(args))
         return 0
     if args.regimes:
         from sweep.benchmarks.regimes import bench_regimes, print_regimes  # peft: only here

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers.app import needs_imdb
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -53,7 +55,7 @@ def test_bench_and_model_imports_need_only_torch_and_transformers_and_a_step_loa
     step imports inductor (1.1 s of CPU at every job's start) and only a compiled model has graphs."""
     code = (
         "import sys, sweep.bench, sweep.benchmarks.steps, sweep.benchmarks.host_sync, sweep.config.schema, sweep.model.classifier, sweep.fit.step, sweep.model.pooling\n"
-        "import sweep.benchmarks.regimes, sweep.model.regimes, sweep.fit.optimizer\n"
+        "import sweep.benchmarks.regimes, sweep.model.regimes, sweep.fit.optimizer, sweep.benchmarks.long_texts\n"
         "import sweep.model.tiny\n"
         "heavy = [m for m in ('datasets', 'hydra', 'omegaconf', 'wandb', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -101,3 +103,22 @@ def test_regimes_bench_prints_lora_and_the_frozen_encoding_against_fine_tuning(c
         rate[side], trainable[side], ratio[side] = float(samples_per_s), int(params.replace(",", "")), float(x)
     assert all(r > 0 for r in rate.values()) and ratio["finetune"] == 1.0
     assert 0 < trainable["lora"] < trainable["finetune"] and trainable["frozen encode"] == 0
+
+
+@needs_imdb
+def test_long_bench_prints_what_checkpointing_and_grouped_batches_save(capsys):
+    from sweep.bench import main
+
+    argv = ["--long", "--quick", "--model", "bert-tiny", "--device", "cpu", "--batch-size", "8", "--max-len", "256"]
+    argv += ["--reviews", "32", "--steps", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^(checkpointed|plain)\s+[0-9.]+\s+([0-9.]+)x\s+([0-9.]+)\s+([0-9]+)$", out, re.M)
+    assert [row[0] for row in rows] == ["checkpointed", "plain"], out
+    saved = {side: float(mib) for side, _, mib, _ in rows}
+    assert saved["checkpointed"] < saved["plain"] / 4  # the layers' activations are not kept, only their inputs
+    padding = re.findall(r"^(max_length|dynamic \+ grouped)\s+([0-9.]+)\s+([0-9.]+)x\s+([0-9]+)%$", out, re.M)
+    assert [row[0] for row in padding] == ["max_length", "dynamic + grouped"], out
+    share = {side: int(pct) for side, _, _, pct in padding}
+    # fewer padding tokens, however long the reviews are against max_len (halved at 512: the README's table)
+    assert share["dynamic + grouped"] < share["max_length"]

@@ -17,7 +17,9 @@ values the host reads, each a stall of the GPU queue; eager runs only). Models a
 configs: no download. The train-step benchmark is sweep/benchmarks/steps.py; --data's, sweep/benchmarks/data_prep.py;
 --regimes' (method=lora's train step and method=frozen's encoding pass against the full fine-tuning
 step, on the same weights and batches), sweep/benchmarks/regimes.py, which needs peft; --inference's (a
-run's best/ in torch and its ONNX export in ONNX Runtime, batch 1 and 32), sweep/benchmarks/inference.py.
+run's best/ in torch and its ONNX export in ONNX Runtime, batch 1 and 32), sweep/benchmarks/inference.py;
+--long's (gradient checkpointing's step time and memory; max_length padding against dynamic padding of
+length-grouped batches on real review lengths), sweep/benchmarks/long_texts.py.
 Needs only torch and transformers (GPU machines have no hydra or datasets); --data needs datasets."""
 
 
@@ -56,6 +58,15 @@ def parse_args(argv=None, usage: str = "") -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--quick", action="store_true", help="2 rounds x 3 steps, 1 warmup: a check that it runs")
+    add_other_benchmarks(p)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.rounds, args.warmup = 3, 2, 1
+    return checked(p, args)
+
+
+def add_other_benchmarks(p: argparse.ArgumentParser) -> None:
+    """The options of the benchmarks other than the train step's: --data beside it, the others instead."""
     p.add_argument("--data", action="store_true", help="also time the IMDB data preparation, cold and warm cache")
     p.add_argument(
         "--truncation", default="head", choices=TRUNCATIONS, help="--data: the tokens kept of a longer review"
@@ -66,6 +77,12 @@ def parse_args(argv=None, usage: str = "") -> argparse.Namespace:
         help="instead: the fine-tuning step, LoRA's step and the frozen encoding pass on the same model",
     )
     p.add_argument(
+        "--long",
+        action="store_true",
+        help="instead: the train step with and without gradient checkpointing, and padded vs length-grouped batches",
+    )
+    p.add_argument("--reviews", type=int, default=512, help="--long: the real reviews whose lengths are batched")
+    p.add_argument(
         "--data-dir",
         default=str(REPO.parent / "shared" / "data" / "imdb"),
         help="dir with IMDB train.parquet and test.parquet (default: ../shared/data/imdb of the repo)",
@@ -75,17 +92,13 @@ def parse_args(argv=None, usage: str = "") -> argparse.Namespace:
         metavar="RUN_DIR",
         help="instead: a run's classifier served by torch and by its ONNX export (samples/s, p50/p95 latency)",
     )
-    args = p.parse_args(argv)
-    if args.quick:
-        args.steps, args.rounds, args.warmup = 3, 2, 1
-    return checked(p, args)
 
 
 def checked(p: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """The warmup's default; counts below what a benchmark can run with: one line naming the option (p.error)."""
     if args.warmup is None:
         args.warmup = 10 if args.compile else 3
-    for option in ("batch_size", "max_len", "steps", "rounds", "threads"):
+    for option in ("batch_size", "max_len", "steps", "rounds", "threads", "reviews"):
         value = getattr(args, option)
         if value is not None and value < 1:
             p.error(f"--{option.replace('_', '-')} {value}: must be at least 1")

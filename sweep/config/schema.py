@@ -249,7 +249,8 @@ class TrainerConfig:
     # Typed Any: a YAML bool or a string.
     compile: Any = knob("auto", OneOf(("auto", True, False, "reduce-overhead")))
     # recompute the encoder's activations in the backward pass instead of keeping them (its own
-    # gradient_checkpointing_enable, non-reentrant): less memory for long inputs, ~30% more step time
+    # gradient_checkpointing_enable, non-reentrant): BERT-base at 4 x 512 on a CPU kept 91 MiB of
+    # activations instead of 3,043 for 1.09x the step time (bench.py --long)
     gradient_checkpointing: bool = False
     # torch.compile backend; eager / aot_eager tell a compiler bug from a model bug
     compile_backend: str = knob("inductor", Text())
