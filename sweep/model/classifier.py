@@ -112,6 +112,7 @@ def checkpoint_activations(encoder: PreTrainedModel, model_name: str) -> None:
             f"trainer.gradient_checkpointing=true: model {model_name!r} ({encoder.config.model_type}) does not "
             f"support it in transformers; use trainer.gradient_checkpointing=false"
         )
+    encoder.config.use_cache = False  # an encoder caches nothing; said here, transformers does not warn about it
     enable = getattr(encoder, "activation_checkpointing_enable", None)  # its name since transformers 5.2x
     if enable is not None:
         enable(activation_checkpointing_kwargs={"use_reentrant": False})
