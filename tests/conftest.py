@@ -5,6 +5,7 @@ The suite runs on pytest-xdist workers (the README's `-n 2`), each its own pytes
 shared run is trained by the first worker that asks for it, into a dir above every worker's own,
 while the others wait on its lock and then read it."""
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -90,26 +91,50 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: (*tier(item.path), rank[item.path]))
 
 
-def trained_once(tmp_path_factory, name: str, overrides) -> Path:
+def trained_once(tmp_path_factory, name: str, overrides, setup=None) -> Path:
     """The sweep dir of `overrides`, trained once for the whole test session: by this process, or
-    by the xdist worker that got the lock first. Tests only read it (copy it to change it)."""
+    by the xdist worker that got the lock first. Tests only read it (copy it to change it). `setup`,
+    handed the sweep dir's parent before the training, returns more overrides (where trackers log)."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the session's base temp; each worker's own is a dir inside it
-    sweep_dir = root / name / "sweep"
+    home = root / name
+    sweep_dir = home / "sweep"
     with FileLock(str(root / f"{name}.lock")):
-        done = root / name / "trained"
+        done = home / "trained"
         if not done.exists():
-            shutil.rmtree(sweep_dir, ignore_errors=True)  # what a worker that failed half-way left
-            train_in_process(*overrides, f"hydra.sweep.dir={sweep_dir}")
+            shutil.rmtree(home, ignore_errors=True)  # what a worker that failed half-way left
+            more = setup(home) if setup else []
+            train_in_process(*overrides, *more, f"hydra.sweep.dir={sweep_dir}")
             done.touch()
     return sweep_dir
 
 
+def smoke_trackers(home: Path) -> list:
+    """MLflow (best/ registered) and TensorBoard beside wandb, where their extras are installed:
+    test_trackers serves home/mlflow.db with a real `mlflow server` and reads these runs back instead
+    of training the grid again. The experiment is made here to keep its artifacts in home: one that
+    a client makes at a sqlite URI keeps them in ./mlruns, in the checkout."""
+    if not all(importlib.util.find_spec(extra) for extra in ("mlflow", "tensorboard")):
+        return []
+    from mlflow.tracking import MlflowClient
+
+    home.mkdir(parents=True)
+    store = f"sqlite:///{home / 'mlflow.db'}"
+    MlflowClient(tracking_uri=store).create_experiment("synthetic", artifact_location=(home / "mlartifacts").as_uri())
+    return [
+        "logger.trackers=[wandb,mlflow,tensorboard]",
+        f"logger.tracking_uri={store}",
+        "logger.log_model=true",
+        "logger.registered_model=smoke-classifier",
+    ]
+
+
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory):
-    """The README's smoke grid (2 models x 2 poolings, tiny models, generated data), run once."""
-    return trained_once(tmp_path_factory, "smoke", SMOKE_GRID)
+    """The README's smoke grid (2 models x 2 poolings, tiny models, generated data), run once; logged
+    to MLflow and TensorBoard too (smoke_trackers)."""
+    return trained_once(tmp_path_factory, "smoke", SMOKE_GRID, smoke_trackers)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
-"""The experiment trackers against the real thing: a real `mlflow server` (SQLite behind it, on
-127.0.0.1) that the smoke grid logs to, read back through MlflowClient; TensorBoard's event files read
-back with tensorboard's own reader; a run killed after its first validation and resumed is one MLflow
-run with every step once; a tracker that is down costs the run nothing but a warning line."""
+"""The experiment trackers against the real thing: the shared smoke grid's MLflow store (SQLite)
+behind a real `mlflow server` on 127.0.0.1, read back through MlflowClient; its TensorBoard event files
+read back with tensorboard's own reader; a run killed after its first validation and resumed is one
+MLflow run with every step once; a tracker that is down costs the run nothing but a warning line."""
 
 import os
 import socket
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers.app import SMOKE_GRID, app_env, start, train, train_in_process, wait_for_log
+from helpers.app import app_env, start, train, train_in_process, wait_for_log
 from helpers.rundirs import compose_config, metrics, run_dirs
 
 pytest.importorskip("mlflow", reason='the mlflow extra: pip install -e ".[mlflow]"')
@@ -22,8 +22,6 @@ pytest.importorskip("tensorboard", reason='the tensorboard extra: pip install -e
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
-BOTH = ["logger=mlflow", "logger.trackers=[mlflow,tensorboard]"]
 
 
 def free_port() -> int:
@@ -33,12 +31,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """`mlflow server` with a SQLite backend store on a free port of 127.0.0.1, stopped at the end."""
-    root, port = tmp_path_factory.mktemp("mlflow_server"), free_port()
+def mlflow_server(smoke_sweep):
+    """`mlflow server` on a free port of 127.0.0.1 over the SQLite store the shared smoke grid logged
+    to (tests/conftest.py), stopped at the end. Those runs' artifact URIs are local paths (file://):
+    a client on this machine reads them itself, through no artifact proxy."""
+    port = free_port()
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", f"sqlite:///{root / 'store.db'}", "--artifacts-destination", str(root / "art")]
-    command += ["--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{smoke_sweep.parent / 'mlflow.db'}", "--workers", "1"]
     server = subprocess.Popen(command, env=app_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     uri, deadline = f"http://127.0.0.1:{port}", time.time() + 120
     while True:
@@ -71,15 +70,13 @@ def assert_same_series(found, steps, values) -> None:
 
 
 @pytest.mark.slow
-def test_the_smoke_grid_logs_to_a_real_mlflow_server_and_to_tensorboard_at_once(mlflow_server, tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    models = ["logger.log_model=true", "logger.registered_model=smoke-classifier"]
-    overrides = [*SMOKE_GRID, *BOTH, *models, f"logger.tracking_uri={mlflow_server}", f"hydra.sweep.dir={sweep_dir}"]
-    train_in_process(*overrides)
+def test_the_smoke_grid_logs_to_mlflow_and_tensorboard_at_once_read_back_through_a_real_server(
+    smoke_sweep, mlflow_server, tmp_path
+):
     client = MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("synthetic")  # the data set's name: one experiment per project
     runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
-    dirs = run_dirs(sweep_dir)
+    dirs = run_dirs(smoke_sweep)
     assert sorted(runs) == sorted(d.name for d in dirs)  # one MLflow run per run dir, named as the dir
     for run_dir in dirs:
         run, recorded = runs[run_dir.name], metrics(run_dir)
